@@ -1,0 +1,350 @@
+//! Callsites: one `static` per instrumented function or manual metric.
+//!
+//! A callsite is registered lazily on its first recorded call: one relaxed load of its id after
+//! that. Registration assigns a dense index so the drain can aggregate by array lookup.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// What a callsite measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CallsiteKind {
+    /// A synchronous function.
+    Function,
+    /// An `async fn`: timed across awaits; dropping it early records `cancelled`.
+    Async,
+    /// A block timer from [`timer!`](crate::timer).
+    Timer,
+    /// A monotonic counter from [`counter!`](crate::counter).
+    Counter,
+    /// A gauge from [`gauge!`](crate::gauge).
+    Gauge,
+}
+
+/// Static description of a callsite: where it is and how it was configured.
+#[derive(Debug)]
+pub struct Metadata {
+    name: &'static str,
+    module_path: &'static str,
+    file: &'static str,
+    line: u32,
+    kind: CallsiteKind,
+    labels: &'static [(&'static str, &'static str)],
+    slow_ns: u64,
+    sample: f64,
+    audit: bool,
+    captures: bool,
+}
+
+/// Label names the exporters use themselves.
+pub(crate) const RESERVED_LABELS: &[&str] =
+    &["le", "quantile", "function", "module", "outcome", "error_kind"];
+
+impl Metadata {
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn new(
+        name: &'static str,
+        module_path: &'static str,
+        file: &'static str,
+        line: u32,
+        kind: CallsiteKind,
+    ) -> Self {
+        if matches!(kind, CallsiteKind::Counter | CallsiteKind::Gauge) && !is_metric_name(name) {
+            panic!("metric names must match [a-zA-Z_:][a-zA-Z0-9_:]*");
+        }
+        Metadata {
+            name,
+            module_path,
+            file,
+            line,
+            kind,
+            labels: &[],
+            slow_ns: 0,
+            sample: 0.0,
+            audit: false,
+            captures: false,
+        }
+    }
+
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn labels(mut self, labels: &'static [(&'static str, &'static str)]) -> Self {
+        let mut i = 0;
+        while i < labels.len() {
+            if !is_label_name(labels[i].0) {
+                panic!(
+                    "label names must match [a-zA-Z_][a-zA-Z0-9_]*, must not start with `__` and must not be one of le, quantile, function, module, outcome, error_kind"
+                );
+            }
+            let mut j = 0;
+            while j < i {
+                if str_eq(labels[i].0, labels[j].0) {
+                    panic!("duplicate label name");
+                }
+                j += 1;
+            }
+            i += 1;
+        }
+        self.labels = labels;
+        self
+    }
+
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn slow_ns(mut self, nanos: u64) -> Self {
+        self.slow_ns = nanos;
+        self
+    }
+
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn sample(mut self, fraction: f64) -> Self {
+        self.sample = fraction;
+        self
+    }
+
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn audit(mut self) -> Self {
+        self.audit = true;
+        self
+    }
+
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn captures(mut self) -> Self {
+        self.captures = true;
+        self
+    }
+
+    /// The callsite's name: `module::function` unless set with `name = "..."`.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The module the callsite is in.
+    #[must_use]
+    pub fn module_path(&self) -> &'static str {
+        self.module_path
+    }
+
+    /// The source file of the callsite.
+    #[must_use]
+    pub fn file(&self) -> &'static str {
+        self.file
+    }
+
+    /// The source line of the callsite.
+    #[must_use]
+    pub fn line(&self) -> u32 {
+        self.line
+    }
+
+    /// What the callsite measures.
+    #[must_use]
+    pub fn kind(&self) -> CallsiteKind {
+        self.kind
+    }
+
+    /// Static labels, validated against Prometheus label rules.
+    #[must_use]
+    pub fn labels_slice(&self) -> &'static [(&'static str, &'static str)] {
+        self.labels
+    }
+
+    /// The `slow` threshold set on this callsite, if any.
+    #[must_use]
+    pub fn slow_threshold(&self) -> Option<std::time::Duration> {
+        (self.slow_ns > 0).then(|| std::time::Duration::from_nanos(self.slow_ns))
+    }
+
+    /// The fraction of calls sent to event sinks regardless of outcome or duration.
+    #[must_use]
+    pub fn sample_rate(&self) -> f64 {
+        self.sample
+    }
+
+    /// Whether every call produces an audit entry.
+    #[must_use]
+    pub fn is_audited(&self) -> bool {
+        self.audit
+    }
+
+    /// Whether calls capture argument values.
+    #[must_use]
+    pub fn captures_arguments(&self) -> bool {
+        self.captures
+    }
+}
+
+/// Callsites are compared by identity: two metadata are equal only if they are the same static.
+impl PartialEq for Metadata {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl Eq for Metadata {}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Prometheus metric name rule: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+pub(crate) const fn is_metric_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    if b.is_empty() {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let ok = c.is_ascii_alphabetic() || c == b'_' || c == b':' || (i > 0 && c.is_ascii_digit());
+        if !ok {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Prometheus label name rule, minus reserved names: `[a-zA-Z_][a-zA-Z0-9_]*`, no `__` prefix.
+pub(crate) const fn is_label_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    if b.is_empty() || (b.len() >= 2 && b[0] == b'_' && b[1] == b'_') {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if !(c.is_ascii_alphabetic() || c == b'_' || (i > 0 && c.is_ascii_digit())) {
+            return false;
+        }
+        i += 1;
+    }
+    let mut r = 0;
+    while r < RESERVED_LABELS.len() {
+        if str_eq(name, RESERVED_LABELS[r]) {
+            return false;
+        }
+        r += 1;
+    }
+    true
+}
+
+/// A registered-on-first-use callsite. Created by the macros as a `static`.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Callsite {
+    meta: Metadata,
+    /// Dense index + 1 once registered; 0 before.
+    id: AtomicU32,
+    /// The last value set by `gauge!` (f64 bits), for gauge callsites.
+    pub(crate) gauge: AtomicU64,
+    /// Records lost because their thread was tearing down its thread-locals, per record kind.
+    pub(crate) orphaned: [AtomicU64; crate::buffer::SLOTS],
+}
+
+static REGISTRY: Mutex<Vec<&'static Callsite>> = Mutex::new(Vec::new());
+
+impl Callsite {
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn new(meta: Metadata) -> Self {
+        Callsite {
+            meta,
+            id: AtomicU32::new(0),
+            gauge: AtomicU64::new(0),
+            orphaned: [const { AtomicU64::new(0) }; crate::buffer::SLOTS],
+        }
+    }
+
+    /// The callsite's static description.
+    #[must_use]
+    pub fn metadata(&'static self) -> &'static Metadata {
+        &self.meta
+    }
+
+    /// Dense index of the callsite, registering it on first use.
+    #[inline(always)]
+    pub(crate) fn index(&'static self) -> u32 {
+        let id = self.id.load(Ordering::Relaxed);
+        if id != 0 { id - 1 } else { self.register() }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn register(&'static self) -> u32 {
+        let mut registry = REGISTRY.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let id = self.id.load(Ordering::Acquire);
+        if id != 0 {
+            return id - 1;
+        }
+        registry.push(self);
+        let index = u32::try_from(registry.len() - 1).expect("fewer than 2^32 callsites");
+        self.id.store(index + 1, Ordering::Release);
+        index
+    }
+}
+
+/// Copies the registered callsites from index `from` on into `into`.
+pub(crate) fn registered_since(from: usize, into: &mut Vec<&'static Callsite>) {
+    let registry = REGISTRY.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if registry.len() > from {
+        into.extend_from_slice(&registry[from..]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_rules() {
+        assert!(is_label_name("stage"));
+        assert!(is_label_name("_x1"));
+        assert!(!is_label_name("1x"));
+        assert!(!is_label_name("__name"));
+        assert!(!is_label_name("le"));
+        assert!(!is_label_name("outcome"));
+        assert!(!is_label_name("a-b"));
+        assert!(!is_label_name(""));
+    }
+
+    #[test]
+    fn metric_name_rules() {
+        assert!(is_metric_name("files_parsed_total"));
+        assert!(is_metric_name("ns:rate"));
+        assert!(!is_metric_name("9lives"));
+        assert!(!is_metric_name("a.b"));
+        assert!(!is_metric_name(""));
+    }
+
+    #[test]
+    fn registration_is_idempotent_and_dense() {
+        static A: Callsite = Callsite::new(Metadata::new("a", "m", "f", 1, CallsiteKind::Function));
+        static B: Callsite = Callsite::new(Metadata::new("b", "m", "f", 2, CallsiteKind::Function));
+        let a = A.index();
+        assert_eq!(A.index(), a);
+        let b = B.index();
+        assert_ne!(a, b);
+        let mut all = Vec::new();
+        registered_since(0, &mut all);
+        assert!(std::ptr::eq(all[a as usize], &A));
+        assert!(std::ptr::eq(all[b as usize], &B));
+    }
+}

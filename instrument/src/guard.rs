@@ -1,0 +1,236 @@
+//! The hot path: what an instrumented call does.
+//!
+//! `Guard::enter` loads the global state word once (relaxed). With no pipeline installed that is
+//! the whole cost. Otherwise it reads the clock; `ok`/`err` read it again and push one fixed-size
+//! record into the thread's queue. A guard dropped without `ok`/`err` records `panic` when the
+//! thread is unwinding, else `cancelled` (an `async fn` future dropped early), or `ok` for block
+//! timers, which end by going out of scope.
+
+use std::sync::atomic::Ordering;
+
+use crate::callsite::{Callsite, CallsiteKind};
+use crate::clock::{self, MODE_OFF};
+use crate::record::{Outcome, Record};
+
+/// An in-flight timed call. Created by `#[instrument_performance]` and [`timer!`](crate::timer).
+#[doc(hidden)]
+#[derive(Debug)]
+#[must_use = "a guard measures until it is finished or dropped"]
+pub struct Guard {
+    callsite: &'static Callsite,
+    start: u64,
+    state: u32,
+    fields: Option<Box<str>>,
+    finished: bool,
+}
+
+impl Guard {
+    /// Starts timing a call of `callsite`.
+    #[inline(always)]
+    pub fn enter(callsite: &'static Callsite) -> Guard {
+        let state = crate::pipeline::STATE.load(Ordering::Relaxed);
+        let mode = state & 0xff;
+        let start = if mode == MODE_OFF { 0 } else { clock::now(mode) };
+        Guard { callsite, start, state, fields: None, finished: false }
+    }
+
+    /// Whether argument values formatted now would be recorded.
+    #[inline(always)]
+    pub fn wants_fields(&self) -> bool {
+        self.state & 0xff != MODE_OFF
+    }
+
+    /// Attaches formatted argument values to this call's event.
+    pub fn set_fields(&mut self, fields: String) {
+        self.fields = Some(fields.into_boxed_str());
+    }
+
+    /// The call returned normally.
+    #[inline(always)]
+    pub fn ok(mut self) {
+        self.finish(Outcome::Ok, None);
+    }
+
+    /// The call returned an error of kind `kind`.
+    #[inline(always)]
+    pub fn err(mut self, kind: &'static str) {
+        self.finish(Outcome::Error, Some(kind));
+    }
+
+    #[inline(always)]
+    fn finish(&mut self, outcome: Outcome, error_kind: Option<&'static str>) {
+        self.finished = true;
+        let mode = self.state & 0xff;
+        if mode == MODE_OFF {
+            return;
+        }
+        let end = clock::now(mode);
+        self.record(end, outcome, error_kind);
+    }
+
+    #[inline]
+    fn record(&mut self, end: u64, outcome: Outcome, error_kind: Option<&'static str>) {
+        let duration = end.saturating_sub(self.start);
+        let fields = self.fields.take();
+        if self.callsite.metadata().is_audited() {
+            crate::audit::from_call(self.callsite, self.state, duration, outcome, error_kind, fields.as_deref());
+        }
+        crate::buffer::push(
+            self.callsite,
+            Record {
+                start: self.start,
+                duration,
+                correlation: 0,
+                error_kind,
+                fields,
+                callsite: 0,
+                outcome,
+                generation: (self.state >> 8) as u8,
+            },
+        );
+    }
+}
+
+impl Drop for Guard {
+    #[inline]
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let outcome = if std::thread::panicking() {
+            Outcome::Panic
+        } else if self.callsite.metadata().kind() == CallsiteKind::Timer {
+            Outcome::Ok
+        } else {
+            Outcome::Cancelled
+        };
+        self.finish(outcome, None);
+    }
+}
+
+/// A block timer from [`timer!`](crate::timer): measures until dropped (outcome `ok`, or
+/// `panic` when dropped by unwinding) or until [`Timer::error`] is called.
+#[derive(Debug)]
+#[must_use = "a timer measures until it is dropped; bind it with `let _timer = ...`"]
+pub struct Timer(Guard);
+
+impl Timer {
+    #[doc(hidden)]
+    #[inline(always)]
+    pub fn start(callsite: &'static Callsite) -> Timer {
+        Timer(Guard::enter(callsite))
+    }
+
+    #[doc(hidden)]
+    #[inline(always)]
+    pub fn inert(callsite: &'static Callsite) -> Timer {
+        Timer(Guard { callsite, start: 0, state: 0, fields: None, finished: false })
+    }
+
+    /// Ends the timed block now, with outcome `ok`.
+    #[inline]
+    pub fn finish(self) {
+        self.0.ok();
+    }
+
+    /// Ends the timed block now, with outcome `error` of kind `kind`.
+    #[inline]
+    pub fn error(self, kind: &'static str) {
+        self.0.err(kind);
+    }
+}
+
+/// Classifies an error value into a short kind name, such as an enum's variant name.
+///
+/// Implement it (or `#[derive(ErrorKind)]`) on an error type and `#[instrument_performance]`
+/// records the variant name as `error_kind` instead of the type name.
+///
+/// ```
+/// use instrument::ErrorKind;
+///
+/// enum ParseError { Syntax(usize), Io(std::io::Error) }
+///
+/// impl ErrorKind for ParseError {
+///     fn error_kind(&self) -> &'static str {
+///         match self {
+///             ParseError::Syntax(_) => "Syntax",
+///             ParseError::Io(_) => "Io",
+///         }
+///     }
+/// }
+/// assert_eq!(ParseError::Syntax(3).error_kind(), "Syntax");
+/// ```
+pub trait ErrorKind {
+    /// The kind of this error, used as the `error_kind` label value.
+    fn error_kind(&self) -> &'static str;
+}
+
+/// Autoref-specialisation helpers the macro expands to; see `docs/macro-contract.md`.
+pub(crate) mod classify {
+    use super::ErrorKind;
+
+    /// Stand-in error type of functions that do not return `Result`.
+    #[derive(Debug)]
+    pub enum NoError {}
+
+    impl ErrorKind for NoError {
+        fn error_kind(&self) -> &'static str {
+            match *self {}
+        }
+    }
+
+    /// Picked for `Result<T, E>` return values.
+    pub trait ViaResult {
+        /// The error type.
+        type Error;
+        /// The error, if the value is `Err`.
+        fn __instrument_error(&self) -> Option<&Self::Error>;
+    }
+
+    impl<T, E> ViaResult for Result<T, E> {
+        type Error = E;
+        #[inline(always)]
+        fn __instrument_error(&self) -> Option<&E> {
+            self.as_ref().err()
+        }
+    }
+
+    /// Picked for every other return value: never an error.
+    pub trait ViaAny {
+        /// Always `None`.
+        fn __instrument_error(&self) -> Option<&NoError>;
+    }
+
+    impl<T: ?Sized> ViaAny for &T {
+        #[inline(always)]
+        fn __instrument_error(&self) -> Option<&NoError> {
+            None
+        }
+    }
+
+    /// Picked for error types implementing [`ErrorKind`].
+    pub trait KindViaTrait {
+        /// The kind named by the error itself.
+        fn __instrument_kind(&self) -> &'static str;
+    }
+
+    impl<E: ErrorKind + ?Sized> KindViaTrait for E {
+        #[inline(always)]
+        fn __instrument_kind(&self) -> &'static str {
+            self.error_kind()
+        }
+    }
+
+    /// Picked for every other error type: its type name.
+    pub trait KindViaTypeName {
+        /// The error's type name.
+        fn __instrument_kind(&self) -> &'static str;
+    }
+
+    impl<E: ?Sized> KindViaTypeName for &E {
+        #[inline(always)]
+        fn __instrument_kind(&self) -> &'static str {
+            core::any::type_name::<E>()
+        }
+    }
+}
