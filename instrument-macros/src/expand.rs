@@ -1,0 +1,790 @@
+//! Rewriting of instrumented functions and `impl` blocks.
+//!
+//! Only a function's body changes: its attributes, visibility and signature are printed back
+//! exactly as written. The new body declares a per-callsite `static`, enters a guard, runs the
+//! original body in a closure (or an `async` block) so that `return` and `?` stay inside it,
+//! classifies the returned value as `ok` or `err(kind)` and returns it. See
+//! `docs/macro-contract.md` for the runtime side.
+
+use proc_macro2::{Literal, Span, TokenStream};
+use quote::{ToTokens, quote};
+use syn::ext::IdentExt as _;
+use syn::visit_mut::VisitMut;
+use syn::{
+    Attribute, Block, Error, Ident, ImplItem, ImplItemFn, Item, ItemFn, ItemImpl, Result,
+    ReturnType, Signature, Stmt, Type, TypeInfer,
+};
+
+use crate::args::{self, Args};
+use crate::validate::{self, ATTRIBUTE, Field, MARKER};
+
+/// Whether expansions instrument anything. Off, arguments are still checked.
+const ENABLED: bool = cfg!(feature = "enabled");
+
+/// `#[instrument_performance(args)]` on `item`: the rewritten item, or the error followed by the
+/// item as written, so the user sees exactly one error and no follow-on ones.
+pub(crate) fn instrument(args: TokenStream, item: TokenStream) -> TokenStream {
+    let args = syn::parse2::<Args>(args);
+    let parsed = match syn::parse2::<Item>(item.clone()) {
+        Ok(parsed) => parsed,
+        Err(err) => return with_item(&err, item),
+    };
+    match parsed {
+        // An `impl` block is printed back with its markers stripped even on error: left in place,
+        // `#[no_instrument]` may not resolve and method attributes would expand on their own.
+        Item::Impl(item_impl) => impl_block(args, item_impl),
+        Item::Fn(item_fn) => match args.and_then(|args| function(&args, item_fn)) {
+            Ok(Some(expanded)) => expanded.into_token_stream(),
+            Ok(None) => item,
+            Err(err) => with_item(&err, item),
+        },
+        other => {
+            let err = match args {
+                Err(err) => err,
+                Ok(_) => validate::unsupported_item(&other),
+            };
+            with_item(&err, item)
+        }
+    }
+}
+
+/// `#[no_instrument]` outside an instrumented `impl` block: a marker that changes nothing.
+pub(crate) fn no_instrument(args: TokenStream, item: TokenStream) -> TokenStream {
+    if args.is_empty() {
+        return item;
+    }
+    let err = Error::new_spanned(args, "`#[no_instrument]` takes no arguments");
+    with_item(&err, item)
+}
+
+fn with_item(err: &Error, item: TokenStream) -> TokenStream {
+    let mut tokens = err.to_compile_error();
+    tokens.extend(item);
+    tokens
+}
+
+// Input:  #[instrument_performance(args)] fn f(..) -> R { body }
+// Output: fn f(..) -> R { <instrumented body> }, or `None` (the item as written) when the
+//         `enabled` feature is off.
+fn function(args: &Args, mut item: ItemFn) -> Result<Option<ItemFn>> {
+    validate::other_attributes(&item.attrs)?;
+    let fields = validate::function(args, &item.sig)?;
+    if !ENABLED {
+        return Ok(None);
+    }
+    let name = item.sig.ident.unraw().to_string();
+    *item.block = instrumented_body(args, &fields, &item.sig, &item.block, &name);
+    Ok(Some(item))
+}
+
+// Input:  #[instrument_performance(args)] impl Type { fn a(..) {..} #[no_instrument] fn b(..) {..} }
+// Output: impl Type { fn a(..) { <instrumented body named "Type::a"> } fn b(..) {..} }
+//         Methods marked `#[no_instrument]` keep their body; the marker is removed. A method's
+//         own `#[instrument_performance(..)]` is removed and its options override the block's.
+fn impl_block(args: Result<Args>, mut item: ItemImpl) -> TokenStream {
+    let mut errors = Vec::new();
+    let args = args
+        .and_then(|args| {
+            validate::other_attributes(&item.attrs)?;
+            if let Some(name) = &args.name {
+                return Err(Error::new_spanned(
+                    args::name_option_span(name),
+                    "`name` cannot be set on an `impl` block: each method is named \
+                     `module::Type::method`; set `name` in a method's own \
+                     `#[instrument_performance(...)]`",
+                ));
+            }
+            Ok(args)
+        })
+        .map_err(|err| errors.push(err))
+        .ok();
+    let type_name = self_type_name(&item.self_ty);
+    for impl_item in &mut item.items {
+        if let ImplItem::Fn(method) = impl_item
+            && let Err(err) = method_in_impl(args.as_ref(), &type_name, method)
+        {
+            errors.push(err);
+        }
+    }
+    let mut tokens = TokenStream::new();
+    for err in &errors {
+        tokens.extend(err.to_compile_error());
+    }
+    item.to_tokens(&mut tokens);
+    tokens
+}
+
+/// Instruments one method of an instrumented `impl` block, or only strips its markers when
+/// `args` is `None` (the block's own arguments were invalid) or on error.
+fn method_in_impl(args: Option<&Args>, type_name: &str, method: &mut ImplItemFn) -> Result<()> {
+    let mut own: Option<Attribute> = None;
+    let mut marker: Option<Attribute> = None;
+    let mut first_error: Option<Error> = None;
+    let mut attrs = Vec::with_capacity(method.attrs.len());
+    for attr in method.attrs.drain(..) {
+        if validate::is_attribute(&attr, ATTRIBUTE) {
+            if own.is_some() && first_error.is_none() {
+                first_error = Some(Error::new_spanned(
+                    &attr,
+                    "`#[instrument_performance]` is applied more than once to this method",
+                ));
+            }
+            own.get_or_insert(attr);
+        } else if validate::is_attribute(&attr, MARKER) {
+            marker.get_or_insert(attr);
+        } else {
+            attrs.push(attr);
+        }
+    }
+    method.attrs = attrs;
+    if let Some(err) = first_error {
+        return Err(err);
+    }
+    if let Some(marker) = &marker {
+        if !matches!(marker.meta, syn::Meta::Path(_)) {
+            return Err(Error::new_spanned(
+                &marker.meta,
+                "`#[no_instrument]` takes no arguments",
+            ));
+        }
+        if own.is_some() {
+            return Err(Error::new_spanned(
+                marker,
+                "`#[no_instrument]` contradicts `#[instrument_performance]` on the same method",
+            ));
+        }
+        return Ok(());
+    }
+    let own = own.as_ref().map(method_args).transpose()?;
+    let Some(base) = args else { return Ok(()) };
+    let args = match own {
+        Some(own) => own.merged_over(base),
+        None => base.clone(),
+    };
+    let fields = validate::function(&args, &method.sig).map_err(|err| {
+        if method.sig.constness.is_some() {
+            Error::new(
+                err.span(),
+                format!("{err}; mark the method `#[no_instrument]`"),
+            )
+        } else {
+            err
+        }
+    })?;
+    if ENABLED {
+        let name = format!("{type_name}::{}", method.sig.ident.unraw());
+        method.block = instrumented_body(&args, &fields, &method.sig, &method.block, &name);
+    }
+    Ok(())
+}
+
+/// The arguments of a method's own `#[instrument_performance]` or `#[instrument_performance(..)]`.
+fn method_args(attr: &Attribute) -> Result<Args> {
+    match &attr.meta {
+        syn::Meta::Path(_) => Ok(Args::default()),
+        syn::Meta::List(list) => list.parse_args(),
+        syn::Meta::NameValue(meta) => Err(Error::new_spanned(
+            meta,
+            "expected `#[instrument_performance]` or `#[instrument_performance(...)]`",
+        )),
+    }
+}
+
+/// The name a method of an `impl` block for `ty` is recorded under: the last path segment of the
+/// type, without generic arguments.
+fn self_type_name(ty: &Type) -> String {
+    match validate::strip_parens(ty) {
+        Type::Path(path) => path
+            .path
+            .segments
+            .last()
+            .map_or_else(String::new, |segment| segment.ident.unraw().to_string()),
+        Type::Reference(reference) => self_type_name(&reference.elem),
+        Type::TraitObject(object) => object
+            .bounds
+            .iter()
+            .find_map(|bound| match bound {
+                syn::TypeParamBound::Trait(bound) => bound.path.segments.last(),
+                _ => None,
+            })
+            .map_or_else(String::new, |segment| {
+                format!("dyn {}", segment.ident.unraw())
+            }),
+        other => other.to_token_stream().to_string().replace(' ', ""),
+    }
+}
+
+/// A local the expansion introduces. Mixed-site hygiene keeps it invisible to the user's body.
+fn local(name: &str) -> Ident {
+    Ident::new(name, Span::mixed_site())
+}
+
+// Input:  { body } of `fn f(..) -> R`, or of `async fn f(..) -> R`
+// Output: {
+//             static __INSTRUMENT_CALLSITE: Callsite = Callsite::new(Metadata::new(..)..);
+//             fn __instrument_call_once(..) // sync fns only, see below
+//             let mut __instrument_guard = Guard::enter(&__INSTRUMENT_CALLSITE);
+//             if __instrument_guard.wants_fields() { __instrument_guard.set_fields(format!(..)); }
+//             let __instrument_result = __instrument_call_once(move || { <fake return> body });
+//             //  async fn:             async move { <fake return> body }.await;
+//             { use ViaResult as _, ..; match (&__instrument_result).__instrument_error() { .. } }
+//             __instrument_result
+//         }
+//         For `-> !` the body runs after the guard is entered, unchanged: it never returns, and
+//         the guard records `panic` if it unwinds.
+fn instrumented_body(
+    args: &Args,
+    fields: &[Field],
+    sig: &Signature,
+    block: &Block,
+    default_name: &str,
+) -> Block {
+    let krate = args.crate_path();
+    let callsite = callsite_static(args, sig, default_name, !fields.is_empty());
+    let guard = local("__instrument_guard");
+    let result = local("__instrument_result");
+    let mutability = (!fields.is_empty()).then(|| quote!(mut));
+    let set_fields = set_fields(&krate, &guard, fields);
+    let stmts = &block.stmts;
+
+    let tokens = if returns_never(&sig.output) {
+        quote! {
+            #callsite
+            let #guard = #krate::__private::Guard::enter(&__INSTRUMENT_CALLSITE);
+            #set_fields
+            #(#stmts)*
+        }
+    } else {
+        let fake_return = fake_return(&sig.output);
+        let classify = classify(args, &krate, &guard, &result);
+        if sig.asyncness.is_some() {
+            quote! {
+                #callsite
+                let #mutability #guard = #krate::__private::Guard::enter(&__INSTRUMENT_CALLSITE);
+                #set_fields
+                let #result = async move { #fake_return #(#stmts)* }.await;
+                #classify
+                #result
+            }
+        } else {
+            // The closure is passed to a function taking `FnOnce` rather than called in place:
+            // a closure's kind is taken from such a bound, while one called in place is
+            // inferred as `FnMut` whenever the body reborrows a capture, and an `FnMut` closure
+            // cannot return a reference into its captures (`fn get(&mut self) -> &mut T`).
+            let call_once = local("__instrument_call_once");
+            let closure = local("__instrument_closure");
+            quote! {
+                #callsite
+                #[inline]
+                fn #call_once<__InstrumentR, __InstrumentF: ::core::ops::FnOnce() -> __InstrumentR>(
+                    #closure: __InstrumentF,
+                ) -> __InstrumentR {
+                    #closure()
+                }
+                let #mutability #guard = #krate::__private::Guard::enter(&__INSTRUMENT_CALLSITE);
+                #set_fields
+                let #result = #call_once(move || { #fake_return #(#stmts)* });
+                #classify
+                #result
+            }
+        }
+    };
+    Block {
+        brace_token: block.brace_token,
+        stmts: vec![Stmt::Item(Item::Verbatim(tokens))],
+    }
+}
+
+/// The per-callsite `static`, built at compile time by `const fn`s.
+fn callsite_static(
+    args: &Args,
+    sig: &Signature,
+    default_name: &str,
+    captures: bool,
+) -> TokenStream {
+    let krate = args.crate_path();
+    let name = args.name.as_ref().map_or_else(
+        || quote!(::core::concat!(::core::module_path!(), "::", #default_name)),
+        |name| name.value.to_token_stream(),
+    );
+    // The line of the function's name: for methods of an `impl` block `line!()` would give the
+    // line of the block's attribute.
+    let line = Literal::u32_unsuffixed(u32::try_from(sig.ident.span().start().line).unwrap_or(0));
+    let kind = if sig.asyncness.is_some() {
+        quote!(Async)
+    } else {
+        quote!(Function)
+    };
+    let labels = args.labels.as_ref().map(|labels| {
+        let pairs = labels.labels.iter().map(|label| {
+            let (key, value) = (&label.key, &label.value);
+            quote!((#key, #value))
+        });
+        quote!(.labels(&[#(#pairs),*]))
+    });
+    let slow = args.slow.as_ref().map(|slow| {
+        let nanos = Literal::u64_unsuffixed(slow.nanos);
+        quote!(.slow_ns(#nanos))
+    });
+    let sample = args.sample.as_ref().map(|sample| {
+        let fraction = Literal::f64_suffixed(sample.fraction);
+        quote!(.sample(#fraction))
+    });
+    let audit = args.audit.map(|_| quote!(.audit()));
+    let captures = captures.then(|| quote!(.captures()));
+    quote! {
+        static __INSTRUMENT_CALLSITE: #krate::__private::Callsite =
+            #krate::__private::Callsite::new(
+                #krate::__private::Metadata::new(
+                    #name,
+                    ::core::module_path!(),
+                    ::core::file!(),
+                    #line,
+                    #krate::__private::CallsiteKind::#kind,
+                )
+                #labels #slow #sample #audit #captures
+            );
+    }
+}
+
+/// Formats captured parameters before the body runs, since the body may move them.
+fn set_fields(krate: &TokenStream, guard: &Ident, fields: &[Field]) -> Option<TokenStream> {
+    if fields.is_empty() {
+        return None;
+    }
+    let format = fields
+        .iter()
+        .map(|field| {
+            let spec = if field.display { "{}" } else { "{:?}" };
+            format!("{}={spec}", field.ident.unraw())
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let idents = fields.iter().map(|field| &field.ident);
+    Some(quote! {
+        if #guard.wants_fields() {
+            #guard.set_fields(#krate::__private::format!(#format, #(#idents),*));
+        }
+    })
+}
+
+// Input:  -> R
+// Output: if false { let __instrument_fake_return: R = loop {}; return __instrument_fake_return; }
+//         It pins the closure's (or async block's) output to R so that `?` and `return` in the
+//         body infer their types as they would in the function itself. `impl Trait` inside R
+//         becomes `_` (not allowed in a `let`); nothing is emitted for `()`, `!` or a bare
+//         `impl Trait`, which pin nothing.
+fn fake_return(output: &ReturnType) -> Option<TokenStream> {
+    let ReturnType::Type(_, ty) = output else {
+        return None;
+    };
+    if validate::returns_unit(output) || matches!(validate::strip_parens(ty), Type::ImplTrait(_)) {
+        return None;
+    }
+    let mut ty = (**ty).clone();
+    ImplTraitToInfer.visit_type_mut(&mut ty);
+    let fake = local("__instrument_fake_return");
+    Some(quote! {
+        #[allow(
+            unreachable_code,
+            clippy::diverging_sub_expression,
+            clippy::empty_loop,
+            clippy::needless_return
+        )]
+        if false {
+            let #fake: #ty = loop {};
+            return #fake;
+        }
+    })
+}
+
+/// Replaces every `impl Trait` in a type with `_`.
+struct ImplTraitToInfer;
+
+impl VisitMut for ImplTraitToInfer {
+    fn visit_type_mut(&mut self, ty: &mut Type) {
+        if let Type::ImplTrait(impl_trait) = ty {
+            let underscore_token = syn::Token![_](impl_trait.impl_token.span);
+            *ty = Type::Infer(TypeInfer {
+                attrs: Vec::new(),
+                underscore_token,
+            });
+        } else {
+            syn::visit_mut::visit_type_mut(self, ty);
+        }
+    }
+}
+
+fn returns_never(output: &ReturnType) -> bool {
+    matches!(output, ReturnType::Type(_, ty) if matches!(validate::strip_parens(ty), Type::Never(_)))
+}
+
+/// Finishes the guard with `ok()` or `err(kind)` by autoref specialisation on the result's type.
+fn classify(args: &Args, krate: &TokenStream, guard: &Ident, result: &Ident) -> TokenStream {
+    let error = local("__instrument_e");
+    let kind = args.err_kind.as_ref().map_or_else(
+        || quote!(#error.__instrument_kind()),
+        |err_kind| {
+            let path = &err_kind.path;
+            quote!(#path(#error))
+        },
+    );
+    quote! {
+        {
+            #[allow(unused_imports)]
+            use #krate::__private::{
+                KindViaTrait as _, KindViaTypeName as _, ViaAny as _, ViaResult as _,
+            };
+            match (&#result).__instrument_error() {
+                ::core::option::Option::None => #guard.ok(),
+                ::core::option::Option::Some(#error) => #guard.err(#kind),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Expands and re-parses the output so that tests compare normalised token text.
+    fn expand(args: TokenStream, item: TokenStream) -> String {
+        let out = instrument(args, item);
+        let file: syn::File = syn::parse2(out.clone()).unwrap_or_else(|err| panic!("{err}: {out}"));
+        file.to_token_stream().to_string()
+    }
+
+    fn contains(haystack: &str, needle: &TokenStream) -> bool {
+        haystack.contains(&needle.to_string())
+    }
+
+    #[test]
+    fn sync_function_is_wrapped_in_a_call_once_closure() {
+        let out = expand(
+            quote!(),
+            quote!(
+                pub fn add(a: u32, b: u32) -> u32 {
+                    a + b
+                }
+            ),
+        );
+        assert!(
+            out.starts_with("pub fn add (a : u32 , b : u32) -> u32 {"),
+            "{out}"
+        );
+        assert!(contains(
+            &out,
+            &quote!(static __INSTRUMENT_CALLSITE : :: instrument :: __private :: Callsite)
+        ));
+        assert!(contains(
+            &out,
+            &quote!(::core::concat!(::core::module_path!(), "::", "add"))
+        ));
+        assert!(contains(
+            &out,
+            &quote!(::instrument::__private::CallsiteKind::Function)
+        ));
+        assert!(contains(
+            &out,
+            &quote!(let __instrument_guard = :: instrument :: __private :: Guard :: enter (& __INSTRUMENT_CALLSITE))
+        ));
+        assert!(out.contains("__instrument_call_once (move | | {"), "{out}");
+        assert!(contains(
+            &out,
+            &quote!(let __instrument_fake_return : u32 = loop { } ;)
+        ));
+        assert!(out.contains("a + b }) ;"), "{out}");
+        assert!(contains(
+            &out,
+            &quote!(:: core :: option :: Option :: None => __instrument_guard . ok ())
+        ));
+        assert!(contains(
+            &out,
+            &quote!(__instrument_guard.err(__instrument_e.__instrument_kind()))
+        ));
+        assert!(out.ends_with("__instrument_result }"), "{out}");
+        assert!(!out.contains("wants_fields"));
+    }
+
+    #[test]
+    fn async_function_awaits_an_async_block() {
+        let out = expand(
+            quote!(),
+            quote!(
+                async fn load(id: u64) -> Result<u64, E> {
+                    Ok(id)
+                }
+            ),
+        );
+        assert!(contains(&out, &quote!(CallsiteKind::Async)));
+        assert!(
+            out.contains("let __instrument_result = async move {"),
+            "{out}"
+        );
+        assert!(contains(
+            &out,
+            &quote!(let __instrument_fake_return : Result < u64 , E > = loop { } ;)
+        ));
+        assert!(out.contains("Ok (id) } . await ;"), "{out}");
+        assert!(!out.contains("__instrument_call_once"));
+    }
+
+    #[test]
+    fn options_become_metadata_calls() {
+        let out = expand(
+            quote!(name = "db.query", labels(region = "eu"), slow = "5ms", sample = 0.5, audit, capture(a, %b)),
+            quote!(
+                fn f(a: u8, b: u8) {}
+            ),
+        );
+        assert!(out.contains("Metadata :: new (\"db.query\" ,"), "{out}");
+        assert!(contains(
+            &out,
+            &quote!(. labels (& [("region" , "eu")]) . slow_ns (5000000) . sample (0.5f64) . audit () . captures ())
+        ));
+        assert!(contains(&out, &quote!(let mut __instrument_guard)));
+        assert!(contains(
+            &out,
+            &quote!(
+                __instrument_guard.set_fields(::instrument::__private::format!(
+                    "a={:?} b={}",
+                    a,
+                    b
+                ))
+            )
+        ));
+        // `()` pins nothing: no fake return.
+        assert!(!out.contains("__instrument_fake_return"));
+    }
+
+    #[test]
+    fn err_kind_and_crate_paths_are_used() {
+        let out = expand(
+            quote!(err_kind = kinds::of, crate = ::reexport::instrument),
+            quote!(
+                fn f() -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+        );
+        assert!(contains(
+            &out,
+            &quote!(__instrument_guard.err(kinds::of(__instrument_e)))
+        ));
+        assert!(contains(
+            &out,
+            &quote!(::reexport::instrument::__private::Guard::enter)
+        ));
+        assert_eq!(
+            out.matches(":: instrument ::").count(),
+            out.matches(":: reexport :: instrument ::").count()
+        );
+    }
+
+    #[test]
+    fn fake_return_replaces_nested_impl_trait() {
+        let out = expand(
+            quote!(),
+            quote!(
+                fn f() -> Result<impl Display, E> {
+                    Ok(1)
+                }
+            ),
+        );
+        assert!(contains(
+            &out,
+            &quote!(let __instrument_fake_return : Result < _ , E > = loop { } ;)
+        ));
+        let out = expand(
+            quote!(),
+            quote!(
+                fn f() -> impl Display {
+                    1
+                }
+            ),
+        );
+        assert!(!out.contains("__instrument_fake_return"));
+        let out = expand(
+            quote!(),
+            quote!(
+                fn f() -> ! {
+                    loop {}
+                }
+            ),
+        );
+        assert!(!out.contains("__instrument_fake_return") && !out.contains("__instrument_result"));
+    }
+
+    #[test]
+    fn signature_and_attributes_are_kept() {
+        let out = expand(
+            quote!(),
+            quote!(
+                /// Docs.
+                #[must_use]
+                #[inline]
+                pub(crate) unsafe fn f<'a, T: Clone, const N: usize>(x: &'a [T; N]) -> &'a T
+                where
+                    T: Send,
+                {
+                    #![allow(unused)]
+                    &x[0]
+                }
+            ),
+        );
+        let head = quote!(
+            #[doc = r" Docs."]
+            #[must_use]
+            #[inline]
+            pub(crate) unsafe fn f<'a, T: Clone, const N: usize>(x: &'a [T; N]) -> &'a T
+            where
+                T: Send,
+        );
+        let head = format!("{head} {{ # ! [allow (unused)] static __INSTRUMENT_CALLSITE");
+        assert!(out.starts_with(&head), "{out}");
+    }
+
+    #[test]
+    fn impl_block_names_methods_after_the_type() {
+        let out = expand(
+            quote!(slow = "1ms"),
+            quote!(
+                impl<T> Store<T> {
+                    fn get(&self) -> u8 {
+                        1
+                    }
+                    #[no_instrument]
+                    fn raw(&self) -> u8 {
+                        2
+                    }
+                    #[instrument_performance(slow = "2ms", name = "custom")]
+                    fn put(&mut self) {}
+                    const C: u8 = 1;
+                }
+            ),
+        );
+        assert!(contains(&out, &quote!("::", "Store::get")));
+        assert!(contains(
+            &out,
+            &quote!(
+                fn raw(&self) -> u8 {
+                    2
+                }
+            )
+        ));
+        assert!(!out.contains("no_instrument"));
+        assert!(!out.contains("instrument_performance"));
+        assert!(out.contains("Metadata :: new (\"custom\" ,"), "{out}");
+        assert!(contains(&out, &quote!(. slow_ns (2000000))));
+        assert!(contains(&out, &quote!(. slow_ns (1000000))));
+    }
+
+    #[test]
+    fn trait_impl_uses_the_self_type() {
+        let out = expand(
+            quote!(),
+            quote!(impl fmt::Display for my::Wrapper<u8> { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { Ok(()) } }),
+        );
+        assert!(contains(&out, &quote!("::", "Wrapper::fmt")));
+    }
+
+    #[test]
+    fn self_type_names() {
+        for (ty, name) in [
+            (quote!(Foo), "Foo"),
+            (quote!(a::b::Foo<T>), "Foo"),
+            (quote!(&'a mut Foo), "Foo"),
+            (quote!(dyn Trait + Send), "dyn Trait"),
+            (quote!([u8]), "[u8]"),
+            (quote!(r#type), "type"),
+        ] {
+            let ty: Type = syn::parse2(ty).unwrap();
+            assert_eq!(self_type_name(&ty), name);
+        }
+    }
+
+    #[test]
+    fn errors_come_with_the_unchanged_item() {
+        let item = quote!(
+            fn f() {}
+        );
+        let out = instrument(quote!(bogus), item.clone()).to_string();
+        assert!(out.starts_with(":: core :: compile_error !"), "{out}");
+        assert!(out.ends_with(&item.to_string()), "{out}");
+        assert!(out.contains("expected one of"));
+
+        let out = instrument(
+            quote!(),
+            quote!(
+                const fn f() {}
+            ),
+        )
+        .to_string();
+        assert!(
+            out.contains("`const fn`") && out.ends_with("const fn f () { }"),
+            "{out}"
+        );
+
+        let out = instrument(
+            quote!(),
+            quote!(
+                #[instrument_performance]
+                fn f() {}
+            ),
+        )
+        .to_string();
+        assert!(out.contains("applied more than once"), "{out}");
+
+        let out = instrument(
+            quote!(),
+            quote!(
+                struct S;
+            ),
+        )
+        .to_string();
+        assert!(out.contains("only be applied to functions"), "{out}");
+    }
+
+    #[test]
+    fn impl_block_errors_strip_markers() {
+        let out = instrument(
+            quote!(capture(x)),
+            quote!(impl S { fn a(&self, x: u8) {} fn b(&self) {} #[no_instrument] fn c(&self) {} }),
+        )
+        .to_string();
+        assert!(out.contains("`b` has no parameter named `x`"), "{out}");
+        assert!(!out.contains("no_instrument"), "{out}");
+
+        let out = instrument(quote!(name = "x"), quote!(impl S { fn a(&self) {} })).to_string();
+        assert!(
+            out.contains("`name` cannot be set on an `impl` block"),
+            "{out}"
+        );
+
+        let out = instrument(
+            quote!(),
+            quote!(impl S { #[no_instrument] #[instrument_performance] fn a(&self) {} }),
+        )
+        .to_string();
+        assert!(out.contains("contradicts"), "{out}");
+
+        let out = instrument(quote!(), quote!(impl S { const fn a() {} })).to_string();
+        assert!(out.contains("mark the method `#[no_instrument]`"), "{out}");
+    }
+
+    #[test]
+    fn no_instrument_rejects_arguments() {
+        let item = quote!(
+            fn f() {}
+        );
+        assert_eq!(
+            no_instrument(quote!(), item.clone()).to_string(),
+            item.to_string()
+        );
+        let out = no_instrument(quote!(x), item).to_string();
+        assert!(
+            out.contains("`#[no_instrument]` takes no arguments"),
+            "{out}"
+        );
+    }
+}

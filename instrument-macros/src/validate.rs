@@ -1,0 +1,344 @@
+//! Checks of parsed arguments against the item they are applied to.
+
+use proc_macro2::TokenStream;
+use quote::{ToTokens, quote};
+use syn::visit::Visit;
+use syn::{
+    Attribute, Error, FnArg, Ident, Item, Pat, PatIdent, Result, ReturnType, Signature, Type,
+};
+
+use crate::args::Args;
+
+/// The attribute this crate expands, matched by the last segment of an attribute's path.
+pub(crate) const ATTRIBUTE: &str = "instrument_performance";
+/// The marker that exempts a method of an instrumented `impl` block.
+pub(crate) const MARKER: &str = "no_instrument";
+
+/// A parameter whose value is attached to per-call events.
+pub(crate) struct Field {
+    pub(crate) ident: Ident,
+    /// `%name`: formatted with `Display` instead of `Debug`.
+    pub(crate) display: bool,
+}
+
+/// Whether `attr` is `#[name]` or `#[some::path::name]`.
+pub(crate) fn is_attribute(attr: &Attribute, name: &str) -> bool {
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|segment| segment.ident == name)
+}
+
+/// Rejects the other attributes of an item that conflict with the one being expanded: a second
+/// `#[instrument_performance]`, or `#[no_instrument]`.
+pub(crate) fn other_attributes(attrs: &[Attribute]) -> Result<()> {
+    for attr in attrs {
+        if is_attribute(attr, ATTRIBUTE) {
+            return Err(Error::new_spanned(
+                attr,
+                "`#[instrument_performance]` is applied more than once to this item",
+            ));
+        }
+        if is_attribute(attr, MARKER) {
+            return Err(Error::new_spanned(
+                attr,
+                "`#[no_instrument]` contradicts `#[instrument_performance]` on the same item",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks `args` against the function `sig` and returns the parameters to capture.
+pub(crate) fn function(args: &Args, sig: &Signature) -> Result<Vec<Field>> {
+    if let Some(const_token) = &sig.constness {
+        return Err(Error::new_spanned(
+            const_token,
+            "`#[instrument_performance]` cannot be applied to a `const fn`: it reads the clock \
+             and records each call at run time",
+        ));
+    }
+    if let Some(err_kind) = &args.err_kind
+        && returns_unit(&sig.output)
+    {
+        return Err(Error::new_spanned(
+            err_kind.kw,
+            format!(
+                "`err_kind` needs a function that returns `Result`; `{}` returns `()`",
+                sig.ident
+            ),
+        ));
+    }
+    let params = named_parameters(sig);
+    if let Some(capture) = &args.capture {
+        let mut fields = Vec::new();
+        for item in &capture.items {
+            if !params.contains(&item.ident) {
+                return Err(unknown_parameter(sig, &item.ident, "captured"));
+            }
+            fields.push(Field {
+                ident: item.ident.clone(),
+                display: item.display,
+            });
+        }
+        return Ok(fields);
+    }
+    if let Some(skip) = &args.skip {
+        if !skip.from_impl {
+            for ident in &skip.idents {
+                if ident != "self" && !params.contains(ident) {
+                    return Err(unknown_parameter(sig, ident, "skipped"));
+                }
+            }
+        }
+        return Ok(params
+            .into_iter()
+            .filter(|param| !skip.idents.contains(param))
+            .map(|ident| Field {
+                ident,
+                display: false,
+            })
+            .collect());
+    }
+    Ok(Vec::new())
+}
+
+fn unknown_parameter(sig: &Signature, ident: &Ident, verb: &str) -> Error {
+    let fn_name = &sig.ident;
+    let mut bindings = Bindings(Vec::new());
+    for arg in &sig.inputs {
+        if let FnArg::Typed(typed) = arg
+            && !matches!(*typed.pat, Pat::Ident(_))
+        {
+            bindings.visit_pat(&typed.pat);
+        }
+    }
+    if bindings.0.contains(ident) {
+        Error::new_spanned(
+            ident,
+            format!(
+                "`{ident}` cannot be {verb}: it is bound inside a destructuring pattern of \
+                 `{fn_name}`, and only parameters bound to a plain name can be"
+            ),
+        )
+    } else {
+        Error::new_spanned(
+            ident,
+            format!("`{fn_name}` has no parameter named `{ident}`"),
+        )
+    }
+}
+
+/// Parameters bound to a plain name (`x: T`, `mut x: T`), in order; `self` is not one of them.
+fn named_parameters(sig: &Signature) -> Vec<Ident> {
+    sig.inputs
+        .iter()
+        .filter_map(|arg| match arg {
+            FnArg::Typed(typed) => match &*typed.pat {
+                Pat::Ident(pat) => Some(pat.ident.clone()),
+                _ => None,
+            },
+            FnArg::Receiver(_) => None,
+        })
+        .collect()
+}
+
+/// Every name bound by a pattern.
+struct Bindings(Vec<Ident>);
+
+impl<'ast> Visit<'ast> for Bindings {
+    fn visit_pat_ident(&mut self, pat: &'ast PatIdent) {
+        self.0.push(pat.ident.clone());
+        syn::visit::visit_pat_ident(self, pat);
+    }
+}
+
+/// Whether the function returns `()`: no return type, or `-> ()`.
+pub(crate) fn returns_unit(output: &ReturnType) -> bool {
+    match output {
+        ReturnType::Default => true,
+        ReturnType::Type(_, ty) => {
+            matches!(strip_parens(ty), Type::Tuple(tuple) if tuple.elems.is_empty())
+        }
+    }
+}
+
+/// `ty` without redundant parentheses or invisible groups.
+pub(crate) fn strip_parens(ty: &Type) -> &Type {
+    match ty {
+        Type::Paren(paren) => strip_parens(&paren.elem),
+        Type::Group(group) => strip_parens(&group.elem),
+        other => other,
+    }
+}
+
+/// The error for an item that is neither a function with a body nor an `impl` block.
+pub(crate) fn unsupported_item(item: &Item) -> Error {
+    if let Item::Verbatim(tokens) = item
+        && let Ok(method) = syn::parse2::<syn::TraitItemFn>(tokens.clone())
+    {
+        return Error::new_spanned(
+            &method.sig,
+            "`#[instrument_performance]` needs a function body: apply it to the \
+             implementations of this method, or give it a default body",
+        );
+    }
+    Error::new_spanned(
+        item_head(item),
+        "`#[instrument_performance]` can only be applied to functions and `impl` blocks",
+    )
+}
+
+/// The keyword and name of an item, to underline in errors instead of the whole item.
+fn item_head(item: &Item) -> TokenStream {
+    match item {
+        Item::Struct(item) => {
+            let (kw, ident) = (&item.struct_token, &item.ident);
+            quote!(#kw #ident)
+        }
+        Item::Enum(item) => {
+            let (kw, ident) = (&item.enum_token, &item.ident);
+            quote!(#kw #ident)
+        }
+        Item::Union(item) => {
+            let (kw, ident) = (&item.union_token, &item.ident);
+            quote!(#kw #ident)
+        }
+        Item::Trait(item) => {
+            let (kw, ident) = (&item.trait_token, &item.ident);
+            quote!(#kw #ident)
+        }
+        Item::Mod(item) => {
+            let (kw, ident) = (&item.mod_token, &item.ident);
+            quote!(#kw #ident)
+        }
+        Item::Static(item) => {
+            let (kw, ident) = (&item.static_token, &item.ident);
+            quote!(#kw #ident)
+        }
+        Item::Const(item) => {
+            let (kw, ident) = (&item.const_token, &item.ident);
+            quote!(#kw #ident)
+        }
+        Item::Type(item) => {
+            let (kw, ident) = (&item.type_token, &item.ident);
+            quote!(#kw #ident)
+        }
+        Item::Use(item) => item.use_token.to_token_stream(),
+        Item::ExternCrate(item) => {
+            let (kw, ident) = (&item.extern_token, &item.ident);
+            quote!(#kw #ident)
+        }
+        Item::ForeignMod(item) => item.abi.to_token_stream(),
+        Item::Macro(item) => item.mac.path.to_token_stream(),
+        other => other.to_token_stream(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn fields(args: TokenStream, sig: TokenStream) -> Result<Vec<String>> {
+        let args: Args = syn::parse2(args).unwrap();
+        let sig: Signature = syn::parse2(sig).unwrap();
+        function(&args, &sig).map(|fields| {
+            fields
+                .into_iter()
+                .map(|f| format!("{}{}", if f.display { "%" } else { "" }, f.ident))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn capture_resolves_named_parameters() {
+        let got = fields(
+            quote!(capture(b, %a)),
+            quote!(fn f(&self, a: u8, mut b: String)),
+        )
+        .unwrap();
+        assert_eq!(got, ["b", "%a"]);
+    }
+
+    #[test]
+    fn skip_captures_every_other_named_parameter() {
+        let got = fields(
+            quote!(skip(self, secret)),
+            quote!(fn f(&self, a: u8, secret: &str, (x, y): (u8, u8), _: u8, c: u8)),
+        )
+        .unwrap();
+        assert_eq!(got, ["a", "c"]);
+    }
+
+    #[test]
+    fn unknown_and_destructured_names_are_rejected() {
+        let err = fields(quote!(capture(z)), quote!(fn f(a: u8))).unwrap_err();
+        assert_eq!(err.to_string(), "`f` has no parameter named `z`");
+        let err = fields(quote!(skip(z)), quote!(fn f(a: u8))).unwrap_err();
+        assert_eq!(err.to_string(), "`f` has no parameter named `z`");
+        let err = fields(quote!(capture(x)), quote!(fn f((x, y): (u8, u8)))).unwrap_err();
+        assert!(err.to_string().contains("destructuring pattern"));
+    }
+
+    #[test]
+    fn impl_level_skip_ignores_missing_names() {
+        let base: Args = syn::parse2(quote!(skip(secret))).unwrap();
+        let args = Args::default().merged_over(&base);
+        let sig: Signature = syn::parse2(quote!(fn f(a: u8))).unwrap();
+        let got: Vec<_> = function(&args, &sig)
+            .unwrap()
+            .into_iter()
+            .map(|f| f.ident)
+            .collect();
+        assert_eq!(got, ["a"]);
+    }
+
+    #[test]
+    fn const_fn_and_unit_err_kind_are_rejected() {
+        let err = fields(quote!(), quote!(const fn f())).unwrap_err();
+        assert!(err.to_string().contains("`const fn`"));
+        let err = fields(quote!(err_kind = k), quote!(fn f())).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("`err_kind` needs a function that returns `Result`")
+        );
+        assert!(fields(quote!(err_kind = k), quote!(fn f() -> io::Result<()>)).is_ok());
+    }
+
+    #[test]
+    fn unit_return_types() {
+        for (sig, unit) in [
+            (quote!(fn f()), true),
+            (quote!(fn f() -> ()), true),
+            (quote!(fn f() -> (())), true),
+            (quote!(fn f() -> u8), false),
+            (quote!(fn f() -> (u8,)), false),
+        ] {
+            let sig: Signature = syn::parse2(sig).unwrap();
+            assert_eq!(returns_unit(&sig.output), unit);
+        }
+    }
+
+    #[test]
+    fn unsupported_items_name_the_cause() {
+        let item: Item = syn::parse2(quote!(
+            struct S;
+        ))
+        .unwrap();
+        let err = unsupported_item(&item);
+        assert!(
+            err.to_string()
+                .contains("only be applied to functions and `impl` blocks")
+        );
+        let item: Item = syn::parse2(quote!(
+            fn f(&self) -> u8;
+        ))
+        .unwrap();
+        assert!(
+            unsupported_item(&item)
+                .to_string()
+                .contains("needs a function body")
+        );
+    }
+}
