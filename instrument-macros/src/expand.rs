@@ -141,9 +141,14 @@ fn method_in_impl(args: Option<&Args>, type_name: &str, method: &mut ImplItemFn)
         return Err(err);
     }
     if let Some(marker) = &marker {
-        if !matches!(marker.meta, syn::Meta::Path(_)) {
+        let arguments = match &marker.meta {
+            syn::Meta::Path(_) => None,
+            syn::Meta::List(list) if !list.tokens.is_empty() => Some(list.tokens.to_token_stream()),
+            meta => Some(meta.to_token_stream()),
+        };
+        if let Some(arguments) = arguments {
             return Err(Error::new_spanned(
-                &marker.meta,
+                arguments,
                 "`#[no_instrument]` takes no arguments",
             ));
         }
@@ -157,10 +162,7 @@ fn method_in_impl(args: Option<&Args>, type_name: &str, method: &mut ImplItemFn)
     }
     let own = own.as_ref().map(method_args).transpose()?;
     let Some(base) = args else { return Ok(()) };
-    let args = match own {
-        Some(own) => own.merged_over(base),
-        None => base.clone(),
-    };
+    let args = own.unwrap_or_default().merged_over(base);
     let fields = validate::function(&args, &method.sig).map_err(|err| {
         if method.sig.constness.is_some() {
             Error::new(

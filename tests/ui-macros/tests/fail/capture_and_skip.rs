@@ -1,0 +1,8 @@
+use instrument::instrument_performance;
+
+#[instrument_performance(capture(a), skip(b))]
+fn f(a: u8, b: u8) -> u8 {
+    a + b
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use instrument::instrument_performance;
+
+#[instrument_performance(audit, audit)]
+fn f() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use instrument::instrument_performance;
+
+#[instrument_performance(name = "a", name = "b")]
+fn f() {}
+
+fn main() {}

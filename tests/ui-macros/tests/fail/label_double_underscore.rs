@@ -1,0 +1,6 @@
+use instrument::instrument_performance;
+
+#[instrument_performance(labels(__name__ = "x"))]
+fn f() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use instrument::instrument_performance;
+
+#[instrument_performance(labels(outcome = "ok"))]
+fn f() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use instrument::instrument_performance;
+
+#[instrument_performance(labels(shard = 3))]
+fn f() {}
+
+fn main() {}

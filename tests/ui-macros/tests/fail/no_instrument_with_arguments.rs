@@ -1,0 +1,6 @@
+use instrument::no_instrument;
+
+#[no_instrument(reason = "hot")]
+fn f() {}
+
+fn main() {}

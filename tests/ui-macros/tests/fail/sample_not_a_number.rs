@@ -1,0 +1,6 @@
+use instrument::instrument_performance;
+
+#[instrument_performance(sample = "0.5")]
+fn f() {}
+
+fn main() {}

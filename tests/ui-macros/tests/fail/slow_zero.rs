@@ -1,0 +1,6 @@
+use instrument::instrument_performance;
+
+#[instrument_performance(slow = "0ms")]
+fn f() {}
+
+fn main() {}

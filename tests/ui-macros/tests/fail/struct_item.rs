@@ -1,0 +1,8 @@
+use instrument::instrument_performance;
+
+#[instrument_performance]
+struct Config {
+    path: String,
+}
+
+fn main() {}

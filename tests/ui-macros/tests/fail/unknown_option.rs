@@ -1,0 +1,6 @@
+use instrument::instrument_performance;
+
+#[instrument_performance(nmae = "x")]
+fn f() {}
+
+fn main() {}
