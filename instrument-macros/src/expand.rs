@@ -374,23 +374,29 @@ fn set_fields(krate: &TokenStream, guard: &Ident, fields: &[Field]) -> Option<To
 // Output: if false { let __instrument_fake_return: R = loop {}; return __instrument_fake_return; }
 //         It pins the closure's (or async block's) output to R so that `?` and `return` in the
 //         body infer their types as they would in the function itself. `impl Trait` inside R
-//         becomes `_` (not allowed in a `let`); nothing is emitted for `()`, `!` or a bare
-//         `impl Trait`, which pin nothing.
+//         becomes `_` (not allowed in a `let`); nothing is emitted for a bare `impl Trait`, which
+//         pins nothing. `()` is pinned too: a body that always diverges (`panic!()`) would
+//         otherwise leave the output type to inference, and the classification that follows
+//         cannot call a method on a type that is not known yet.
 fn fake_return(output: &ReturnType) -> Option<TokenStream> {
-    let ReturnType::Type(_, ty) = output else {
-        return None;
+    let ty = match output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) => {
+            if matches!(validate::strip_parens(ty), Type::ImplTrait(_)) {
+                return None;
+            }
+            let mut ty = (**ty).clone();
+            ImplTraitToInfer.visit_type_mut(&mut ty);
+            ty.into_token_stream()
+        }
     };
-    if validate::returns_unit(output) || matches!(validate::strip_parens(ty), Type::ImplTrait(_)) {
-        return None;
-    }
-    let mut ty = (**ty).clone();
-    ImplTraitToInfer.visit_type_mut(&mut ty);
     let fake = local("__instrument_fake_return");
     Some(quote! {
         #[allow(
             unreachable_code,
             clippy::diverging_sub_expression,
             clippy::empty_loop,
+            clippy::let_unit_value,
             clippy::needless_return
         )]
         if false {
@@ -555,8 +561,11 @@ mod tests {
                 ))
             )
         ));
-        // `()` pins nothing: no fake return.
-        assert!(!out.contains("__instrument_fake_return"));
+        // `()` is pinned as well, for bodies that always diverge.
+        assert!(contains(
+            &out,
+            &quote!(let __instrument_fake_return : () = loop { } ;)
+        ));
     }
 
     #[test]

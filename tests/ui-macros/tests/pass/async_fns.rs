@@ -10,6 +10,11 @@ use instrument::instrument_performance;
 async fn unit() {}
 
 #[instrument_performance]
+async fn always_panics() {
+    panic!("never polled")
+}
+
+#[instrument_performance]
 async fn double(x: u32) -> u32 {
     x * 2
 }
@@ -120,4 +125,5 @@ fn main() {
     assert_eq!(block_on(counter.finish()), 11);
     // Dropped before completion: the guard is dropped with the future.
     drop(double(3));
+    drop(always_panics());
 }

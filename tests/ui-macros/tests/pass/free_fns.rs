@@ -53,6 +53,17 @@ fn never_returns() -> ! {
     panic!("never called")
 }
 
+// The closure's output type must not be left to inference when the body always diverges.
+#[instrument_performance]
+fn always_panics() {
+    panic!("never called")
+}
+
+#[instrument_performance]
+fn always_panics_explicit_unit() -> () {
+    unimplemented!()
+}
+
 #[instrument_performance]
 fn raw_identifier(r#type: u8) -> u8 {
     r#type
@@ -93,6 +104,10 @@ fn main() {
     assert_eq!(c_abi(1), 0);
     if std::env::args().count() > 1000 {
         never_returns();
+    }
+    if std::env::args().count() > 1000 {
+        always_panics();
+        always_panics_explicit_unit();
     }
     assert_eq!(raw_identifier(3), 3);
     assert_eq!(with_inner_attribute(), 1);
