@@ -462,11 +462,13 @@ mod tests {
         file.to_token_stream().to_string()
     }
 
+    #[cfg(feature = "enabled")]
     fn contains(haystack: &str, needle: &TokenStream) -> bool {
         haystack.contains(&needle.to_string())
     }
 
     #[test]
+    #[cfg(feature = "enabled")]
     fn sync_function_is_wrapped_in_a_call_once_closure() {
         let out = expand(
             quote!(),
@@ -515,6 +517,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "enabled")]
     fn async_function_awaits_an_async_block() {
         let out = expand(
             quote!(),
@@ -538,6 +541,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "enabled")]
     fn options_become_metadata_calls() {
         let out = expand(
             quote!(name = "db.query", labels(region = "eu"), slow = "5ms", sample = 0.5, audit, capture(a, %b)),
@@ -569,6 +573,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "enabled")]
     fn err_kind_and_crate_paths_are_used() {
         let out = expand(
             quote!(err_kind = kinds::of, crate = ::reexport::instrument),
@@ -593,6 +598,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "enabled")]
     fn fake_return_replaces_nested_impl_trait() {
         let out = expand(
             quote!(),
@@ -627,6 +633,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "enabled")]
     fn signature_and_attributes_are_kept() {
         let out = expand(
             quote!(),
@@ -656,6 +663,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "enabled")]
     fn impl_block_names_methods_after_the_type() {
         let out = expand(
             quote!(slow = "1ms"),
@@ -691,6 +699,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "enabled")]
     fn trait_impl_uses_the_self_type() {
         let out = expand(
             quote!(),
@@ -781,6 +790,48 @@ mod tests {
 
         let out = instrument(quote!(), quote!(impl S { const fn a() {} })).to_string();
         assert!(out.contains("mark the method `#[no_instrument]`"), "{out}");
+    }
+
+    #[test]
+    #[cfg(not(feature = "enabled"))]
+    fn disabled_items_are_returned_unchanged_after_validation() {
+        let item = quote!(
+            #[inline]
+            pub fn add(a: u32, b: u32) -> u32 {
+                a + b
+            }
+        );
+        let out = instrument(quote!(slow = "5ms", capture(a)), item.clone());
+        assert_eq!(out.to_string(), item.to_string());
+
+        let out = instrument(quote!(capture(z)), item).to_string();
+        assert!(out.contains("`add` has no parameter named `z`"), "{out}");
+
+        let out = expand(
+            quote!(audit),
+            quote!(
+                impl S {
+                    #[no_instrument]
+                    fn a(&self) {}
+                    #[instrument_performance(slow = "1ms")]
+                    fn b(&self) {}
+                }
+            ),
+        );
+        let expected = quote!(
+            impl S {
+                fn a(&self) {}
+                fn b(&self) {}
+            }
+        );
+        assert_eq!(out, expected.to_string());
+
+        let out = instrument(
+            quote!(),
+            quote!(impl S { #[instrument_performance(slow = "0s")] fn b(&self) {} }),
+        )
+        .to_string();
+        assert!(out.contains("`slow` must be greater than zero"), "{out}");
     }
 
     #[test]

@@ -24,12 +24,24 @@ use proc_macro::TokenStream;
 
 /// Times every call of a function and records its outcome.
 ///
-/// ```text
-/// #[instrument_performance]
-/// fn parse(input: &str) -> Result<Ast, ParseError> { .. }
+/// ```
+/// use instrument::instrument_performance;
 ///
-/// #[instrument_performance(name = "db.query", slow = "5ms", capture(id), labels(table = "users"))]
-/// async fn load(&self, id: u64) -> anyhow::Result<User> { .. }
+/// #[instrument_performance]
+/// fn parse(input: &str) -> Result<u32, std::num::ParseIntError> {
+///     input.trim().parse()
+/// }
+///
+/// struct Users;
+///
+/// impl Users {
+///     #[instrument_performance(name = "db.load_user", slow = "5ms", capture(id))]
+///     async fn load(&self, id: u64) -> Result<String, std::io::Error> {
+///         Ok(format!("user {id}"))
+///     }
+/// }
+/// # assert_eq!(parse(" 42 "), Ok(42));
+/// # drop(Users.load(1));
 /// ```
 ///
 /// Only the body changes: signature, visibility, attributes and doc comments stay as written.
@@ -42,6 +54,10 @@ use proc_macro::TokenStream;
 ///
 /// Free functions, methods and associated functions, trait default methods, generic, `unsafe`
 /// and `async` functions. It does not apply to a `const fn` or to a method without a body.
+///
+/// The default callsite name is `module::function`. An attribute on a single method sees only
+/// that method, not its type, so a method annotated on its own is named `module::method` too;
+/// annotate the `impl` block, or set `name`, to tell apart same-named methods of different types.
 ///
 /// On an `impl` block (inherent or trait impl) it instruments every method, each named
 /// `module::Type::method`. A method marked [`#[no_instrument]`](macro@no_instrument) is left
@@ -73,13 +89,25 @@ pub fn instrument_performance(args: TokenStream, item: TokenStream) -> TokenStre
 
 /// Leaves a method of an `#[instrument_performance]` `impl` block uninstrumented.
 ///
-/// ```text
+/// ```
+/// use instrument::{instrument_performance, no_instrument};
+///
+/// struct Cache(Vec<u32>);
+///
 /// #[instrument_performance]
 /// impl Cache {
-///     fn get(&self, key: &str) -> Option<&Entry> { .. }
+///     fn get(&self, index: usize) -> Option<&u32> {
+///         self.0.get(index)
+///     }
+///
 ///     #[no_instrument]
-///     fn len(&self) -> usize { .. }
+///     fn len(&self) -> usize {
+///         self.0.len()
+///     }
 /// }
+/// # let cache = Cache(vec![1]);
+/// # assert_eq!(cache.get(0), Some(&1));
+/// # assert_eq!(cache.len(), 1);
 /// ```
 ///
 /// Anywhere else it does nothing. It takes no arguments.
@@ -91,10 +119,18 @@ pub fn no_instrument(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Implements `instrument::ErrorKind` for an enum (the kind is the variant's name) or a struct
 /// (the kind is the type's name).
 ///
-/// ```text
+/// ```
+/// use instrument::ErrorKind;
+///
 /// #[derive(Debug, ErrorKind)]
-/// enum FetchError { Timeout, Status(u16), Decode { offset: usize } }
-/// // FetchError::Status(404).error_kind() == "Status"
+/// enum FetchError {
+///     Timeout,
+///     Status(u16),
+///     Decode { offset: usize },
+/// }
+///
+/// assert_eq!(FetchError::Status(404).error_kind(), "Status");
+/// assert_eq!(FetchError::Decode { offset: 3 }.error_kind(), "Decode");
 /// ```
 #[proc_macro_derive(ErrorKind)]
 pub fn derive_error_kind(input: TokenStream) -> TokenStream {
