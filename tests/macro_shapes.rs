@@ -102,6 +102,8 @@ fn with_err_kind() -> std::io::Result<()> {
     Err(std::io::ErrorKind::NotFound.into())
 }
 
+/// The line of `fn plain`, which its callsite records (not the attribute's line).
+const PLAIN_LINE: u32 = line!() + 2;
 #[instrument_performance]
 fn plain(x: u32) -> u32 {
     x + 1
@@ -145,7 +147,9 @@ fn results_are_classified_by_outcome_and_error_kind() {
         .call(name!("with_err_kind"), Outcome::Error)
         .unwrap();
     assert_eq!(custom.error_kinds[0].kind, "not_found");
-    assert_eq!(count(&snapshot, name!("plain"), Outcome::Ok), 1);
+    let plain = snapshot.call(name!("plain"), Outcome::Ok).unwrap();
+    assert_eq!(plain.total.count, 1);
+    assert_eq!(plain.callsite.line(), PLAIN_LINE);
     assert_eq!(count(&snapshot, name!("panics"), Outcome::Panic), 1);
 }
 
@@ -293,7 +297,12 @@ fn impl_blocks_name_methods_after_the_type() {
     let snapshot = snapshot(&sink);
     let push = snapshot.call(name!("Store::push"), Outcome::Ok).unwrap();
     assert_eq!(push.callsite.slow_threshold(), Some(Duration::from_secs(1)));
-    assert_eq!(count(&snapshot, name!("Store::first_mut"), Outcome::Ok), 1);
+    let first_mut = snapshot
+        .call(name!("Store::first_mut"), Outcome::Ok)
+        .unwrap();
+    assert_eq!(first_mut.total.count, 1);
+    // Each method records its own line, not the line of the block's attribute.
+    assert!(first_mut.callsite.line() > push.callsite.line());
     assert_eq!(count(&snapshot, name!("Store::describe"), Outcome::Ok), 1);
     // A trait default method is named after the method only: the attribute cannot see the trait.
     assert_eq!(count(&snapshot, name!("shout"), Outcome::Ok), 1);
