@@ -139,7 +139,9 @@ pub(crate) fn from_call(
     entry.duration = crate::pipeline::ticks_to_duration(state, duration_ticks);
     entry.callsite = Some(meta);
     if let Some(fields) = fields {
-        entry.fields.push((Cow::Borrowed("arguments"), fields.to_owned()));
+        entry
+            .fields
+            .push((Cow::Borrowed("arguments"), fields.to_owned()));
     }
     // Only the pipeline that timed the call takes its entry; a call that outlived its
     // pipeline has nowhere to go.

@@ -13,13 +13,14 @@
 //! `OnceLock`, so there is no custom unsafe synchronisation.
 
 use std::cell::{Cell, OnceCell};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crossbeam_queue::ArrayQueue;
 
 use crate::callsite::Callsite;
 use crate::record::{KINDS, Record};
+use crate::signal::SingleWriterCounter;
 
 /// Counter slots per callsite: one loss counter per outcome, then the `counter!` total.
 pub(crate) const SLOTS: usize = KINDS + 1;
@@ -27,7 +28,7 @@ pub(crate) const COUNTER_SLOT: usize = KINDS;
 const CHUNK_CALLSITES: usize = 128;
 const CHUNKS: usize = 512; // 65,536 callsites
 
-type Chunk = Box<[AtomicU64]>;
+type Chunk = Box<[SingleWriterCounter]>;
 
 /// Queue capacity for buffers created from now on (set by `install`).
 pub(crate) static QUEUE_CAPACITY: AtomicU32 = AtomicU32::new(4096);
@@ -53,11 +54,16 @@ impl ThreadBuffer {
         }
     }
 
-    fn slot(&self, callsite: u32, slot: usize) -> Option<&AtomicU64> {
+    fn slot(&self, callsite: u32, slot: usize) -> Option<&SingleWriterCounter> {
         let callsite = callsite as usize;
-        let chunk = self.counters.get(callsite / CHUNK_CALLSITES)?.get_or_init(|| {
-            (0..CHUNK_CALLSITES * SLOTS).map(|_| AtomicU64::new(0)).collect()
-        });
+        let chunk = self
+            .counters
+            .get(callsite / CHUNK_CALLSITES)?
+            .get_or_init(|| {
+                (0..CHUNK_CALLSITES * SLOTS)
+                    .map(|_| SingleWriterCounter::default())
+                    .collect()
+            });
         chunk.get((callsite % CHUNK_CALLSITES) * SLOTS + slot)
     }
 
@@ -65,19 +71,18 @@ impl ThreadBuffer {
     #[inline]
     pub(crate) fn add(&self, callsite: u32, slot: usize, n: u64) {
         if let Some(cell) = self.slot(callsite, slot) {
-            // Single writer: a plain load and store is exact and avoids a locked instruction.
-            cell.store(cell.load(Ordering::Relaxed).wrapping_add(n), Ordering::Release);
+            cell.add(n);
         }
     }
 
-    /// Reads one counter (drain side); 0 for chunks never touched.
-    pub(crate) fn read(&self, callsite: u32, slot: usize) -> u64 {
+    /// The increase of one counter since `seen` (drain side); 0 for chunks never touched.
+    pub(crate) fn take_delta(&self, callsite: u32, slot: usize, seen: &mut u64) -> u64 {
         let callsite = callsite as usize;
         self.counters
             .get(callsite / CHUNK_CALLSITES)
             .and_then(OnceLock::get)
             .and_then(|chunk| chunk.get((callsite % CHUNK_CALLSITES) * SLOTS + slot))
-            .map_or(0, |cell| cell.load(Ordering::Acquire))
+            .map_or(0, |cell| cell.take_delta(seen))
     }
 
     /// Bytes this buffer holds (queue slots plus allocated counter chunks).
@@ -95,12 +100,21 @@ static NEXT_THREAD_ID: AtomicU32 = AtomicU32::new(1);
 /// A snapshot of the registered buffers.
 pub(crate) fn buffers(into: &mut Vec<Arc<ThreadBuffer>>) {
     into.clear();
-    into.extend(BUFFERS.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned());
+    into.extend(
+        BUFFERS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned(),
+    );
 }
 
 /// Forgets buffers whose thread has exited and whose queue the drain has emptied.
 pub(crate) fn retire(buffer: &Arc<ThreadBuffer>) {
-    BUFFERS.lock().unwrap_or_else(PoisonError::into_inner).retain(|b| !Arc::ptr_eq(b, buffer));
+    BUFFERS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .retain(|b| !Arc::ptr_eq(b, buffer));
 }
 
 /// Thread-local state: the thread's buffer and its current correlation id.
@@ -130,7 +144,10 @@ fn register_thread() -> Arc<ThreadBuffer> {
     let id = NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed);
     let capacity = QUEUE_CAPACITY.load(Ordering::Relaxed) as usize;
     let buffer = Arc::new(ThreadBuffer::new(capacity, id));
-    BUFFERS.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::clone(&buffer));
+    BUFFERS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(Arc::clone(&buffer));
     buffer
 }
 
@@ -174,7 +191,10 @@ pub(crate) fn push(callsite: &'static Callsite, mut record: Record) {
 #[inline]
 pub(crate) fn count(callsite: &'static Callsite, n: u64) {
     let index = callsite.index();
-    if LOCAL.try_with(|local| local.buffer().add(index, COUNTER_SLOT, n)).is_err() {
+    if LOCAL
+        .try_with(|local| local.buffer().add(index, COUNTER_SLOT, n))
+        .is_err()
+    {
         callsite.orphaned[COUNTER_SLOT].fetch_add(n, Ordering::Relaxed);
     }
 }

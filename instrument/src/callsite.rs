@@ -38,8 +38,14 @@ pub struct Metadata {
 }
 
 /// Label names the exporters use themselves.
-pub(crate) const RESERVED_LABELS: &[&str] =
-    &["le", "quantile", "function", "module", "outcome", "error_kind"];
+pub(crate) const RESERVED_LABELS: &[&str] = &[
+    "le",
+    "quantile",
+    "function",
+    "module",
+    "outcome",
+    "error_kind",
+];
 
 impl Metadata {
     #[doc(hidden)]
@@ -289,7 +295,9 @@ impl Callsite {
     #[cold]
     #[inline(never)]
     fn register(&'static self) -> u32 {
-        let mut registry = REGISTRY.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut registry = REGISTRY
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let id = self.id.load(Ordering::Acquire);
         if id != 0 {
             return id - 1;
@@ -303,7 +311,9 @@ impl Callsite {
 
 /// Copies the registered callsites from index `from` on into `into`.
 pub(crate) fn registered_since(from: usize, into: &mut Vec<&'static Callsite>) {
-    let registry = REGISTRY.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let registry = REGISTRY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if registry.len() > from {
         into.extend_from_slice(&registry[from..]);
     }

@@ -67,14 +67,26 @@ pub(crate) struct Timebase {
 impl Timebase {
     /// Captures the origin of a pipeline about to run with `mode`.
     pub(crate) fn new(mode: u32) -> Self {
-        let origin_ticks = if mode == MODE_COUNTER { counter().raw() } else { 0 };
-        Timebase { mode, origin_ticks, origin_wall: SystemTime::now() }
+        let origin_ticks = if mode == MODE_COUNTER {
+            counter().raw()
+        } else {
+            0
+        };
+        Timebase {
+            mode,
+            origin_ticks,
+            origin_wall: SystemTime::now(),
+        }
     }
 
     /// Nanoseconds in a span of `ticks`.
     #[inline]
     pub(crate) fn nanos(&self, ticks: u64) -> u64 {
-        if self.mode == MODE_COUNTER { counter().delta_as_nanos(0, ticks) } else { ticks }
+        if self.mode == MODE_COUNTER {
+            counter().delta_as_nanos(0, ticks)
+        } else {
+            ticks
+        }
     }
 
     /// Wall-clock time of a raw timestamp.

@@ -81,7 +81,9 @@ struct Raw {
 }
 
 fn duration(key: &str, text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("`{key}` = {text:?} is not a duration ({e}); write e.g. \"100ms\" or \"1s\""))
+    humantime::parse_duration(text).map_err(|e| {
+        format!("`{key}` = {text:?} is not a duration ({e}); write e.g. \"100ms\" or \"1s\"")
+    })
 }
 
 impl Config {
@@ -100,13 +102,18 @@ impl Config {
     /// [`Error::ReadConfig`] if the file cannot be read, else as [`Config::from_toml_str`].
     pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Config, Error> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| Error::ReadConfig { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ReadConfig {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(&text, Some(path))
     }
 
     fn parse(text: &str, path: Option<&Path>) -> Result<Config, Error> {
-        let fail = |message: String| Error::ParseConfig { path: path.map(Path::to_owned), message };
+        let fail = |message: String| Error::ParseConfig {
+            path: path.map(Path::to_owned),
+            message,
+        };
         let raw: Raw = toml::from_str(text).map_err(|e| fail(e.message().to_owned()))?;
         let mut config = Config::default();
         if let Some(v) = raw.drain_interval {
@@ -125,7 +132,11 @@ impl Config {
             config.clock = match v.as_str() {
                 "counter" => ClockSource::Counter,
                 "mock" => ClockSource::Mock,
-                other => return Err(fail(format!("`clock` = {other:?} is not one of \"counter\", \"mock\""))),
+                other => {
+                    return Err(fail(format!(
+                        "`clock` = {other:?} is not one of \"counter\", \"mock\""
+                    )));
+                }
             };
         }
         config.queue_capacity = raw.queue_capacity.unwrap_or(config.queue_capacity);
@@ -198,7 +209,15 @@ mod tests {
         .unwrap();
         assert_eq!(c.drain_interval, Duration::from_millis(5));
         assert_eq!(c.window, Duration::from_secs(2));
-        assert_eq!((c.queue_capacity, c.audit_capacity, c.sink_backlog, c.max_retries), (16, 8, 4, 2));
+        assert_eq!(
+            (
+                c.queue_capacity,
+                c.audit_capacity,
+                c.sink_backlog,
+                c.max_retries
+            ),
+            (16, 8, 4, 2)
+        );
         assert_eq!(c.flush_timeout, Duration::from_secs(3));
         assert_eq!(c.slow_threshold, Some(Duration::from_millis(1)));
         assert_eq!(c.clock, ClockSource::Mock);
@@ -207,6 +226,9 @@ mod tests {
     #[test]
     fn missing_file_names_the_path() {
         let err = Config::from_toml_file("/nonexistent/instrument.toml").unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/instrument.toml"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent/instrument.toml"),
+            "{err}"
+        );
     }
 }

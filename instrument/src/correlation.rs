@@ -32,7 +32,12 @@ impl CorrelationId {
             let seed = (nanos ^ (u64::from(std::process::id()) << 40)) | 1;
             // First caller seeds the sequence; losers of the race keep their unseeded values,
             // which are still unique.
-            let _ = NEXT.compare_exchange(1, seed.wrapping_add(1), Ordering::Relaxed, Ordering::Relaxed);
+            let _ = NEXT.compare_exchange(
+                1,
+                seed.wrapping_add(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
             n = seed;
         }
         CorrelationId(NonZeroU64::new(n).unwrap_or(NonZeroU64::MIN))
@@ -53,13 +58,19 @@ impl CorrelationId {
     /// The id current on this thread, if any.
     #[must_use]
     pub fn current() -> Option<Self> {
-        LOCAL.try_with(|l| l.correlation.get()).ok().and_then(Self::from_u64)
+        LOCAL
+            .try_with(|l| l.correlation.get())
+            .ok()
+            .and_then(Self::from_u64)
     }
 
     /// Makes this id current on this thread until the returned scope is dropped.
     #[must_use = "the id is current only while the scope lives"]
     pub fn enter(self) -> CorrelationScope {
-        CorrelationScope { previous: set(self.get()), _not_send: std::marker::PhantomData }
+        CorrelationScope {
+            previous: set(self.get()),
+            _not_send: std::marker::PhantomData,
+        }
     }
 }
 
@@ -76,7 +87,9 @@ impl std::fmt::Display for CorrelationId {
 }
 
 fn set(value: u64) -> u64 {
-    LOCAL.try_with(|l| l.correlation.replace(value)).unwrap_or(0)
+    LOCAL
+        .try_with(|l| l.correlation.replace(value))
+        .unwrap_or(0)
 }
 
 /// Restores the previous correlation id when dropped. See [`CorrelationId::enter`].
@@ -130,12 +143,18 @@ impl<F: Future> Future for Correlated<F> {
 pub trait FutureExt: Future + Sized {
     /// Runs this future with `id` as the current correlation id.
     fn with_correlation(self, id: CorrelationId) -> Correlated<Self> {
-        Correlated { id: Some(id), inner: Box::pin(self) }
+        Correlated {
+            id: Some(id),
+            inner: Box::pin(self),
+        }
     }
 
     /// Runs this future with the correlation id current now (for `spawn`ed tasks).
     fn in_current_correlation(self) -> Correlated<Self> {
-        Correlated { id: CorrelationId::current(), inner: Box::pin(self) }
+        Correlated {
+            id: CorrelationId::current(),
+            inner: Box::pin(self),
+        }
     }
 }
 
@@ -162,9 +181,18 @@ mod tests {
     #[test]
     fn ids_are_unique_across_threads() {
         let handles: Vec<_> = (0..4)
-            .map(|_| std::thread::spawn(|| (0..1000).map(|_| CorrelationId::new().get()).collect::<Vec<_>>()))
+            .map(|_| {
+                std::thread::spawn(|| {
+                    (0..1000)
+                        .map(|_| CorrelationId::new().get())
+                        .collect::<Vec<_>>()
+                })
+            })
             .collect();
-        let mut all: Vec<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        let mut all: Vec<u64> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
         let n = all.len();
         all.sort_unstable();
         all.dedup();

@@ -28,8 +28,8 @@ use crate::error::Error;
 use crate::histogram::Histogram;
 use crate::record::{KINDS, Outcome, Record};
 use crate::sink::{
-    Batch, CallStats, CounterValue, DropMarker, ErrorKindCount, Event, EventReason, GaugeValue, Interests,
-    SelfMetrics, Sink, SinkError, SinkHealth, SinkStatus, Snapshot, Stats, ThreadInfo,
+    Batch, CallStats, CounterValue, DropMarker, ErrorKindCount, Event, EventReason, GaugeValue,
+    Interests, SelfMetrics, Sink, SinkError, SinkHealth, SinkStatus, Snapshot, Stats, ThreadInfo,
 };
 
 /// Requests from the pipeline guard.
@@ -77,11 +77,20 @@ struct CallsiteAgg {
 impl CallsiteAgg {
     fn new(callsite: &'static Callsite, default_slow: Option<Duration>) -> Self {
         let meta = callsite.metadata();
-        let slow = meta.slow_threshold().or(default_slow).map_or(0, |d| d.as_nanos() as u64);
+        let slow = meta
+            .slow_threshold()
+            .or(default_slow)
+            .map_or(0, |d| d.as_nanos() as u64);
         let sample = meta.sample_rate().clamp(0.0, 1.0);
-        let sample_below = if sample >= 1.0 { u64::MAX } else { (sample * u64::MAX as f64) as u64 };
+        let sample_below = if sample >= 1.0 {
+            u64::MAX
+        } else {
+            (sample * u64::MAX as f64) as u64
+        };
         // Orphans counted before this pipeline belong to an earlier one.
-        let orphans_seen = std::array::from_fn(|i| callsite.orphaned[i].load(std::sync::atomic::Ordering::Relaxed));
+        let orphans_seen = std::array::from_fn(|i| {
+            callsite.orphaned[i].load(std::sync::atomic::Ordering::Relaxed)
+        });
         CallsiteAgg {
             callsite,
             outcomes: Default::default(),
@@ -112,12 +121,6 @@ impl CallsiteAgg {
     }
 }
 
-/// Per-buffer counters the drain has already accounted for.
-struct BufferSeen {
-    buffer: Arc<ThreadBuffer>,
-    seen: Vec<u64>,
-}
-
 pub(crate) struct Drain {
     config: Config,
     generation: u8,
@@ -129,7 +132,8 @@ pub(crate) struct Drain {
     metrics_out: Arc<Mutex<SelfMetrics>>,
     registered: Vec<&'static Callsite>,
     aggs: Vec<CallsiteAgg>,
-    seen: HashMap<u32, BufferSeen>,
+    /// Per thread buffer: the counter values already accounted for.
+    seen: HashMap<u32, Vec<u64>>,
     scratch: Vec<Arc<ThreadBuffer>>,
     rng: u64,
     window_start: SystemTime,
@@ -158,14 +162,27 @@ impl Drain {
             wants.snapshots |= interests.snapshots;
             wants.audit |= interests.audit;
             let (tx, rx) = crossbeam_channel::bounded(config.sink_backlog);
-            let status = Arc::new(Mutex::new(SinkStatus { name: name.clone(), ..SinkStatus::default() }));
+            let status = Arc::new(Mutex::new(SinkStatus {
+                name: name.clone(),
+                ..SinkStatus::default()
+            }));
             let worker_status = Arc::clone(&status);
             let max_retries = config.max_retries;
             let worker = std::thread::Builder::new()
                 .name(format!("instrument-sink-{name}"))
                 .spawn(move || run_sink(sink, &rx, &worker_status, max_retries))
-                .map_err(|source| Error::Spawn { what: format!("sink `{name}`"), source })?;
-            handles.push(SinkHandle { name, interests, tx, status, held_audit: VecDeque::new(), worker: Some(worker) });
+                .map_err(|source| Error::Spawn {
+                    what: format!("sink `{name}`"),
+                    source,
+                })?;
+            handles.push(SinkHandle {
+                name,
+                interests,
+                tx,
+                status,
+                held_audit: VecDeque::new(),
+                worker: Some(worker),
+            });
         }
         let timebase = Timebase::new(state & 0xff);
         let now = SystemTime::now();
@@ -219,6 +236,8 @@ impl Drain {
                 }
                 None => {}
             }
+            // More requests queued (several threads flushing): serve them without parking.
+            self.busy |= !self.control_rx.is_empty();
         }
     }
 
@@ -284,7 +303,11 @@ impl Drain {
         agg.touched = true;
         agg.outcomes[record.outcome.index()].window.record(nanos);
         if let Some(kind) = record.error_kind {
-            match agg.kinds.iter_mut().find(|(k, _, _)| std::ptr::eq(*k, kind) || *k == kind) {
+            match agg
+                .kinds
+                .iter_mut()
+                .find(|(k, _, _)| std::ptr::eq(*k, kind) || *k == kind)
+            {
                 Some(entry) => entry.1 += 1,
                 None => agg.kinds.push((kind, 1, 0)),
             }
@@ -314,7 +337,10 @@ impl Drain {
                 error_kind: record.error_kind,
                 start: self.timebase.wall(record.start),
                 duration: Duration::from_nanos(nanos),
-                thread: ThreadInfo { id: buf.thread_id, name: buf.thread_name.clone() },
+                thread: ThreadInfo {
+                    id: buf.thread_id,
+                    name: buf.thread_name.clone(),
+                },
                 correlation: crate::CorrelationId::from_u64(record.correlation),
                 fields: record.fields,
                 reason,
@@ -332,19 +358,13 @@ impl Drain {
         for buf in &self.scratch {
             threads += 1;
             memory += buf.memory_bytes();
-            let entry = self
-                .seen
-                .entry(buf.thread_id)
-                .or_insert_with(|| BufferSeen { buffer: Arc::clone(buf), seen: Vec::new() });
-            if entry.seen.len() < callsites * SLOTS {
-                entry.seen.resize(callsites * SLOTS, 0);
+            let seen = self.seen.entry(buf.thread_id).or_default();
+            if seen.len() < callsites * SLOTS {
+                seen.resize(callsites * SLOTS, 0);
             }
             for (c, agg) in self.aggs.iter_mut().enumerate() {
                 for slot in 0..SLOTS {
-                    let now = buf.read(c as u32, slot);
-                    let seen = &mut entry.seen[c * SLOTS + slot];
-                    let delta = now.wrapping_sub(*seen);
-                    *seen = now;
+                    let delta = buf.take_delta(c as u32, slot, &mut seen[c * SLOTS + slot]);
                     if !baseline {
                         agg.add_drops(slot, delta);
                     }
@@ -358,12 +378,16 @@ impl Drain {
                 self.seen.remove(&buf.thread_id);
             }
         }
-        self.seen.retain(|_, s| Arc::strong_count(&s.buffer) > 1 || !s.buffer.queue.is_empty());
         self.metrics.threads = threads;
         let aggs: usize = self
             .aggs
             .iter()
-            .map(|a| a.outcomes.iter().map(|o| o.window.memory_bytes() + o.total.memory_bytes()).sum::<usize>())
+            .map(|a| {
+                a.outcomes
+                    .iter()
+                    .map(|o| o.window.memory_bytes() + o.total.memory_bytes())
+                    .sum::<usize>()
+            })
             .sum();
         self.metrics.memory_bytes = (memory + aggs) as u64;
     }
@@ -431,14 +455,24 @@ impl Drain {
             match meta.kind() {
                 CallsiteKind::Counter => {
                     if agg.touched {
-                        counters.push(CounterValue { callsite: meta, window: agg.counter_window, total: agg.counter_total });
+                        counters.push(CounterValue {
+                            callsite: meta,
+                            window: agg.counter_window,
+                            total: agg.counter_total,
+                        });
                     }
                     agg.counter_window = 0;
                     continue;
                 }
                 CallsiteKind::Gauge => {
-                    let bits = agg.callsite.gauge.load(std::sync::atomic::Ordering::Relaxed);
-                    gauges.push(GaugeValue { callsite: meta, value: f64::from_bits(bits) });
+                    let bits = agg
+                        .callsite
+                        .gauge
+                        .load(std::sync::atomic::Ordering::Relaxed);
+                    gauges.push(GaugeValue {
+                        callsite: meta,
+                        value: f64::from_bits(bits),
+                    });
                     continue;
                 }
                 _ => {}
@@ -458,7 +492,11 @@ impl Drain {
                         .map(|(kind, window, total)| {
                             *total += *window;
                             let w = std::mem::take(window);
-                            ErrorKindCount { kind, window: w, total: *total }
+                            ErrorKindCount {
+                                kind,
+                                window: w,
+                                total: *total,
+                            }
                         })
                         .collect()
                 } else {
@@ -493,7 +531,11 @@ impl Drain {
         self.sinks
             .iter()
             .map(|s| {
-                let mut status = s.status.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                let mut status = s
+                    .status
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
                 status.backlog = (s.tx.len() + s.held_audit.len()) as u64;
                 status
             })
@@ -503,7 +545,11 @@ impl Drain {
     /// Hands this cycle's batch to every interested sink without ever blocking.
     fn deliver(&mut self) {
         let batch = std::mem::take(&mut self.batch);
-        let batch = if batch.is_empty() { None } else { Some(Arc::new(batch)) };
+        let batch = if batch.is_empty() {
+            None
+        } else {
+            Some(Arc::new(batch))
+        };
         for sink in &mut self.sinks {
             while let Some(held) = sink.held_audit.pop_front() {
                 match sink.tx.try_send(SinkMsg::Batch(held)) {
@@ -516,7 +562,8 @@ impl Drain {
                 }
             }
             let Some(batch) = &batch else { continue };
-            let wanted = (sink.interests.events && (!batch.events.is_empty() || !batch.drops.is_empty()))
+            let wanted = (sink.interests.events
+                && (!batch.events.is_empty() || !batch.drops.is_empty()))
                 || (sink.interests.snapshots && batch.snapshot.is_some())
                 || (sink.interests.audit && !batch.audit.is_empty());
             if !wanted {
@@ -529,9 +576,14 @@ impl Drain {
             }
             match sink.tx.try_send(SinkMsg::Batch(Arc::clone(batch))) {
                 Ok(()) => {}
-                Err(TrySendError::Full(_)) if carries_audit => sink.held_audit.push_back(Arc::clone(batch)),
+                Err(TrySendError::Full(_)) if carries_audit => {
+                    sink.held_audit.push_back(Arc::clone(batch))
+                }
                 Err(_) => {
-                    sink.status.lock().unwrap_or_else(PoisonError::into_inner).dropped_batches += 1;
+                    sink.status
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .dropped_batches += 1;
                 }
             }
         }
@@ -539,7 +591,10 @@ impl Drain {
 
     fn publish_metrics(&mut self) {
         self.metrics.sinks = self.sink_statuses();
-        *self.metrics_out.lock().unwrap_or_else(PoisonError::into_inner) = self.metrics.clone();
+        *self
+            .metrics_out
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = self.metrics.clone();
     }
 
     /// Delivers everything held, then asks each sink to flush, waiting at most the flush timeout.
@@ -550,7 +605,11 @@ impl Drain {
         for sink in &mut self.sinks {
             let mut ok = true;
             while let Some(held) = sink.held_audit.pop_front() {
-                if sink.tx.send_deadline(SinkMsg::Batch(held), deadline).is_err() {
+                if sink
+                    .tx
+                    .send_deadline(SinkMsg::Batch(held), deadline)
+                    .is_err()
+                {
                     ok = false;
                     break;
                 }
@@ -573,7 +632,10 @@ impl Drain {
             }
         }
         if !late.is_empty() {
-            return Err(Error::FlushTimeout { timeout: self.config.flush_timeout, sinks: late });
+            return Err(Error::FlushTimeout {
+                timeout: self.config.flush_timeout,
+                sinks: late,
+            });
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -591,7 +653,11 @@ impl Drain {
         let mut result = flushed;
         for sink in &mut self.sinks {
             let (tx, rx) = crossbeam_channel::bounded(1);
-            if sink.tx.send_deadline(SinkMsg::Shutdown(tx), deadline).is_err() {
+            if sink
+                .tx
+                .send_deadline(SinkMsg::Shutdown(tx), deadline)
+                .is_err()
+            {
                 continue;
             }
             match rx.recv_deadline(deadline) {
@@ -602,7 +668,10 @@ impl Drain {
                 }
                 Ok(Err(source)) => {
                     if result.is_ok() {
-                        result = Err(Error::SinkFlush { sink: sink.name.clone(), source });
+                        result = Err(Error::SinkFlush {
+                            sink: sink.name.clone(),
+                            source,
+                        });
                     }
                 }
                 // A stuck worker is left behind; it ends with the process.
@@ -647,7 +716,10 @@ fn guarded(
         Ok(result) => result,
         Err(panic) => {
             status.lock().unwrap_or_else(PoisonError::into_inner).panics += 1;
-            Err(SinkError::new(format!("sink panicked: {}", panic_message(&*panic))))
+            Err(SinkError::new(format!(
+                "sink panicked: {}",
+                panic_message(&*panic)
+            )))
         }
     };
     if let Err(e) = &result {
@@ -669,7 +741,12 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-fn run_sink(mut sink: Box<dyn Sink>, rx: &Receiver<SinkMsg>, status: &Mutex<SinkStatus>, max_retries: u32) {
+fn run_sink(
+    mut sink: Box<dyn Sink>,
+    rx: &Receiver<SinkMsg>,
+    status: &Mutex<SinkStatus>,
+    max_retries: u32,
+) {
     for msg in rx {
         match msg {
             SinkMsg::Batch(batch) => {
@@ -678,12 +755,18 @@ fn run_sink(mut sink: Box<dyn Sink>, rx: &Receiver<SinkMsg>, status: &Mutex<Sink
                 let mut backoff = Duration::from_millis(10);
                 loop {
                     if guarded(status, || sink.write(&batch)).is_ok() {
-                        status.lock().unwrap_or_else(PoisonError::into_inner).delivered += 1;
+                        status
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .delivered += 1;
                         break;
                     }
                     attempts += 1;
                     if !unlimited && attempts > max_retries {
-                        status.lock().unwrap_or_else(PoisonError::into_inner).dropped_batches += 1;
+                        status
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .dropped_batches += 1;
                         break;
                     }
                     std::thread::sleep(backoff);

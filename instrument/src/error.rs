@@ -10,7 +10,9 @@ use crate::sink::SinkError;
 #[non_exhaustive]
 pub enum Error {
     /// `install` was called while another pipeline's guard is alive.
-    #[error("a pipeline is already installed in this process; drop its guard before installing another")]
+    #[error(
+        "a pipeline is already installed in this process; drop its guard before installing another"
+    )]
     AlreadyInstalled,
     /// An operation that needs a pipeline ran with none installed.
     #[error("no pipeline is installed; call instrument::builder().install() first")]

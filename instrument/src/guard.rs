@@ -30,8 +30,18 @@ impl Guard {
     pub fn enter(callsite: &'static Callsite) -> Guard {
         let state = crate::pipeline::STATE.load(Ordering::Relaxed);
         let mode = state & 0xff;
-        let start = if mode == MODE_OFF { 0 } else { clock::now(mode) };
-        Guard { callsite, start, state, fields: None, finished: false }
+        let start = if mode == MODE_OFF {
+            0
+        } else {
+            clock::now(mode)
+        };
+        Guard {
+            callsite,
+            start,
+            state,
+            fields: None,
+            finished: false,
+        }
     }
 
     /// Whether argument values formatted now would be recorded.
@@ -73,7 +83,14 @@ impl Guard {
         let duration = end.saturating_sub(self.start);
         let fields = self.fields.take();
         if self.callsite.metadata().is_audited() {
-            crate::audit::from_call(self.callsite, self.state, duration, outcome, error_kind, fields.as_deref());
+            crate::audit::from_call(
+                self.callsite,
+                self.state,
+                duration,
+                outcome,
+                error_kind,
+                fields.as_deref(),
+            );
         }
         crate::buffer::push(
             self.callsite,
@@ -124,7 +141,13 @@ impl Timer {
     #[doc(hidden)]
     #[inline(always)]
     pub fn inert(callsite: &'static Callsite) -> Timer {
-        Timer(Guard { callsite, start: 0, state: 0, fields: None, finished: false })
+        Timer(Guard {
+            callsite,
+            start: 0,
+            state: 0,
+            fields: None,
+            finished: false,
+        })
     }
 
     /// Ends the timed block now, with outcome `ok`.

@@ -202,7 +202,11 @@ mod tests {
             let s = slot(v);
             assert!(s >= last, "slot({v}) = {s} < {last}");
             last = s;
-            assert!(highest_in(s) >= v, "highest_in(slot({v})) = {} < {v}", highest_in(s));
+            assert!(
+                highest_in(s) >= v,
+                "highest_in(slot({v})) = {} < {v}",
+                highest_in(s)
+            );
         }
         assert_eq!(slot(u64::MAX), 2048 + 52 * 1024 + 1023);
         assert_eq!(highest_in(slot(u64::MAX)), u64::MAX);
@@ -239,7 +243,10 @@ mod tests {
         for q in [0.0, 0.25, 0.5, 0.9, 1.0] {
             assert_eq!(a.quantile(q), both.quantile(q));
         }
-        assert_eq!((a.count(), a.sum(), a.min(), a.max()), (both.count(), both.sum(), both.min(), both.max()));
+        assert_eq!(
+            (a.count(), a.sum(), a.min(), a.max()),
+            (both.count(), both.sum(), both.min(), both.max())
+        );
     }
 
     #[test]

@@ -76,21 +76,26 @@ mod guard;
 pub mod histogram;
 mod pipeline;
 mod record;
+mod signal;
 pub mod sink;
+mod sync;
 
 pub use crate::audit::{AuditEntry, audit};
 pub use crate::callsite::{CallsiteKind, Metadata};
 pub use crate::clock::ClockSource;
 pub use crate::config::Config;
-pub use crate::correlation::{Correlated, CorrelationId, CorrelationScope, FutureExt, with_correlation};
+pub use crate::correlation::{
+    Correlated, CorrelationId, CorrelationScope, FutureExt, with_correlation,
+};
 pub use crate::error::Error;
 pub use crate::guard::{ErrorKind, Timer};
 pub use crate::histogram::Histogram;
 pub use crate::pipeline::{Builder, PipelineGuard, builder};
 pub use crate::record::Outcome;
 pub use crate::sink::{
-    Batch, CallStats, CounterValue, DropMarker, ErrorKindCount, Event, EventReason, GaugeValue, Interests,
-    NullSink, SelfMetrics, Sink, SinkError, SinkHealth, SinkStatus, Snapshot, Stats, ThreadInfo,
+    Batch, CallStats, CounterValue, DropMarker, ErrorKindCount, Event, EventReason, GaugeValue,
+    Interests, NullSink, SelfMetrics, Sink, SinkError, SinkHealth, SinkStatus, Snapshot, Stats,
+    ThreadInfo,
 };
 
 #[cfg(feature = "macros")]

@@ -4,7 +4,7 @@
 //! hot path loads it once per call (relaxed). Records carry the generation's low byte, so records
 //! written by a call that straddled a shutdown are recognised and discarded by the next pipeline.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
@@ -16,13 +16,16 @@ use crate::clock::{self, ClockSource, MODE_COUNTER, MODE_MOCK, MODE_OFF};
 use crate::config::Config;
 use crate::drain::{Control, Drain};
 use crate::error::Error;
+use crate::signal::WakeFlag;
 use crate::sink::{SelfMetrics, Sink};
 
 pub(crate) static STATE: AtomicU32 = AtomicU32::new(0);
 static GENERATION: AtomicU32 = AtomicU32::new(0);
 static INSTALLED: Mutex<bool> = Mutex::new(false);
 static SHARED: RwLock<Option<Arc<Shared>>> = RwLock::new(None);
-static WAKE_PENDING: AtomicBool = AtomicBool::new(false);
+static WAKE: WakeFlag = WakeFlag {
+    pending: std::sync::atomic::AtomicBool::new(false),
+};
 static DRAIN_THREAD: Mutex<Option<Thread>> = Mutex::new(None);
 
 /// What producers of audit entries and control messages reach.
@@ -32,10 +35,15 @@ pub(crate) struct Shared {
     audit_capacity: usize,
 }
 
-/// Asks the drain to run a cycle now. Cheap when a wake is already pending (one relaxed load).
+/// Asks the drain to run a cycle now, after the caller published its records. Cheap when a wake
+/// is already pending (a fence and one load); see [`WakeFlag`].
 pub(crate) fn wake() {
-    if !WAKE_PENDING.load(Ordering::Relaxed) && !WAKE_PENDING.swap(true, Ordering::AcqRel) {
-        if let Some(thread) = DRAIN_THREAD.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+    if WAKE.request() {
+        if let Some(thread) = DRAIN_THREAD
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
             thread.unpark();
         }
     }
@@ -43,20 +51,25 @@ pub(crate) fn wake() {
 
 /// Called by the drain at the start of a cycle.
 pub(crate) fn clear_wake() {
-    WAKE_PENDING.store(false, Ordering::Release);
+    WAKE.clear();
 }
 
 /// Converts a span of raw ticks under `state`'s clock to a duration.
 pub(crate) fn ticks_to_duration(state: u32, ticks: u64) -> Option<Duration> {
     match state & 0xff {
-        MODE_COUNTER => Some(Duration::from_nanos(clock::counter().delta_as_nanos(0, ticks))),
+        MODE_COUNTER => Some(Duration::from_nanos(
+            clock::counter().delta_as_nanos(0, ticks),
+        )),
         MODE_MOCK => Some(Duration::from_nanos(ticks)),
         _ => None,
     }
 }
 
 fn shared() -> Option<Arc<Shared>> {
-    SHARED.read().unwrap_or_else(PoisonError::into_inner).clone()
+    SHARED
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
 }
 
 pub(crate) fn send_audit(entry: AuditEntry) -> Result<(), Error> {
@@ -74,7 +87,10 @@ pub(crate) fn send_audit_for(state: u32, entry: AuditEntry) -> Result<(), Error>
 
 fn send_on(shared: &Shared, mut entry: AuditEntry) -> Result<(), Error> {
     loop {
-        match shared.audit_tx.send_timeout(entry, Duration::from_millis(1)) {
+        match shared
+            .audit_tx
+            .send_timeout(entry, Duration::from_millis(1))
+        {
             Ok(()) => {
                 if shared.audit_tx.len() * 2 >= shared.audit_capacity {
                     wake();
@@ -136,7 +152,14 @@ impl std::fmt::Debug for Builder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Builder")
             .field("config", &self.config)
-            .field("sinks", &self.sinks.iter().map(|s| s.name().to_owned()).collect::<Vec<_>>())
+            .field(
+                "sinks",
+                &self
+                    .sinks
+                    .iter()
+                    .map(|s| s.name().to_owned())
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -241,17 +264,36 @@ impl Builder {
         let (audit_tx, audit_rx) = crossbeam_channel::bounded(self.config.audit_capacity);
         let (control_tx, control_rx) = crossbeam_channel::unbounded();
         let metrics = Arc::new(Mutex::new(SelfMetrics::default()));
-        let drain = Drain::new(&self.config, self.sinks, state, audit_rx, control_rx, Arc::clone(&metrics))?;
+        let drain = Drain::new(
+            &self.config,
+            self.sinks,
+            state,
+            audit_rx,
+            control_rx,
+            Arc::clone(&metrics),
+        )?;
         let handle = std::thread::Builder::new()
             .name("instrument-drain".into())
             .spawn(move || drain.run())
-            .map_err(|source| Error::Spawn { what: "drain".into(), source })?;
-        *DRAIN_THREAD.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle.thread().clone());
-        *SHARED.write().unwrap_or_else(PoisonError::into_inner) =
-            Some(Arc::new(Shared { state, audit_tx, audit_capacity: self.config.audit_capacity }));
+            .map_err(|source| Error::Spawn {
+                what: "drain".into(),
+                source,
+            })?;
+        *DRAIN_THREAD.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(handle.thread().clone());
+        *SHARED.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(Shared {
+            state,
+            audit_tx,
+            audit_capacity: self.config.audit_capacity,
+        }));
         STATE.store(state, Ordering::Release);
         *installed = true;
-        Ok(PipelineGuard { control: control_tx, drain: Some(handle), metrics, flush_timeout: self.config.flush_timeout })
+        Ok(PipelineGuard {
+            control: control_tx,
+            drain: Some(handle),
+            metrics,
+            flush_timeout: self.config.flush_timeout,
+        })
     }
 }
 
@@ -266,7 +308,9 @@ pub struct PipelineGuard {
 
 impl std::fmt::Debug for PipelineGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PipelineGuard").field("flush_timeout", &self.flush_timeout).finish_non_exhaustive()
+        f.debug_struct("PipelineGuard")
+            .field("flush_timeout", &self.flush_timeout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -285,7 +329,10 @@ impl PipelineGuard {
     /// The pipeline's own metrics as of the last drain cycle.
     #[must_use]
     pub fn self_metrics(&self) -> SelfMetrics {
-        self.metrics.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.metrics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Flushes, shuts every sink down and stops the pipeline, reporting what went wrong.
@@ -297,17 +344,24 @@ impl PipelineGuard {
     }
 
     fn request(&self, control: Control, rx: &Receiver<Result<(), Error>>) -> Result<(), Error> {
-        self.control.send(control).map_err(|_| Error::NotInstalled)?;
+        self.control
+            .send(control)
+            .map_err(|_| Error::NotInstalled)?;
         wake_drain(self.drain.as_ref());
         // The drain answers within the flush timeout; the margin covers the drain cycle itself.
         match rx.recv_timeout(self.flush_timeout + Duration::from_secs(5)) {
             Ok(result) => result,
-            Err(_) => Err(Error::FlushTimeout { timeout: self.flush_timeout, sinks: vec!["(drain)".into()] }),
+            Err(_) => Err(Error::FlushTimeout {
+                timeout: self.flush_timeout,
+                sinks: vec!["(drain)".into()],
+            }),
         }
     }
 
     fn stop(&mut self) -> Result<(), Error> {
-        let Some(handle) = self.drain.take() else { return Ok(()) };
+        let Some(handle) = self.drain.take() else {
+            return Ok(());
+        };
         STATE.store(0, Ordering::Release);
         *SHARED.write().unwrap_or_else(PoisonError::into_inner) = None;
         let (tx, rx) = crossbeam_channel::bounded(1);
@@ -315,7 +369,10 @@ impl PipelineGuard {
         handle.thread().unpark();
         let result = match rx.recv_timeout(self.flush_timeout + Duration::from_secs(5)) {
             Ok(result) => result,
-            Err(_) => Err(Error::FlushTimeout { timeout: self.flush_timeout, sinks: vec!["(drain)".into()] }),
+            Err(_) => Err(Error::FlushTimeout {
+                timeout: self.flush_timeout,
+                sinks: vec!["(drain)".into()],
+            }),
         };
         if result.is_ok() {
             let _ = handle.join();

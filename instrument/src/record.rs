@@ -22,7 +22,12 @@ pub(crate) const KINDS: usize = 4;
 
 impl Outcome {
     /// All outcomes, in index order.
-    pub const ALL: [Outcome; KINDS] = [Outcome::Ok, Outcome::Error, Outcome::Panic, Outcome::Cancelled];
+    pub const ALL: [Outcome; KINDS] = [
+        Outcome::Ok,
+        Outcome::Error,
+        Outcome::Panic,
+        Outcome::Cancelled,
+    ];
 
     /// The lower-case name used in labels and logs: `ok`, `error`, `panic`, `cancelled`.
     #[must_use]

@@ -34,7 +34,10 @@ impl SinkError {
     /// An error with a message and no underlying cause.
     #[must_use]
     pub fn new(message: impl Into<Cow<'static, str>>) -> Self {
-        SinkError { message: message.into(), source: None }
+        SinkError {
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// An error caused by `source`.
@@ -43,7 +46,10 @@ impl SinkError {
         message: impl Into<Cow<'static, str>>,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        SinkError { message: message.into(), source: Some(Box::new(source)) }
+        SinkError {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
     }
 }
 
@@ -61,9 +67,17 @@ pub struct Interests {
 
 impl Interests {
     /// Everything.
-    pub const ALL: Interests = Interests { events: true, snapshots: true, audit: true };
+    pub const ALL: Interests = Interests {
+        events: true,
+        snapshots: true,
+        audit: true,
+    };
     /// Nothing (a sink that only wants to be flushed, or the null sink).
-    pub const NONE: Interests = Interests { events: false, snapshots: false, audit: false };
+    pub const NONE: Interests = Interests {
+        events: false,
+        snapshots: false,
+        audit: false,
+    };
 }
 
 /// A sink's own view of its health.
@@ -172,7 +186,10 @@ impl Batch {
     /// Whether the batch carries nothing.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.drops.is_empty() && self.snapshot.is_none() && self.audit.is_empty()
+        self.events.is_empty()
+            && self.drops.is_empty()
+            && self.snapshot.is_none()
+            && self.audit.is_empty()
     }
 }
 
@@ -368,18 +385,27 @@ impl Snapshot {
     /// The aggregates of the callsite named `name` with `outcome`, if any.
     #[must_use]
     pub fn call(&self, name: &str, outcome: Outcome) -> Option<&CallStats> {
-        self.calls.iter().find(|c| c.callsite.name() == name && c.outcome == outcome)
+        self.calls
+            .iter()
+            .find(|c| c.callsite.name() == name && c.outcome == outcome)
     }
 
     /// The total of the counter named `name`, if it was used.
     #[must_use]
     pub fn counter(&self, name: &str) -> Option<u64> {
-        self.counters.iter().filter(|c| c.callsite.name() == name).map(|c| c.total).reduce(|a, b| a + b)
+        self.counters
+            .iter()
+            .filter(|c| c.callsite.name() == name)
+            .map(|c| c.total)
+            .reduce(|a, b| a + b)
     }
 
     /// The value of the gauge named `name`, if it was set.
     #[must_use]
     pub fn gauge(&self, name: &str) -> Option<f64> {
-        self.gauges.iter().find(|g| g.callsite.name() == name).map(|g| g.value)
+        self.gauges
+            .iter()
+            .find(|g| g.callsite.name() == name)
+            .map(|g| g.value)
     }
 }

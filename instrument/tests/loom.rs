@@ -1,0 +1,15 @@
+//! Loom models of the crate's custom synchronisation (`src/signal.rs`), compiled from the same
+//! source against loom's atomics:
+//!
+//! ```text
+//! RUSTFLAGS="--cfg loom" cargo test -p instrument --test loom --release
+//! ```
+#![cfg(loom)]
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+mod sync {
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+}
+
+#[path = "../src/signal.rs"]
+mod signal;
