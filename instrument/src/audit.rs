@@ -100,7 +100,7 @@ impl AuditEntry {
 
     /// Adds a free-form field.
     #[must_use]
-    pub fn field(mut self, key: impl Into<Cow<'static, str>>, value: impl ToString) -> Self {
+    pub fn field(mut self, key: impl Into<Cow<'static, str>>, value: &impl ToString) -> Self {
         self.fields.push((key.into(), value.to_string()));
         self
     }

@@ -167,19 +167,16 @@ pub(crate) fn push(callsite: &'static Callsite, mut record: Record) {
     let pushed = LOCAL.try_with(|local| {
         record.correlation = local.correlation.get();
         let buffer = local.buffer();
-        match buffer.queue.push(record) {
-            Ok(()) => {
-                // Every 512 pushes, ask for an early drain if the queue is over half full.
-                let pushes = local.pushes.get().wrapping_add(1);
-                local.pushes.set(pushes);
-                if pushes % 512 == 0 && buffer.queue.len() * 2 > buffer.queue.capacity() {
-                    crate::pipeline::wake();
-                }
-            }
-            Err(_) => {
-                buffer.add(index, outcome.index(), 1);
+        if buffer.queue.push(record).is_ok() {
+            // Every 512 pushes, ask for an early drain if the queue is over half full.
+            let pushes = local.pushes.get().wrapping_add(1);
+            local.pushes.set(pushes);
+            if pushes % 512 == 0 && buffer.queue.len() * 2 > buffer.queue.capacity() {
                 crate::pipeline::wake();
             }
+        } else {
+            buffer.add(index, outcome.index(), 1);
+            crate::pipeline::wake();
         }
     });
     if pushed.is_err() {

@@ -57,9 +57,10 @@ impl Metadata {
         line: u32,
         kind: CallsiteKind,
     ) -> Self {
-        if matches!(kind, CallsiteKind::Counter | CallsiteKind::Gauge) && !is_metric_name(name) {
-            panic!("metric names must match [a-zA-Z_:][a-zA-Z0-9_:]*");
-        }
+        assert!(
+            !matches!(kind, CallsiteKind::Counter | CallsiteKind::Gauge) || is_metric_name(name),
+            "metric names must match [a-zA-Z_:][a-zA-Z0-9_:]*"
+        );
         Metadata {
             name,
             module_path,
@@ -79,16 +80,13 @@ impl Metadata {
     pub const fn labels(mut self, labels: &'static [(&'static str, &'static str)]) -> Self {
         let mut i = 0;
         while i < labels.len() {
-            if !is_label_name(labels[i].0) {
-                panic!(
-                    "label names must match [a-zA-Z_][a-zA-Z0-9_]*, must not start with `__` and must not be one of le, quantile, function, module, outcome, error_kind"
-                );
-            }
+            assert!(
+                is_label_name(labels[i].0),
+                "label names must match [a-zA-Z_][a-zA-Z0-9_]*, must not start with `__` and must not be one of le, quantile, function, module, outcome, error_kind"
+            );
             let mut j = 0;
             while j < i {
-                if str_eq(labels[i].0, labels[j].0) {
-                    panic!("duplicate label name");
-                }
+                assert!(!str_eq(labels[i].0, labels[j].0), "duplicate label name");
                 j += 1;
             }
             i += 1;
@@ -354,7 +352,7 @@ mod tests {
         assert_ne!(a, b);
         let mut all = Vec::new();
         registered_since(0, &mut all);
-        assert!(std::ptr::eq(all[a as usize], &A));
-        assert!(std::ptr::eq(all[b as usize], &B));
+        assert!(std::ptr::eq(all[a as usize], &raw const A));
+        assert!(std::ptr::eq(all[b as usize], &raw const B));
     }
 }

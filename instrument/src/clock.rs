@@ -1,6 +1,6 @@
 //! The clock the hot path reads, and the conversions the drain applies.
 //!
-//! The hot path reads a raw counter (the TSC on x86_64 through `quanta`, whose `raw()` is one
+//! The hot path reads a raw counter (the `TSC` on `x86_64` through `quanta`, whose `raw()` is one
 //! `rdtsc`) and stores raw ticks; the drain converts ticks to nanoseconds and to wall-clock time
 //! off the hot path. A per-thread mock clock lets tests produce exact, sleep-free durations.
 
@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ClockSource {
-    /// The CPU's invariant counter where there is one (TSC on x86_64), else the monotonic clock.
+    /// The CPU's invariant counter where there is one (`TSC` on `x86_64`), else the monotonic clock.
     #[default]
     Counter,
     /// A per-thread clock that moves only when [`crate::testing::advance`] is called on that

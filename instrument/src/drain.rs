@@ -577,7 +577,7 @@ impl Drain {
             match sink.tx.try_send(SinkMsg::Batch(Arc::clone(batch))) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) if carries_audit => {
-                    sink.held_audit.push_back(Arc::clone(batch))
+                    sink.held_audit.push_back(Arc::clone(batch));
                 }
                 Err(_) => {
                     sink.status

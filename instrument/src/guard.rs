@@ -46,6 +46,7 @@ impl Guard {
 
     /// Whether argument values formatted now would be recorded.
     #[inline(always)]
+    #[must_use]
     pub fn wants_fields(&self) -> bool {
         self.state & 0xff != MODE_OFF
     }

@@ -1,6 +1,6 @@
 //! A sparse HDR histogram of nanosecond durations, 3 significant digits.
 //!
-//! Layout (the HdrHistogram layout with `lowest = 1`, `sigfig = 3`): values below 2048 get one
+//! Layout (the `HdrHistogram` layout with `lowest = 1`, `sigfig = 3`): values below 2048 get one
 //! exact slot each; each octave `[2^e, 2^(e+1))` above that is split into 1024 equal sub-buckets,
 //! so any recorded value is reported within 1/1024 of itself. The slot index of `v >= 2048` is
 //! `2048 + (e - 11) * 1024 + ((v >> (e - 10)) - 1024)` where `e = floor(log2 v)`.
@@ -30,7 +30,7 @@ fn slot(v: u64) -> usize {
     if v < EXACT {
         v as usize
     } else {
-        let e = 63 - v.leading_zeros();
+        let e = v.ilog2();
         let shift = e - SUB_BITS;
         (EXACT + u64::from(e - 11) * SUB + ((v >> shift) - SUB)) as usize
     }

@@ -7,21 +7,35 @@
 //! snapshots and audit entries to pluggable [`Sink`]s.
 //!
 //! ```
-//! use instrument::{instrument_performance, Outcome};
-//! use instrument_sinks::MemorySink;
+//! use std::sync::{Arc, Mutex};
+//! use instrument::{instrument_performance, Batch, Outcome, Sink, SinkError, Snapshot};
 //!
 //! #[instrument_performance]
 //! fn parse(text: &str) -> Result<usize, std::num::ParseIntError> {
 //!     text.trim().parse()
 //! }
 //!
-//! let sink = MemorySink::new();
-//! let pipeline = instrument::builder().sink(sink.clone()).install()?;
+//! // A sink keeping the latest aggregate snapshot (`instrument-sinks` ships complete ones).
+//! #[derive(Clone, Default)]
+//! struct Latest(Arc<Mutex<Option<Arc<Snapshot>>>>);
+//!
+//! impl Sink for Latest {
+//!     fn name(&self) -> &str { "latest" }
+//!     fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+//!         if let Some(snapshot) = &batch.snapshot {
+//!             *self.0.lock().unwrap() = Some(Arc::clone(snapshot));
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let latest = Latest::default();
+//! let pipeline = instrument::builder().sink(latest.clone()).install()?;
 //! parse("42")?;
 //! assert!(parse("forty-two").is_err());
-//! pipeline.flush()?;
+//! pipeline.flush()?; // returns once both calls are aggregated and delivered
 //!
-//! let snapshot = sink.last_snapshot().expect("flush delivers a snapshot");
+//! let snapshot = latest.0.lock().unwrap().clone().expect("flush delivers a snapshot");
 //! let name = concat!(module_path!(), "::parse");
 //! assert_eq!(snapshot.call(name, Outcome::Ok).unwrap().total.count, 1);
 //! let errors = snapshot.call(name, Outcome::Error).unwrap();

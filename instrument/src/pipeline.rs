@@ -38,14 +38,13 @@ pub(crate) struct Shared {
 /// Asks the drain to run a cycle now, after the caller published its records. Cheap when a wake
 /// is already pending (a fence and one load); see [`WakeFlag`].
 pub(crate) fn wake() {
-    if WAKE.request() {
-        if let Some(thread) = DRAIN_THREAD
+    if WAKE.request()
+        && let Some(thread) = DRAIN_THREAD
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-        {
-            thread.unpark();
-        }
+    {
+        thread.unpark();
     }
 }
 
@@ -135,7 +134,6 @@ pub fn gauge_set(callsite: &'static crate::callsite::Callsite, value: f64) {
 /// pipeline.flush()?;
 /// # Ok::<(), instrument::Error>(())
 /// ```
-#[must_use]
 pub fn builder() -> Builder {
     Builder::default()
 }

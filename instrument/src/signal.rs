@@ -4,7 +4,7 @@
 //! [`WakeFlag`]: producers ask the drain to run early without a syscall per request. A producer
 //! publishes its data (a queue push), then calls [`WakeFlag::request`]; only the request that
 //! flips the flag from clear to set unparks the drain. The drain clears the flag at the start of
-//! a cycle, then reads the queues. The SeqCst fences on both sides (a Dekker pair) guarantee
+//! a cycle, then reads the queues. The `SeqCst` fences on both sides (a Dekker pair) guarantee
 //! that either the producer sees the flag clear (and unparks the drain) or the drain's reads see
 //! the producer's data: no wake-up is lost even though the fast path is a plain load.
 //!

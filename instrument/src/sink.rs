@@ -1,4 +1,4 @@
-//! The sink boundary: what the drain hands to SQLite, log files, Prometheus or a test.
+//! The sink boundary: what the drain hands to `SQLite`, log files, Prometheus or a test.
 //!
 //! # Contract
 //! - Each sink runs on its own worker thread, so its methods are never called concurrently and

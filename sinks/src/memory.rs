@@ -35,7 +35,11 @@ impl MemorySink {
     /// A sink named `memory`, interested in everything.
     #[must_use]
     pub fn new() -> Self {
-        MemorySink { name: "memory".to_owned(), interests: Interests::ALL, store: Arc::default() }
+        MemorySink {
+            name: "memory".to_owned(),
+            interests: Interests::ALL,
+            store: Arc::default(),
+        }
     }
 
     /// The same sink under another name (names label the sink's self-metrics).
@@ -122,10 +126,10 @@ impl Sink for MemorySink {
             store.events.extend(batch.events.iter().cloned());
             store.drops.extend(batch.drops.iter().cloned());
         }
-        if interests.snapshots {
-            if let Some(snapshot) = &batch.snapshot {
-                store.snapshots.push(Arc::clone(snapshot));
-            }
+        if interests.snapshots
+            && let Some(snapshot) = &batch.snapshot
+        {
+            store.snapshots.push(Arc::clone(snapshot));
         }
         if interests.audit {
             store.audit.extend(batch.audit.iter().cloned());
