@@ -1,0 +1,634 @@
+//! The main job: an AST pipeline over real Rust sources, instrumented end to end.
+//!
+//! ```text
+//! cargo run --release --example ast_pipeline                      # workspace + dependency sources
+//! cargo run --release --example ast_pipeline -- PATH...           # your own files or directories
+//! cargo run --release --example ast_pipeline -- --max-files 500
+//! ```
+//!
+//! With no paths it reads this workspace's sources and the dependency sources Cargo unpacked under
+//! `$CARGO_HOME/registry/src` (at most 20,000 files). Worker threads, one per core, take files
+//! from a shared queue; each file runs under its own correlation id through three instrumented
+//! stages, wrapped by `process_file`:
+//!
+//! - `read_file`: the file's text (`std::io::Error` on failure, recorded under its type name);
+//! - `parse_source`: `syn::parse_file`;
+//! - `analyze`: a `syn::visit` walk counting items, functions, unsafe blocks, ...
+//!
+//! `process_file`'s error type derives `ErrorKind`, so its failures are counted per variant
+//! (`Io`, `NotUtf8`, `Parse`). Every file leaves an audit entry with its lineage. At the end the
+//! example prints a report built from what the in-memory sink received: the final aggregate
+//! snapshot, the per-call events and the audit entries.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use instrument::{
+    AuditEntry, CorrelationId, ErrorKind, Event, EventReason, Histogram, Outcome, Snapshot,
+    instrument_performance,
+};
+use instrument_sinks::MemorySink;
+use instrument_workspace::ast::AstStats;
+use instrument_workspace::corpus::{self, Corpus};
+
+/// Why a file could not be analysed. `#[derive(ErrorKind)]` records the variant name as the
+/// error kind of `process_file`.
+#[derive(Debug, thiserror::Error, ErrorKind)]
+enum FileError {
+    #[error("cannot read: {0}")]
+    Io(io::Error),
+    #[error("not UTF-8 text")]
+    NotUtf8,
+    #[error("syn cannot parse it: {0}")]
+    Parse(syn::Error),
+}
+
+/// What one file yielded.
+struct FileSummary {
+    bytes: u64,
+    stats: AstStats,
+}
+
+#[instrument_performance(slow = "5ms")]
+fn read_file(path: &Path) -> io::Result<String> {
+    std::fs::read_to_string(path)
+}
+
+#[instrument_performance(slow = "20ms")]
+fn parse_source(source: &str) -> syn::Result<syn::File> {
+    syn::parse_file(source)
+}
+
+#[instrument_performance(sample = 0.01)]
+fn analyze(file: &syn::File) -> AstStats {
+    AstStats::of(file)
+}
+
+#[instrument_performance(slow = "20ms", capture(path))]
+fn process_file(path: &Path) -> Result<FileSummary, FileError> {
+    let source = read_file(path).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidData => FileError::NotUtf8,
+        _ => FileError::Io(e),
+    })?;
+    let bytes = source.len() as u64;
+    instrument::counter!("bytes_read_total", bytes);
+    let file = parse_source(&source).map_err(FileError::Parse)?;
+    let stats = analyze(&file);
+    instrument::counter!("files_parsed_total");
+    instrument::counter!("ast_functions_total", stats.functions);
+    instrument::counter!("ast_unsafe_blocks_total", stats.unsafe_blocks);
+    Ok(FileSummary { bytes, stats })
+}
+
+/// Builds the list of files. `audit`: the run's inputs are part of its lineage.
+#[instrument_performance(audit)]
+fn discover(roots: &[PathBuf], max_files: usize) -> Corpus {
+    let mut corpus = Corpus::new(max_files);
+    for root in roots {
+        if corpus.is_full() {
+            corpus.truncated = true;
+            break;
+        }
+        if let Err(e) = corpus.add(root) {
+            eprintln!("ast_pipeline: skipping {}: {e}", root.display());
+        }
+    }
+    corpus
+}
+
+/// What one worker did.
+#[derive(Default)]
+struct WorkerTotals {
+    files_ok: u64,
+    bytes: u64,
+    stats: AstStats,
+    failures: Vec<(PathBuf, String)>,
+}
+
+fn worker(queue: &Receiver<PathBuf>) -> WorkerTotals {
+    let mut totals = WorkerTotals::default();
+    while let Ok(path) = queue.recv() {
+        instrument::gauge!("files_queued", queue.len() as f64);
+        let correlation = CorrelationId::new();
+        let _scope = correlation.enter();
+        let entry = AuditEntry::new("analyze_file")
+            .input(path.display().to_string())
+            .actor("ast_pipeline");
+        let entry = match process_file(&path) {
+            Ok(summary) => {
+                totals.files_ok += 1;
+                totals.bytes += summary.bytes;
+                totals.stats += summary.stats;
+                entry
+                    .output(format!("ast-stats:{correlation}"))
+                    .field("items", &summary.stats.items)
+                    .field("functions", &summary.stats.functions)
+            }
+            Err(e) => {
+                let entry = entry
+                    .field("error_kind", &e.error_kind())
+                    .field("error", &e);
+                totals.failures.push((path, e.to_string()));
+                entry
+            }
+        };
+        // Audit entries are never dropped: under overload this waits for room instead.
+        if let Err(e) = instrument::audit(entry) {
+            eprintln!("ast_pipeline: audit entry lost: {e}");
+        }
+    }
+    totals
+}
+
+/// Runs the files through `workers` threads and sums what they report.
+fn process_all(files: &[PathBuf], workers: usize) -> WorkerTotals {
+    let _timer = instrument::timer!("process_all");
+    let (tx, rx) = crossbeam_channel::unbounded();
+    for file in files {
+        tx.send(file.clone()).expect("the receiver is alive");
+    }
+    drop(tx);
+    thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|i| {
+                let rx = rx.clone();
+                thread::Builder::new()
+                    .name(format!("worker-{i}"))
+                    .spawn_scoped(scope, move || worker(&rx))
+                    .expect("cannot start a worker thread")
+            })
+            .collect();
+        let mut all = WorkerTotals::default();
+        for handle in handles {
+            let t = handle.join().expect("a worker panicked");
+            all.files_ok += t.files_ok;
+            all.bytes += t.bytes;
+            all.stats += t.stats;
+            all.failures.extend(t.failures);
+        }
+        all
+    })
+}
+
+struct Options {
+    roots: Vec<PathBuf>,
+    max_files: usize,
+}
+
+fn options() -> Result<Options, String> {
+    let mut roots = Vec::new();
+    let mut max_files = corpus::DEFAULT_MAX_FILES;
+    let mut args = std::env::args_os().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("-h" | "--help") => {
+                return Err("usage: ast_pipeline [--max-files N] [PATH...]\n\
+                     With no PATH: this workspace's sources and $CARGO_HOME/registry/src."
+                    .into());
+            }
+            Some("--max-files") => {
+                let n = args.next().and_then(|n| n.to_str()?.parse().ok());
+                max_files = n
+                    .filter(|&n| n > 0)
+                    .ok_or("--max-files takes a positive number")?;
+            }
+            _ => roots.push(PathBuf::from(arg)),
+        }
+    }
+    if roots.is_empty() {
+        roots.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+        match corpus::registry_sources() {
+            Some(dir) => roots.push(dir),
+            None => {
+                eprintln!("ast_pipeline: no $CARGO_HOME/registry/src; reading this workspace only")
+            }
+        }
+    }
+    Ok(Options { roots, max_files })
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ast_pipeline: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let options = options()?;
+    let started = Instant::now();
+
+    // The in-memory sink is the only sink so far; SQLite, JSON-lines and Prometheus sinks are
+    // planned. Everything else is the default configuration.
+    let sink = MemorySink::new();
+    let pipeline = instrument::builder().sink(sink.clone()).install()?;
+
+    let corpus = discover(&options.roots, options.max_files);
+    if corpus.files.is_empty() {
+        return Err("found no .rs files".into());
+    }
+    let workers = thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    instrument::gauge!("workers", workers as f64);
+
+    let processing = Instant::now();
+    let totals = process_all(&corpus.files, workers);
+    let processing = processing.elapsed();
+
+    pipeline.flush()?;
+    let snapshot = sink
+        .last_snapshot()
+        .ok_or("the flush delivered no snapshot")?;
+    let report = Report {
+        options: &options,
+        corpus: &corpus,
+        totals: &totals,
+        workers,
+        processing,
+        snapshot: &snapshot,
+        events: sink.events(),
+        audit: sink.audit(),
+    };
+    print!("{}", report.render());
+    pipeline.shutdown()?;
+    println!(
+        "total wall time {} (discovery, processing, flush and report)",
+        human_duration(started.elapsed())
+    );
+    Ok(())
+}
+
+/// Everything the report is built from.
+struct Report<'a> {
+    options: &'a Options,
+    corpus: &'a Corpus,
+    totals: &'a WorkerTotals,
+    workers: usize,
+    processing: Duration,
+    snapshot: &'a Arc<Snapshot>,
+    events: Vec<Event>,
+    audit: Vec<AuditEntry>,
+}
+
+impl Report<'_> {
+    fn render(&self) -> String {
+        let mut out = String::new();
+        self.summary(&mut out);
+        self.contents(&mut out);
+        self.functions(&mut out);
+        self.slowest_files(&mut out);
+        self.failures(&mut out);
+        self.metrics(&mut out);
+        self.audit_trail(&mut out);
+        self.self_metrics(&mut out);
+        out
+    }
+
+    fn summary(&self, out: &mut String) {
+        let t = self.totals;
+        let files = self.corpus.files.len();
+        let secs = self.processing.as_secs_f64();
+        let _ = writeln!(
+            out,
+            "ast_pipeline: analysed {} of {} Rust files ({}) in {} on {} worker thread(s): {:.0} files/s, {}/s",
+            thousands(t.files_ok),
+            thousands(files as u64),
+            human_bytes(t.bytes),
+            human_duration(self.processing),
+            self.workers,
+            files as f64 / secs,
+            human_bytes((t.bytes as f64 / secs) as u64),
+        );
+        let roots: Vec<_> = self
+            .options
+            .roots
+            .iter()
+            .map(|r| r.display().to_string())
+            .collect();
+        let _ = writeln!(out, "  sources: {}", roots.join(", "));
+        if self.corpus.truncated {
+            let _ = writeln!(
+                out,
+                "  stopped at the limit of {} files (--max-files N to change it)",
+                thousands(self.options.max_files as u64)
+            );
+        }
+        if !self.corpus.unreadable.is_empty() {
+            let _ = writeln!(
+                out,
+                "  {} director(ies) could not be listed",
+                self.corpus.unreadable.len()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  sink: MemorySink, the only sink so far (SQLite, JSON-lines and Prometheus sinks are planned)"
+        );
+    }
+
+    fn contents(&self, out: &mut String) {
+        let s = &self.totals.stats;
+        let _ = writeln!(
+            out,
+            "\nWhat the files contain (syn::visit walk; macro bodies are not parsed)"
+        );
+        let _ = writeln!(
+            out,
+            "  items {}   functions {} (async {}, unsafe {})   unsafe blocks {}   unsafe impls {}",
+            thousands(s.items),
+            thousands(s.functions),
+            thousands(s.async_functions),
+            thousands(s.unsafe_functions),
+            thousands(s.unsafe_blocks),
+            thousands(s.unsafe_impls),
+        );
+        let _ = writeln!(
+            out,
+            "  structs {}   enums {}   traits {}   impls {}   macro_rules {}   macro calls {}   closures {}",
+            thousands(s.structs),
+            thousands(s.enums),
+            thousands(s.traits),
+            thousands(s.impls),
+            thousands(s.macro_rules),
+            thousands(s.macro_calls),
+            thousands(s.closures),
+        );
+    }
+
+    fn functions(&self, out: &mut String) {
+        // One row per callsite, all outcomes together; the histograms hold every timed call since
+        // install.
+        struct Row {
+            counts: [u64; 4],
+            dropped: u64,
+            sum: Duration,
+            histogram: Histogram,
+            kinds: BTreeMap<&'static str, u64>,
+        }
+        let mut rows: BTreeMap<&'static str, Row> = BTreeMap::new();
+        for call in &self.snapshot.calls {
+            let row = rows.entry(call.callsite.name()).or_insert_with(|| Row {
+                counts: [0; 4],
+                dropped: 0,
+                sum: Duration::ZERO,
+                histogram: Histogram::new(),
+                kinds: BTreeMap::new(),
+            });
+            let slot = Outcome::ALL
+                .iter()
+                .position(|&o| o == call.outcome)
+                .unwrap_or(0);
+            row.counts[slot] += call.total.count;
+            row.dropped += call.total.dropped;
+            row.sum += call.total.sum;
+            row.histogram.merge(&call.histogram);
+            for kind in &call.error_kinds {
+                *row.kinds.entry(kind.kind).or_default() += kind.total;
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\nPer function (final snapshot, every call since install)"
+        );
+        let _ = writeln!(
+            out,
+            "  {:<28} {:>7} {:>7} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "function", "calls", "ok", "error", "panic", "p50", "p90", "p99", "max", "total"
+        );
+        for (name, row) in &rows {
+            let h = &row.histogram;
+            let q = |q| human_duration(Duration::from_nanos(h.quantile(q)));
+            let _ = writeln!(
+                out,
+                "  {:<28} {:>7} {:>7} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                name,
+                thousands(row.counts.iter().sum::<u64>()),
+                thousands(row.counts[0]),
+                thousands(row.counts[1]),
+                thousands(row.counts[2]),
+                q(0.5),
+                q(0.9),
+                q(0.99),
+                human_duration(Duration::from_nanos(h.max())),
+                human_duration(row.sum),
+            );
+            if row.dropped > 0 {
+                let _ = writeln!(
+                    out,
+                    "  {:<28} {} durations dropped under overload (calls still counted)",
+                    "", row.dropped
+                );
+            }
+        }
+        let with_kinds: Vec<_> = rows.iter().filter(|(_, r)| !r.kinds.is_empty()).collect();
+        if !with_kinds.is_empty() {
+            let _ = writeln!(out, "  error kinds:");
+            for (name, row) in with_kinds {
+                let kinds: Vec<_> = row.kinds.iter().map(|(k, n)| format!("{k} x{n}")).collect();
+                let _ = writeln!(out, "    {name}: {}", kinds.join(", "));
+            }
+        }
+        let mut reasons: BTreeMap<&str, u64> = BTreeMap::new();
+        for event in &self.events {
+            let reason = match event.reason {
+                EventReason::Outcome => "outcome",
+                EventReason::Slow => "slow",
+                EventReason::Sampled => "sampled",
+                _ => "other",
+            };
+            *reasons.entry(reason).or_default() += 1;
+        }
+        let reasons: Vec<_> = reasons.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        let _ = writeln!(
+            out,
+            "  per-call events received: {} ({})",
+            thousands(self.events.len() as u64),
+            if reasons.is_empty() {
+                "none".to_owned()
+            } else {
+                reasons.join(", ")
+            }
+        );
+    }
+
+    fn slowest_files(&self, out: &mut String) {
+        let mut slow: Vec<&Event> = self
+            .events
+            .iter()
+            .filter(|e| {
+                e.callsite.name() == "ast_pipeline::process_file" && e.reason == EventReason::Slow
+            })
+            .collect();
+        if slow.is_empty() {
+            let _ = writeln!(out, "\nNo file took 20 ms or more in process_file.");
+            return;
+        }
+        slow.sort_by_key(|e| std::cmp::Reverse(e.duration));
+        let _ = writeln!(
+            out,
+            "\nSlowest files (process_file events, slow = \"20ms\"; {} in all)",
+            slow.len()
+        );
+        for event in slow.iter().take(5) {
+            let thread = event.thread.name.as_deref().unwrap_or("?");
+            let _ = writeln!(
+                out,
+                "  {:>9}  {}  [{thread}]",
+                human_duration(event.duration),
+                event.fields.as_deref().unwrap_or("")
+            );
+        }
+        // Everything recorded under the slowest file's correlation id: its own stage events and
+        // its audit entry.
+        let Some(id) = slow[0].correlation else {
+            return;
+        };
+        let _ = writeln!(
+            out,
+            "  correlation {id}, the slowest file, as the sink saw it:"
+        );
+        let mut related: Vec<&Event> = self
+            .events
+            .iter()
+            .filter(|e| e.correlation == Some(id))
+            .collect();
+        related.sort_by_key(|e| e.start);
+        for event in related {
+            let _ = writeln!(
+                out,
+                "    event  {:<28} {:>9}  {} ({:?})",
+                event.callsite.name(),
+                human_duration(event.duration),
+                event.outcome,
+                event.reason
+            );
+        }
+        for entry in self.audit.iter().filter(|a| a.correlation == Some(id)) {
+            let _ = writeln!(
+                out,
+                "    audit  {} {:?} -> {:?} {:?}",
+                entry.operation, entry.inputs, entry.outputs, entry.fields
+            );
+        }
+    }
+
+    fn failures(&self, out: &mut String) {
+        let failures = &self.totals.failures;
+        if failures.is_empty() {
+            let _ = writeln!(out, "\nEvery file was read and parsed.");
+            return;
+        }
+        let _ = writeln!(out, "\nFiles that failed ({}; first 5)", failures.len());
+        let mut sorted: Vec<_> = failures.iter().collect();
+        sorted.sort();
+        for (path, message) in sorted.iter().take(5) {
+            let _ = writeln!(out, "  {}: {message}", path.display());
+        }
+    }
+
+    fn metrics(&self, out: &mut String) {
+        let _ = writeln!(out, "\nCounters and gauges");
+        for counter in &self.snapshot.counters {
+            let _ = writeln!(
+                out,
+                "  {:<28} {:>14}",
+                counter.callsite.name(),
+                thousands(counter.total)
+            );
+        }
+        for gauge in &self.snapshot.gauges {
+            let _ = writeln!(
+                out,
+                "  {:<28} {:>14} (last value)",
+                gauge.callsite.name(),
+                gauge.value
+            );
+        }
+    }
+
+    fn audit_trail(&self, out: &mut String) {
+        let per_file = self
+            .audit
+            .iter()
+            .filter(|a| a.operation == "analyze_file")
+            .count();
+        let by_option = self.audit.iter().filter(|a| a.callsite.is_some()).count();
+        let _ = writeln!(
+            out,
+            "\nAudit: {} entries: {} analyze_file (one per file; {} files), {} from #[instrument_performance(audit)]",
+            thousands(self.audit.len() as u64),
+            thousands(per_file as u64),
+            thousands(self.corpus.files.len() as u64),
+            by_option,
+        );
+    }
+
+    fn self_metrics(&self, out: &mut String) {
+        let m = &self.snapshot.self_metrics;
+        let _ = writeln!(out, "\nPipeline self-metrics (as of the final snapshot)");
+        let _ = writeln!(
+            out,
+            "  records drained {}   durations dropped {}   queue high water {}   thread buffers {}",
+            thousands(m.events_recorded),
+            thousands(m.events_dropped),
+            thousands(m.queue_high_water),
+            m.threads,
+        );
+        let _ = writeln!(
+            out,
+            "  memory held by buffers and aggregates {}   last drain cycle {}",
+            human_bytes(m.memory_bytes),
+            human_duration(m.drain_cycle)
+        );
+        for s in &m.sinks {
+            let _ = writeln!(
+                out,
+                "  sink {}: {} batches delivered, {} errors, {} batches dropped, backlog {}",
+                s.name, s.delivered, s.errors, s.dropped_batches, s.backlog
+            );
+        }
+    }
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn human_duration(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    if nanos < 1_000 {
+        format!("{nanos}ns")
+    } else if nanos < 1_000_000 {
+        format!("{:.1}µs", nanos as f64 / 1e3)
+    } else if nanos < 1_000_000_000 {
+        format!("{:.1}ms", nanos as f64 / 1e6)
+    } else {
+        format!("{:.2}s", d.as_secs_f64())
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    if n < 1024 * 1024 {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    } else {
+        format!("{:.1} MiB", n as f64 / MIB)
+    }
+}
