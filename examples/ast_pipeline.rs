@@ -204,11 +204,10 @@ fn options() -> Result<Options, String> {
     }
     if roots.is_empty() {
         roots.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-        match corpus::registry_sources() {
-            Some(dir) => roots.push(dir),
-            None => {
-                eprintln!("ast_pipeline: no $CARGO_HOME/registry/src; reading this workspace only")
-            }
+        if let Some(dir) = corpus::registry_sources() {
+            roots.push(dir);
+        } else {
+            eprintln!("ast_pipeline: no $CARGO_HOME/registry/src; reading this workspace only");
         }
     }
     Ok(Options { roots, max_files })
