@@ -121,7 +121,7 @@ pub(crate) fn retire(buffer: &Arc<ThreadBuffer>) {
 pub(crate) struct Local {
     buffer: OnceCell<Arc<ThreadBuffer>>,
     pub(crate) correlation: Cell<u64>,
-    pushes: Cell<u32>,
+    records: Cell<u32>,
 }
 
 impl Local {
@@ -153,7 +153,7 @@ fn register_thread() -> Arc<ThreadBuffer> {
 
 thread_local! {
     pub(crate) static LOCAL: Local = const {
-        Local { buffer: OnceCell::new(), correlation: Cell::new(0), pushes: Cell::new(0) }
+        Local { buffer: OnceCell::new(), correlation: Cell::new(0), records: Cell::new(0) }
     };
 }
 
@@ -167,15 +167,16 @@ pub(crate) fn push(callsite: &'static Callsite, mut record: Record) {
     let pushed = LOCAL.try_with(|local| {
         record.correlation = local.correlation.get();
         let buffer = local.buffer();
-        if buffer.queue.push(record).is_ok() {
-            // Every 512 pushes, ask for an early drain if the queue is over half full.
-            let pushes = local.pushes.get().wrapping_add(1);
-            local.pushes.set(pushes);
-            if pushes % 512 == 0 && buffer.queue.len() * 2 > buffer.queue.capacity() {
-                crate::pipeline::wake();
-            }
-        } else {
+        if buffer.queue.push(record).is_err() {
             buffer.add(index, outcome.index(), 1);
+        }
+        // Every 512 records, ask for an early drain if the queue is over half full. Waking is
+        // only a latency optimisation (the drain also runs every interval and on flush), so it
+        // is rate-limited: a fence and possibly a syscall per call would dominate an overloaded
+        // thread's cost.
+        let records = local.records.get().wrapping_add(1);
+        local.records.set(records);
+        if records % 512 == 0 && buffer.queue.len() * 2 > buffer.queue.capacity() {
             crate::pipeline::wake();
         }
     });

@@ -6,6 +6,7 @@
 //! thread is unwinding, else `cancelled` (an `async fn` future dropped early), or `ok` for block
 //! timers, which end by going out of scope.
 
+use std::mem::ManuallyDrop;
 use std::sync::atomic::Ordering;
 
 use crate::callsite::{Callsite, CallsiteKind};
@@ -58,28 +59,35 @@ impl Guard {
 
     /// The call returned normally.
     #[inline(always)]
-    pub fn ok(mut self) {
-        self.finish(Outcome::Ok, None);
+    pub fn ok(self) {
+        // Finished explicitly: skip `Drop` (whose out-of-line glue would cost the not-installed
+        // path a call and a stack spill of the guard).
+        ManuallyDrop::new(self).finish(Outcome::Ok, None);
     }
 
     /// The call returned an error of kind `kind`.
     #[inline(always)]
-    pub fn err(mut self, kind: &'static str) {
-        self.finish(Outcome::Error, Some(kind));
+    pub fn err(self, kind: &'static str) {
+        ManuallyDrop::new(self).finish(Outcome::Error, Some(kind));
     }
 
+    /// Records the call. Consumes `fields`; the caller must not drop the guard afterwards.
     #[inline(always)]
     fn finish(&mut self, outcome: Outcome, error_kind: Option<&'static str>) {
         self.finished = true;
         let mode = self.state & 0xff;
         if mode == MODE_OFF {
+            // `wants_fields` is false when off, so there is nothing to free.
+            debug_assert!(self.fields.is_none());
             return;
         }
         let end = clock::now(mode);
         self.record(end, outcome, error_kind);
     }
 
-    #[inline]
+    /// Out of line on purpose: inlined, it bloats every instrumented function's prologue, which
+    /// the not-installed path would pay for too.
+    #[inline(never)]
     fn record(&mut self, end: u64, outcome: Outcome, error_kind: Option<&'static str>) {
         let duration = end.saturating_sub(self.start);
         let fields = self.fields.take();
