@@ -22,7 +22,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io;
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -257,12 +257,15 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         events: sink.events(),
         audit: sink.audit(),
     };
-    print!("{}", report.render());
+    let mut text = report.render();
     pipeline.shutdown()?;
-    println!(
+    let _ = writeln!(
+        text,
         "total wall time {} (discovery, processing, flush and report)",
         human_duration(started.elapsed())
     );
+    // A closed stdout (`| head`) is not an error worth a panic.
+    let _ = io::stdout().lock().write_all(text.as_bytes());
     Ok(())
 }
 
