@@ -1,22 +1,28 @@
 //! Per-thread buffers: where the hot path writes, and where the drain reads.
 //!
-//! Each recording thread owns one [`ThreadBuffer`]: a bounded lock-free queue of records
-//! (`crossbeam_queue::ArrayQueue`) plus a table of per-callsite counters. Buffers are registered
-//! in a global list the first time their thread records, so the drain reaches every thread's
-//! records, including threads that are blocked, idle, or have exited since.
+//! Each recording thread owns one [`ThreadBuffer`]: a bounded lock-free single-producer ring of
+//! records (`rtrb`) plus a table of per-callsite counters. The producer end lives in the
+//! thread-local; the consumer end is registered in a global list the first time the thread
+//! records, so the drain reaches every thread's records, including threads that are blocked,
+//! idle, or have exited since (an exited thread's ring stays readable until it is empty).
+//!
+//! A single-producer ring rather than a multi-producer queue: a push is a slot write and a
+//! release store of the tail, with no locked instruction. A locked compare-and-swap would drain
+//! the store buffer on every call, making each push wait for cache lines the drain just read.
 //!
 //! The counter table holds, per callsite, how many records of each outcome were lost because the
 //! queue was full, and the running total of `counter!` increments. Only the owning thread writes
 //! its table (plain load + store, no read-modify-write), the drain only reads it and sums across
 //! threads: no cache line is shared between recording threads, which is what lets recording
 //! scale with cores. Chunks of the table are allocated on first use and published through
-//! `OnceLock`, so there is no custom unsafe synchronisation.
+//! `OnceLock`; the counter protocol itself is `signal::SingleWriterCounter`, model-checked with
+//! loom.
 
-use std::cell::{Cell, OnceCell};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::cell::{Cell, OnceCell, RefCell};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
-use crossbeam_queue::ArrayQueue;
+use rtrb::{Consumer, Producer, RingBuffer};
 
 use crate::callsite::Callsite;
 use crate::record::{KINDS, Record};
@@ -36,22 +42,28 @@ pub(crate) static QUEUE_CAPACITY: AtomicU32 = AtomicU32::new(4096);
 /// One recording thread's queue and counters.
 #[derive(Debug)]
 pub(crate) struct ThreadBuffer {
-    pub(crate) queue: ArrayQueue<Record>,
+    /// The consumer end; locked only by the drain, never by the recording thread.
+    queue: Mutex<Consumer<Record>>,
+    pub(crate) capacity: usize,
     pub(crate) thread_id: u32,
     pub(crate) thread_name: Option<Arc<str>>,
-    pub(crate) alive: AtomicBool,
     counters: Box<[OnceLock<Chunk>]>,
 }
 
 impl ThreadBuffer {
-    fn new(capacity: usize, thread_id: u32) -> Self {
+    fn new(consumer: Consumer<Record>, capacity: usize, thread_id: u32) -> Self {
         ThreadBuffer {
-            queue: ArrayQueue::new(capacity.max(1)),
+            queue: Mutex::new(consumer),
+            capacity,
             thread_id,
             thread_name: std::thread::current().name().map(Arc::from),
-            alive: AtomicBool::new(true),
             counters: (0..CHUNKS).map(|_| OnceLock::new()).collect(),
         }
+    }
+
+    /// The consumer end (drain side).
+    pub(crate) fn consumer(&self) -> MutexGuard<'_, Consumer<Record>> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn slot(&self, callsite: u32, slot: usize) -> Option<&SingleWriterCounter> {
@@ -88,76 +100,81 @@ impl ThreadBuffer {
     /// Bytes this buffer holds (queue slots plus allocated counter chunks).
     pub(crate) fn memory_bytes(&self) -> usize {
         let chunks = self.counters.iter().filter(|c| c.get().is_some()).count();
-        self.queue.capacity() * (std::mem::size_of::<Record>() + std::mem::size_of::<usize>())
+        self.capacity * std::mem::size_of::<Record>()
             + chunks * CHUNK_CALLSITES * SLOTS * 8
             + CHUNKS * std::mem::size_of::<OnceLock<Chunk>>()
     }
 }
 
+/// Records counted straight into the loss table after a push finds the ring full.
+const OVERFLOW_SKIP: u32 = 64;
+
 static BUFFERS: Mutex<Vec<Arc<ThreadBuffer>>> = Mutex::new(Vec::new());
 static NEXT_THREAD_ID: AtomicU32 = AtomicU32::new(1);
+
+fn registry() -> MutexGuard<'static, Vec<Arc<ThreadBuffer>>> {
+    BUFFERS.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// A snapshot of the registered buffers.
 pub(crate) fn buffers(into: &mut Vec<Arc<ThreadBuffer>>) {
     into.clear();
-    into.extend(
-        BUFFERS
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .cloned(),
-    );
+    into.extend(registry().iter().cloned());
 }
 
-/// Forgets buffers whose thread has exited and whose queue the drain has emptied.
+/// Forgets a buffer whose thread has exited and whose ring the drain has emptied.
 pub(crate) fn retire(buffer: &Arc<ThreadBuffer>) {
-    BUFFERS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .retain(|b| !Arc::ptr_eq(b, buffer));
+    registry().retain(|b| !Arc::ptr_eq(b, buffer));
 }
 
-/// Thread-local state: the thread's buffer and its current correlation id.
+/// The recording side of a thread's buffer. Dropped with the thread, which abandons the ring:
+/// the drain then empties it and retires the buffer.
+pub(crate) struct Writer {
+    pub(crate) buffer: Arc<ThreadBuffer>,
+    producer: RefCell<Producer<Record>>,
+}
+
+/// Thread-local state: the thread's writer and its current correlation id.
 pub(crate) struct Local {
-    buffer: OnceCell<Arc<ThreadBuffer>>,
+    writer: OnceCell<Writer>,
     pub(crate) correlation: Cell<u64>,
     records: Cell<u32>,
+    /// Records still to count without trying the ring, after a push found it full.
+    skip: Cell<u32>,
 }
 
 impl Local {
     #[inline(always)]
-    pub(crate) fn buffer(&self) -> &ThreadBuffer {
-        self.buffer.get_or_init(register_thread)
-    }
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        if let Some(buffer) = self.buffer.get() {
-            buffer.alive.store(false, Ordering::Release);
-        }
+    pub(crate) fn writer(&self) -> &Writer {
+        self.writer.get_or_init(register_thread)
     }
 }
 
 #[cold]
-fn register_thread() -> Arc<ThreadBuffer> {
+fn register_thread() -> Writer {
     let id = NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed);
-    let capacity = QUEUE_CAPACITY.load(Ordering::Relaxed) as usize;
-    let buffer = Arc::new(ThreadBuffer::new(capacity, id));
-    BUFFERS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(Arc::clone(&buffer));
-    buffer
+    let capacity = (QUEUE_CAPACITY.load(Ordering::Relaxed) as usize).max(1);
+    let (producer, consumer) = RingBuffer::new(capacity);
+    let buffer = Arc::new(ThreadBuffer::new(consumer, capacity, id));
+    registry().push(Arc::clone(&buffer));
+    Writer {
+        buffer,
+        producer: RefCell::new(producer),
+    }
 }
 
 thread_local! {
     pub(crate) static LOCAL: Local = const {
-        Local { buffer: OnceCell::new(), correlation: Cell::new(0), records: Cell::new(0) }
+        Local {
+            writer: OnceCell::new(),
+            correlation: Cell::new(0),
+            records: Cell::new(0),
+            skip: Cell::new(0),
+        }
     };
 }
 
-/// Writes a record into the calling thread's queue; when the queue is full, counts the loss in
+/// Writes a record into the calling thread's ring; when the ring is full, counts the loss in
 /// the thread's counter table instead so call counts stay exact.
 #[inline]
 pub(crate) fn push(callsite: &'static Callsite, mut record: Record) {
@@ -166,17 +183,29 @@ pub(crate) fn push(callsite: &'static Callsite, mut record: Record) {
     let outcome = record.outcome;
     let pushed = LOCAL.try_with(|local| {
         record.correlation = local.correlation.get();
-        let buffer = local.buffer();
-        if buffer.queue.push(record).is_err() {
-            buffer.add(index, outcome.index(), 1);
+        let writer = local.writer();
+        let Ok(mut producer) = writer.producer.try_borrow_mut() else {
+            // Re-entered while pushing (a recording panic hook or allocator): count only.
+            writer.buffer.add(index, outcome.index(), 1);
+            return;
+        };
+        let skip = local.skip.get();
+        if skip > 0 {
+            local.skip.set(skip - 1);
+            writer.buffer.add(index, outcome.index(), 1);
+        } else if producer.push(record).is_err() {
+            // Full: each further push would reload the drain's head index (a cache line the
+            // drain keeps writing), so the next records are counted without trying the ring.
+            local.skip.set(OVERFLOW_SKIP);
+            writer.buffer.add(index, outcome.index(), 1);
         }
-        // Every 512 records, ask for an early drain if the queue is over half full. Waking is
+        // Every 512 records, ask for an early drain if the ring is over half full. Waking is
         // only a latency optimisation (the drain also runs every interval and on flush), so it
         // is rate-limited: a fence and possibly a syscall per call would dominate an overloaded
         // thread's cost.
         let records = local.records.get().wrapping_add(1);
         local.records.set(records);
-        if records % 512 == 0 && buffer.queue.len() * 2 > buffer.queue.capacity() {
+        if records % 512 == 0 && producer.slots() * 2 < writer.buffer.capacity {
             crate::pipeline::wake();
         }
     });
@@ -190,7 +219,7 @@ pub(crate) fn push(callsite: &'static Callsite, mut record: Record) {
 pub(crate) fn count(callsite: &'static Callsite, n: u64) {
     let index = callsite.index();
     if LOCAL
-        .try_with(|local| local.buffer().add(index, COUNTER_SLOT, n))
+        .try_with(|local| local.writer().buffer.add(index, COUNTER_SLOT, n))
         .is_err()
     {
         callsite.orphaned[COUNTER_SLOT].fetch_add(n, Ordering::Relaxed);

@@ -138,6 +138,7 @@ pub(crate) struct Drain {
     rng: u64,
     window_start: SystemTime,
     window_started: Instant,
+    last_scan: Instant,
     last_marker: SystemTime,
     batch: Batch,
     metrics: SelfMetrics,
@@ -202,6 +203,7 @@ impl Drain {
             rng: 0x9E37_79B9_7F4A_7C15 ^ u64::from(state),
             window_start: now,
             window_started: Instant::now(),
+            last_scan: Instant::now(),
             last_marker: now,
             batch: Batch::default(),
             metrics: SelfMetrics::default(),
@@ -259,21 +261,27 @@ impl Drain {
         buffer::buffers(&mut self.scratch);
         let buffers = std::mem::take(&mut self.scratch);
         for buf in &buffers {
-            let len = buf.queue.len() as u64;
-            self.metrics.queue_high_water = self.metrics.queue_high_water.max(len);
-            let cap = buf.queue.capacity();
-            let mut taken = 0;
-            while taken < cap {
-                let Some(record) = buf.queue.pop() else { break };
-                taken += 1;
-                self.take(record, buf);
+            let mut consumer = buf.consumer();
+            // What is there now; records pushed meanwhile wait for the next cycle.
+            let available = consumer.slots();
+            self.metrics.queue_high_water = self.metrics.queue_high_water.max(available as u64);
+            if let Ok(chunk) = consumer.read_chunk(available) {
+                for record in chunk {
+                    self.take(record, buf);
+                }
             }
-            if taken * 2 >= cap && cap > 1 {
+            if available * 2 >= buf.capacity && buf.capacity > 1 {
                 self.busy = true;
             }
         }
         self.scratch = buffers;
-        self.scan_buffers(false);
+        // Reading a thread's counter lines takes them away from the thread that writes them on
+        // every overflowing call; under overload the drain cycles back to back, so the tables
+        // are read at most every 10 ms (and always when flushing).
+        if closing || self.last_scan.elapsed() >= Duration::from_millis(10) {
+            self.scan_buffers(false);
+            self.last_scan = Instant::now();
+        }
         self.scan_orphans();
         self.take_audit(closing);
         self.mark_drops();
@@ -355,9 +363,17 @@ impl Drain {
         let callsites = self.aggs.len();
         let mut threads = 0;
         let mut memory = 0;
+        let mut retired = Vec::new();
         for buf in &self.scratch {
             threads += 1;
             memory += buf.memory_bytes();
+            // Check for an exited thread *before* reading its counters: the producer end is
+            // dropped after the thread's last write, and the acquire fence makes every write
+            // before that drop visible to the reads below, so nothing is missed on retirement.
+            let exited = buf.consumer().is_abandoned();
+            if exited {
+                std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+            }
             let seen = self.seen.entry(buf.thread_id).or_default();
             if seen.len() < callsites * SLOTS {
                 seen.resize(callsites * SLOTS, 0);
@@ -370,13 +386,14 @@ impl Drain {
                     }
                 }
             }
-        }
-        // Threads that have exited and whose queues are empty are fully accounted for now.
-        for buf in &self.scratch {
-            if !buf.alive.load(std::sync::atomic::Ordering::Acquire) && buf.queue.is_empty() {
-                buffer::retire(buf);
-                self.seen.remove(&buf.thread_id);
+            if exited && buf.consumer().is_empty() {
+                retired.push(Arc::clone(buf));
             }
+        }
+        // Exited threads whose rings are empty are fully accounted for now.
+        for buf in retired {
+            buffer::retire(&buf);
+            self.seen.remove(&buf.thread_id);
         }
         self.metrics.threads = threads;
         let aggs: usize = self
@@ -644,7 +661,7 @@ impl Drain {
         // Take whatever arrived between the last cycle and now, including every audit entry.
         loop {
             self.cycle(true);
-            if self.audit_rx.is_empty() && self.scratch.iter().all(|b| b.queue.is_empty()) {
+            if self.audit_rx.is_empty() && self.scratch.iter().all(|b| b.consumer().is_empty()) {
                 break;
             }
         }

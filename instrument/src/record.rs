@@ -53,7 +53,9 @@ impl fmt::Display for Outcome {
 
 /// One timed call, as written on the hot path. Durations and timestamps are raw clock ticks; the
 /// drain converts them.
+/// Exactly one cache line, aligned to one, so each ring slot is a single line.
 #[derive(Debug)]
+#[repr(align(64))]
 pub(crate) struct Record {
     pub(crate) start: u64,
     pub(crate) duration: u64,
