@@ -77,6 +77,7 @@
 //! syscall. See `docs/performance.md` for measurements against `tracing`, `metrics` and
 //! `fastrace`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
 
 mod audit;
 mod buffer;
