@@ -87,8 +87,8 @@ fn process_file(path: &Path) -> Result<FileSummary, FileError> {
     Ok(FileSummary { bytes, stats })
 }
 
-/// Builds the list of files. `audit`: the run's inputs are part of its lineage.
-#[instrument_performance(audit)]
+/// Builds the list of files. `audit` with `capture`: the run's inputs are part of its lineage.
+#[instrument_performance(audit, capture(roots, max_files))]
 fn discover(roots: &[PathBuf], max_files: usize) -> Corpus {
     let mut corpus = Corpus::new(max_files);
     for root in roots {
@@ -572,6 +572,19 @@ impl Report<'_> {
             thousands(self.corpus.files.len() as u64),
             by_option,
         );
+        for entry in self.audit.iter().filter(|a| a.callsite.is_some()) {
+            let arguments = entry.fields.iter().map(|(k, v)| format!("{k}: {v}"));
+            let _ = writeln!(
+                out,
+                "  {} {} in {}, {}",
+                entry.operation,
+                entry.outcome.map_or("-", Outcome::as_str),
+                entry
+                    .duration
+                    .map_or_else(|| "-".to_owned(), human_duration),
+                arguments.collect::<Vec<_>>().join(", ")
+            );
+        }
     }
 
     fn self_metrics(&self, out: &mut String) {
