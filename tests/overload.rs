@@ -1,0 +1,392 @@
+//! Overload: tiny thread queues, a drain that rarely runs, slow sinks. Durations are dropped and
+//! the loss is reported (self-metrics and drop markers), but call counts stay exact, and audit
+//! entries are never dropped.
+//!
+//! The queue capacity applies to threads whose buffer is created after install, so every test
+//! records from freshly spawned threads. A pipeline is process-wide: every test takes `LOCK`
+//! before it records anything.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Barrier, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+use instrument::{
+    AuditEntry, Batch, ClockSource, Interests, Outcome, PipelineGuard, Sink, SinkError, SinkStatus,
+    Snapshot, instrument_performance,
+};
+use instrument_sinks::MemorySink;
+
+static LOCK: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+macro_rules! name {
+    ($name:literal) => {
+        concat!(module_path!(), "::", $name)
+    };
+}
+
+/// A sink that takes `delay` to write each batch into a `MemorySink`.
+struct Slow {
+    inner: MemorySink,
+    delay: Duration,
+}
+
+impl Sink for Slow {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn interests(&self) -> Interests {
+        self.inner.interests()
+    }
+    fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        thread::sleep(self.delay);
+        self.inner.write(batch)
+    }
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.inner.flush()
+    }
+    fn shutdown(&mut self) -> Result<(), SinkError> {
+        self.inner.shutdown()
+    }
+}
+
+fn status(pipeline: &PipelineGuard, sink: &str) -> SinkStatus {
+    pipeline
+        .self_metrics()
+        .sinks
+        .into_iter()
+        .find(|s| s.name == sink)
+        .unwrap_or_else(|| panic!("no sink named {sink}"))
+}
+
+/// Runs `calls(thread_index)` on `threads` new threads started together, and joins them.
+fn on_new_threads(threads: usize, calls: impl Fn(usize) + Send + Sync + 'static) {
+    let calls = Arc::new(calls);
+    let start = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (calls, start) = (Arc::clone(&calls), Arc::clone(&start));
+            thread::spawn(move || {
+                start.wait();
+                calls(t);
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().expect("recording thread");
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("odd")]
+struct Odd;
+
+/// Fails for every tenth `i`.
+#[instrument_performance]
+fn hot(i: u32) -> Result<u32, Odd> {
+    if i.is_multiple_of(10) {
+        return Err(Odd);
+    }
+    Ok(i)
+}
+
+#[instrument_performance]
+fn cold(i: u32) -> u32 {
+    i
+}
+
+/// Calls per outcome of one callsite, summed over the snapshot.
+fn per_callsite(snapshot: &Snapshot, name: &str) -> HashMap<Outcome, instrument::Stats> {
+    snapshot
+        .calls
+        .iter()
+        .filter(|c| c.callsite.name() == name)
+        .map(|c| (c.outcome, c.total))
+        .collect()
+}
+
+const THREADS: u32 = 4;
+const CALLS: u32 = 20_000;
+
+#[test]
+fn full_queues_drop_durations_but_every_call_is_counted() {
+    let _serial = serial();
+    let memory = MemorySink::new();
+    let slow = MemorySink::new().named("slow");
+    let pipeline = instrument::builder()
+        .clock(ClockSource::Mock)
+        .queue_capacity(8)
+        .drain_interval(HOUR)
+        .window(HOUR)
+        .sink_backlog(4096)
+        .sink(memory.clone())
+        .sink(Slow {
+            inner: slow.clone(),
+            delay: Duration::from_millis(1),
+        })
+        .install()
+        .expect("no other pipeline is installed");
+
+    on_new_threads(THREADS as usize, |_| {
+        for i in 0..CALLS {
+            let _ = hot(i);
+            if i % 100 == 0 {
+                cold(i);
+            }
+        }
+    });
+    pipeline.flush().expect("flush");
+
+    let metrics = pipeline.self_metrics();
+    assert!(metrics.events_dropped > 0, "{metrics:#?}");
+    assert!(
+        metrics.queue_high_water <= 8,
+        "queues hold at most 8 records: {metrics:#?}"
+    );
+    assert_eq!(status(&pipeline, "memory").dropped_batches, 0);
+
+    let snapshot = memory.last_snapshot().expect("a snapshot");
+    let hot_stats = per_callsite(&snapshot, name!("hot"));
+    let cold_stats = per_callsite(&snapshot, name!("cold"));
+    let expected = [
+        (&hot_stats, Outcome::Ok, u64::from(THREADS * CALLS * 9 / 10)),
+        (&hot_stats, Outcome::Error, u64::from(THREADS * CALLS / 10)),
+        (&cold_stats, Outcome::Ok, u64::from(THREADS * CALLS / 100)),
+    ];
+    for (stats, outcome, calls) in expected {
+        let total = stats[&outcome];
+        assert_eq!(total.count, calls, "{outcome}: {total:?}");
+        assert_eq!(
+            total.timed + total.dropped,
+            total.count,
+            "{outcome}: {total:?}"
+        );
+    }
+    assert_eq!(hot_stats.len(), 2);
+    assert_eq!(cold_stats.len(), 1);
+
+    // Per callsite, the drop markers account for exactly the dropped durations.
+    let drops = memory.drops();
+    assert!(drops.iter().all(|d| d.count > 0 && d.since <= d.until));
+    for (name, stats) in [(name!("hot"), &hot_stats), (name!("cold"), &cold_stats)] {
+        let marked: u64 = drops
+            .iter()
+            .filter(|d| d.callsite.name() == name)
+            .map(|d| d.count)
+            .sum();
+        let dropped: u64 = stats.values().map(|s| s.dropped).sum();
+        assert_eq!(marked, dropped, "{name}");
+    }
+    let marked: u64 = drops.iter().map(|d| d.count).sum();
+    assert_eq!(marked, metrics.events_dropped);
+    let timed: u64 = hot_stats
+        .values()
+        .chain(cold_stats.values())
+        .map(|s| s.timed)
+        .sum();
+    assert_eq!(metrics.events_recorded, timed);
+    // Only timed errors are events; dropped ones are only counted.
+    let errors = memory.events();
+    assert_eq!(errors.len() as u64, hot_stats[&Outcome::Error].timed);
+    assert!(errors.iter().all(|e| e.outcome == Outcome::Error));
+
+    // The slow sink saw the same snapshot, however late.
+    let slow_snapshot = slow.last_snapshot().expect("the slow sink's snapshot");
+    assert_eq!(
+        per_callsite(&slow_snapshot, name!("hot"))[&Outcome::Ok].count,
+        u64::from(THREADS * CALLS * 9 / 10)
+    );
+}
+
+#[test]
+fn the_queue_capacity_applies_to_threads_that_start_recording_after_install() {
+    let _serial = serial();
+    let build = |capacity, sink: &MemorySink| {
+        instrument::builder()
+            .clock(ClockSource::Mock)
+            .queue_capacity(capacity)
+            .drain_interval(HOUR)
+            .window(HOUR)
+            .sink(sink.clone())
+            .install()
+            .expect("install")
+    };
+
+    // A thread that starts recording under a pipeline with large queues...
+    let (go, wait) = crossbeam_channel::bounded::<()>(0);
+    let (done, is_done) = crossbeam_channel::bounded::<()>(0);
+    let veteran = thread::spawn(move || {
+        while wait.recv().is_ok() {
+            for i in 0..100 {
+                cold(i);
+            }
+            done.send(()).unwrap();
+        }
+    });
+    let first = MemorySink::new();
+    let pipeline = build(4096, &first);
+    go.send(()).unwrap();
+    is_done.recv().unwrap();
+    drop(pipeline);
+
+    // ...keeps its queue under the next one; a new thread gets a queue of 8.
+    let sink = MemorySink::new();
+    let pipeline = build(8, &sink);
+    go.send(()).unwrap();
+    is_done.recv().unwrap();
+    thread::spawn(|| {
+        for i in 0..100 {
+            hot(i * 10 + 1).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    pipeline.flush().unwrap();
+    drop(go);
+    veteran.join().unwrap();
+
+    let snapshot = sink.last_snapshot().unwrap();
+    let veteran = snapshot.call(name!("cold"), Outcome::Ok).unwrap().total;
+    assert_eq!((veteran.count, veteran.timed), (100, 100));
+    let newcomer = snapshot.call(name!("hot"), Outcome::Ok).unwrap().total;
+    assert_eq!(
+        (newcomer.count, newcomer.timed, newcomer.dropped),
+        (100, 8, 92)
+    );
+}
+
+#[instrument_performance(audit, capture(%id))]
+fn audited(id: &str) -> usize {
+    id.len()
+}
+
+/// The ids of audit entries: inputs of manual entries, captured `id`s of audited calls.
+fn audit_ids(entries: &[AuditEntry]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|entry| match entry.operation.as_ref() {
+            "manual" => entry.inputs[0].clone(),
+            name!("audited") => entry.fields[0]
+                .1
+                .strip_prefix("id=")
+                .expect("captured id")
+                .to_owned(),
+            other => panic!("unexpected audit entry {other}"),
+        })
+        .collect()
+}
+
+#[test]
+fn audit_entries_all_arrive_under_load() {
+    const PER_THREAD: usize = 50;
+    let _serial = serial();
+    let memory = MemorySink::new();
+    let slow = MemorySink::new()
+        .named("slow-audit")
+        .with_interests(Interests {
+            events: false,
+            snapshots: false,
+            audit: true,
+        });
+    let pipeline = instrument::builder()
+        .clock(ClockSource::Mock)
+        .queue_capacity(8)
+        .audit_capacity(2)
+        .sink_backlog(2)
+        .drain_interval(HOUR)
+        .window(HOUR)
+        .sink(memory.clone())
+        .sink(Slow {
+            inner: slow.clone(),
+            delay: Duration::from_millis(1),
+        })
+        .install()
+        .expect("no other pipeline is installed");
+
+    on_new_threads(12, |t| match t % 3 {
+        0 => {
+            for i in 0..PER_THREAD {
+                let id = format!("call-{t}-{i}");
+                assert_eq!(audited(&id), id.len());
+            }
+        }
+        1 => {
+            for i in 0..PER_THREAD {
+                instrument::audit(AuditEntry::new("manual").input(format!("manual-{t}-{i}")))
+                    .expect("installed");
+            }
+        }
+        _ => {
+            for i in 0..CALLS {
+                let _ = hot(i);
+            }
+        }
+    });
+    pipeline.flush().expect("flush");
+
+    let mut expected = BTreeSet::new();
+    for t in 0..12 {
+        for i in 0..PER_THREAD {
+            match t % 3 {
+                0 => expected.insert(format!("call-{t}-{i}")),
+                1 => expected.insert(format!("manual-{t}-{i}")),
+                _ => false,
+            };
+        }
+    }
+    for sink in [&memory, &slow] {
+        let ids = audit_ids(&sink.audit());
+        let unique: BTreeSet<_> = ids.iter().cloned().collect();
+        assert_eq!(ids.len(), unique.len(), "no entry arrives twice");
+        assert_eq!(unique, expected, "every entry arrives");
+    }
+    assert_eq!(status(&pipeline, "slow-audit").dropped_batches, 0);
+    // The queues did overflow meanwhile.
+    assert!(pipeline.self_metrics().events_dropped > 0);
+}
+
+#[instrument_performance]
+fn brief(i: u32) -> u32 {
+    i
+}
+
+#[test]
+fn counts_of_threads_that_exit_while_the_drain_runs_are_exact() {
+    const ROUNDS: u32 = 25;
+    const PER_ROUND: u32 = 8;
+    const CALLS: u32 = 200;
+    let _serial = serial();
+    let sink = MemorySink::new();
+    // The drain runs continuously while short-lived threads count, overflow and exit.
+    let pipeline = instrument::builder()
+        .clock(ClockSource::Mock)
+        .queue_capacity(8)
+        .drain_interval(Duration::from_micros(10))
+        .sink_backlog(1 << 16)
+        .sink(sink.clone())
+        .install()
+        .expect("no other pipeline is installed");
+
+    for _ in 0..ROUNDS {
+        on_new_threads(PER_ROUND as usize, |_| {
+            for i in 0..CALLS {
+                brief(i);
+                instrument::counter!("overload_exiting_total");
+            }
+        });
+    }
+    pipeline.flush().unwrap();
+
+    let snapshot = sink.last_snapshot().unwrap();
+    let all = u64::from(ROUNDS * PER_ROUND * CALLS);
+    assert_eq!(snapshot.counter("overload_exiting_total"), Some(all));
+    let total = snapshot.call(name!("brief"), Outcome::Ok).unwrap().total;
+    assert_eq!(total.count, all, "{total:?}");
+    assert_eq!(total.timed + total.dropped, all, "{total:?}");
+}
