@@ -1,0 +1,644 @@
+//! Sink isolation: a sink that errors, panics, blocks or lags never costs another sink anything,
+//! its trouble is counted in the self-metrics and named by `flush`, failed batches are retried,
+//! and audit entries are never given up.
+//!
+//! Synchronisation uses channels signalled from inside the sinks (`Gate`, `Notify`), never sleeps.
+//! A pipeline is process-wide: every test takes `LOCK` before it records anything. The
+//! panicking sink prints the usual panic message to stderr.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use instrument::{
+    AuditEntry, Batch, ClockSource, Error, Interests, Outcome, PipelineGuard, Sink, SinkError,
+    SinkStatus, instrument_performance,
+};
+use instrument_sinks::MemorySink;
+
+static LOCK: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// A mock-clock pipeline that drains only when asked (or when audit producers wake it).
+fn builder() -> instrument::Builder {
+    instrument::builder()
+        .clock(ClockSource::Mock)
+        .drain_interval(HOUR)
+        .window(HOUR)
+}
+
+macro_rules! name {
+    ($name:literal) => {
+        concat!(module_path!(), "::", $name)
+    };
+}
+
+fn status(pipeline: &PipelineGuard, sink: &str) -> SinkStatus {
+    pipeline
+        .self_metrics()
+        .sinks
+        .into_iter()
+        .find(|s| s.name == sink)
+        .unwrap_or_else(|| panic!("no sink named {sink}"))
+}
+
+fn flush_timeout_sinks(result: Result<(), Error>) -> Vec<String> {
+    match result {
+        Err(Error::FlushTimeout { sinks, .. }) => sinks,
+        other => panic!("expected a flush timeout, got {other:?}"),
+    }
+}
+
+/// Polls `condition` for at most `limit`.
+fn poll_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        thread::yield_now();
+    }
+    condition()
+}
+
+const EVENTS_AND_SNAPSHOTS: Interests = Interests {
+    events: true,
+    snapshots: true,
+    audit: false,
+};
+
+const AUDIT_ONLY: Interests = Interests {
+    events: false,
+    snapshots: false,
+    audit: true,
+};
+
+/// Every write fails.
+struct Failing;
+
+impl Sink for Failing {
+    fn name(&self) -> &'static str {
+        "failing"
+    }
+    fn interests(&self) -> Interests {
+        EVENTS_AND_SNAPSHOTS
+    }
+    fn write(&mut self, _batch: &Batch) -> Result<(), SinkError> {
+        Err(SinkError::with_source(
+            "cannot store batch",
+            std::io::Error::other("disk full"),
+        ))
+    }
+}
+
+/// Every write panics.
+struct Panicking;
+
+impl Sink for Panicking {
+    fn name(&self) -> &'static str {
+        "panicking"
+    }
+    fn interests(&self) -> Interests {
+        EVENTS_AND_SNAPSHOTS
+    }
+    fn write(&mut self, _batch: &Batch) -> Result<(), SinkError> {
+        panic!("sink exploded");
+    }
+}
+
+/// Its first write signals `entered`, then blocks until the test drops the release sender;
+/// everything is stored in a `MemorySink`.
+struct Gate {
+    inner: MemorySink,
+    entered: Sender<()>,
+    release: Option<Receiver<()>>,
+}
+
+/// A gated sink, the receiver told when its first write starts, and the sender that releases it
+/// when dropped.
+fn gate(inner: MemorySink) -> (Gate, Receiver<()>, Sender<()>) {
+    let (entered, has_entered) = crossbeam_channel::unbounded();
+    let (release, released) = crossbeam_channel::bounded(0);
+    let gate = Gate {
+        inner,
+        entered,
+        release: Some(released),
+    };
+    (gate, has_entered, release)
+}
+
+impl Sink for Gate {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn interests(&self) -> Interests {
+        self.inner.interests()
+    }
+    fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        if let Some(release) = self.release.take() {
+            let _ = self.entered.send(());
+            let _ = release.recv();
+        }
+        self.inner.write(batch)
+    }
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.inner.flush()
+    }
+    fn shutdown(&mut self) -> Result<(), SinkError> {
+        self.inner.shutdown()
+    }
+}
+
+/// Tells the test about every batch it stores.
+struct Notify {
+    inner: MemorySink,
+    wrote: Sender<()>,
+}
+
+impl Sink for Notify {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn interests(&self) -> Interests {
+        self.inner.interests()
+    }
+    fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        self.inner.write(batch)?;
+        let _ = self.wrote.send(());
+        Ok(())
+    }
+}
+
+/// Fails its first `failures` writes, then stores batches in a `MemorySink`.
+struct Flaky {
+    inner: MemorySink,
+    failures: u32,
+}
+
+impl Sink for Flaky {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn interests(&self) -> Interests {
+        self.inner.interests()
+    }
+    fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        if self.failures > 0 {
+            self.failures -= 1;
+            return Err(SinkError::new("flaky: not yet"));
+        }
+        self.inner.write(batch)
+    }
+}
+
+/// A healthy sink whose flush takes `delay`.
+struct SlowFlush {
+    inner: MemorySink,
+    delay: Duration,
+}
+
+impl Sink for SlowFlush {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        self.inner.write(batch)
+    }
+    fn flush(&mut self) -> Result<(), SinkError> {
+        thread::sleep(self.delay);
+        self.inner.flush()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("odd")]
+struct Odd;
+
+/// Fails for every sixth `i`.
+#[instrument_performance]
+fn op(i: u32) -> Result<u32, Odd> {
+    if i.is_multiple_of(6) {
+        return Err(Odd);
+    }
+    Ok(i)
+}
+
+#[test]
+fn failing_panicking_and_blocked_sinks_do_not_disturb_a_healthy_one() {
+    let _serial = serial();
+    let memory = MemorySink::new();
+    let (blocked, blocked_entered, release) = gate(MemorySink::new().named("blocked"));
+    let timeout = Duration::from_millis(300);
+    let pipeline = builder()
+        .max_retries(1)
+        .flush_timeout(timeout)
+        .sink(Failing)
+        .sink(Panicking)
+        .sink(blocked)
+        .sink(memory.clone())
+        .install()
+        .expect("no other pipeline is installed");
+
+    for i in 0..60 {
+        let _ = op(i);
+    }
+    let err = pipeline.flush().expect_err("the blocked sink cannot flush");
+    assert!(
+        matches!(&err, Error::FlushTimeout { timeout: t, sinks } if *t == timeout && sinks == &["blocked"]),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("blocked"), "{err}");
+    blocked_entered.recv().unwrap();
+
+    // The healthy sink has everything.
+    let snapshot = memory.last_snapshot().expect("the healthy sink's snapshot");
+    let ok = snapshot.call(name!("op"), Outcome::Ok).unwrap();
+    let errors = snapshot.call(name!("op"), Outcome::Error).unwrap();
+    assert_eq!((ok.total.count, errors.total.count), (50, 10));
+    assert_eq!(memory.events().len(), 10);
+
+    // A second flush publishes the statuses of the first one's deliveries.
+    let sinks = flush_timeout_sinks(pipeline.flush());
+    assert_eq!(sinks, ["blocked"]);
+    let failing = status(&pipeline, "failing");
+    assert!(failing.errors >= 2, "a try and a retry: {failing:#?}");
+    assert_eq!(failing.panics, 0);
+    assert_eq!(failing.delivered, 0);
+    assert!(failing.dropped_batches >= 1, "{failing:#?}");
+    let last_error = failing.last_error.as_deref().unwrap_or_default();
+    assert!(
+        last_error.contains("cannot store batch") && last_error.contains("disk full"),
+        "{last_error}"
+    );
+    let panicking = status(&pipeline, "panicking");
+    assert!(panicking.panics >= 2, "{panicking:#?}");
+    assert!(
+        panicking.errors >= 2,
+        "panics count as errors: {panicking:#?}"
+    );
+    assert_eq!(panicking.delivered, 0);
+    let last_error = panicking.last_error.as_deref().unwrap_or_default();
+    assert!(last_error.contains("sink exploded"), "{last_error}");
+    let blocked = status(&pipeline, "blocked");
+    assert_eq!(blocked.delivered, 0);
+    assert!(blocked.backlog >= 1, "{blocked:#?}");
+    let healthy = status(&pipeline, "memory");
+    assert_eq!((healthy.errors, healthy.dropped_batches), (0, 0));
+    assert!(healthy.delivered >= 1);
+
+    // Once the blocked sink moves again, everything shuts down cleanly.
+    drop(release);
+    pipeline.shutdown().expect("clean shutdown");
+    assert!(memory.is_shut_down());
+}
+
+#[test]
+fn flush_names_only_the_stuck_sink_even_when_its_backlog_is_full() {
+    let _serial = serial();
+    let (stuck, stuck_entered, release) = gate(MemorySink::new().named("stuck"));
+    // A healthy sink that needs a moment (well within the timeout) to flush.
+    let healthy = MemorySink::new().named("healthy");
+    let pipeline = builder()
+        .sink_backlog(1)
+        .flush_timeout(Duration::from_millis(300))
+        .sink(stuck)
+        .sink(SlowFlush {
+            inner: healthy.clone(),
+            delay: Duration::from_millis(50),
+        })
+        .install()
+        .expect("no other pipeline is installed");
+
+    // The stuck sink takes the first batch and blocks in `write`.
+    let _ = op(1);
+    assert_eq!(flush_timeout_sinks(pipeline.flush()), ["stuck"]);
+    stuck_entered.recv().unwrap();
+    assert_eq!(healthy.flushes(), 1);
+
+    // Its one-batch backlog is now full: flushing still waits for the healthy sink.
+    let _ = op(2);
+    let sinks = flush_timeout_sinks(pipeline.flush());
+    assert_eq!(
+        sinks,
+        ["stuck"],
+        "the healthy sink is only asked to flush after the stuck one's timeout has passed"
+    );
+    assert_eq!(healthy.flushes(), 2);
+
+    drop(release);
+    pipeline.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn a_sink_that_recovers_gets_the_retried_batch() {
+    let _serial = serial();
+    let inner = MemorySink::new().named("flaky");
+    let pipeline = builder()
+        .max_retries(5)
+        .sink(Flaky {
+            inner: inner.clone(),
+            failures: 3,
+        })
+        .install()
+        .expect("no other pipeline is installed");
+
+    for i in 0..60 {
+        let _ = op(i);
+    }
+    pipeline
+        .flush()
+        .expect("the flaky sink recovers within its retries");
+    let snapshot = inner.last_snapshot().expect("the retried batch");
+    assert_eq!(
+        snapshot
+            .call(name!("op"), Outcome::Error)
+            .unwrap()
+            .total
+            .count,
+        10
+    );
+    assert_eq!(inner.events().len(), 10);
+
+    pipeline.flush().unwrap();
+    let flaky = status(&pipeline, "flaky");
+    assert_eq!(flaky.errors, 3, "{flaky:#?}");
+    assert_eq!(flaky.dropped_batches, 0, "{flaky:#?}");
+    assert!(flaky.delivered >= 1, "{flaky:#?}");
+    assert_eq!(flaky.last_error.as_deref(), Some("flaky: not yet"));
+}
+
+#[test]
+fn event_batches_are_given_up_after_the_retries() {
+    let _serial = serial();
+    let inner = MemorySink::new().named("flaky");
+    let pipeline = builder()
+        .max_retries(1)
+        .sink(Flaky {
+            inner: inner.clone(),
+            failures: 2,
+        })
+        .install()
+        .expect("no other pipeline is installed");
+
+    let _ = op(0);
+    pipeline
+        .flush()
+        .expect("a given-up batch does not fail the flush");
+    assert!(inner.events().is_empty());
+    let _ = op(6);
+    pipeline.flush().unwrap();
+    // The second batch arrives; the first is lost for this sink and counted.
+    assert_eq!(inner.events().len(), 1);
+    assert_eq!(
+        inner
+            .last_snapshot()
+            .unwrap()
+            .call(name!("op"), Outcome::Error)
+            .unwrap()
+            .total
+            .count,
+        2
+    );
+    pipeline.flush().unwrap();
+    let flaky = status(&pipeline, "flaky");
+    assert_eq!((flaky.errors, flaky.dropped_batches), (2, 1), "{flaky:#?}");
+}
+
+#[test]
+fn audit_batches_are_retried_beyond_the_retry_limit() {
+    let _serial = serial();
+    let inner = MemorySink::new().named("flaky");
+    let pipeline = builder()
+        .max_retries(1)
+        .sink(Flaky {
+            inner: inner.clone(),
+            failures: 4,
+        })
+        .install()
+        .expect("no other pipeline is installed");
+
+    instrument::audit(AuditEntry::new("load").input("a.rs")).unwrap();
+    pipeline.flush().expect("flush");
+    let audit = inner.audit();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].inputs, ["a.rs"]);
+    pipeline.flush().unwrap();
+    let flaky = status(&pipeline, "flaky");
+    assert_eq!((flaky.errors, flaky.dropped_batches), (4, 0), "{flaky:#?}");
+}
+
+#[test]
+fn a_failing_flush_is_reported_with_the_sink_name() {
+    struct Unflushable;
+    impl Sink for Unflushable {
+        fn name(&self) -> &'static str {
+            "unflushable"
+        }
+        fn write(&mut self, _batch: &Batch) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), SinkError> {
+            Err(SinkError::new("fsync failed"))
+        }
+        fn shutdown(&mut self) -> Result<(), SinkError> {
+            Ok(())
+        }
+    }
+
+    let _serial = serial();
+    let memory = MemorySink::new();
+    let pipeline = builder()
+        .sink(Unflushable)
+        .sink(memory.clone())
+        .install()
+        .expect("no other pipeline is installed");
+    let _ = op(0);
+    match pipeline.flush() {
+        Err(Error::SinkFlush { sink, source }) => {
+            assert_eq!(sink, "unflushable");
+            assert_eq!(source.to_string(), "fsync failed");
+        }
+        other => panic!("expected a sink flush error, got {other:?}"),
+    }
+    // The other sink flushed all the same.
+    assert_eq!(memory.flushes(), 1);
+    assert_eq!(memory.events().len(), 1);
+    // Shutting down flushes again, and reports the same failure; every sink is still shut down.
+    let err = pipeline.shutdown().expect_err("the final flush fails");
+    assert!(
+        matches!(&err, Error::SinkFlush { sink, .. } if sink == "unflushable"),
+        "{err:?}"
+    );
+    assert!(memory.is_shut_down());
+}
+
+#[test]
+fn a_lagging_sink_still_receives_the_flush_snapshot() {
+    let _serial = serial();
+    let lagging = MemorySink::new()
+        .named("lagging")
+        .with_interests(EVENTS_AND_SNAPSHOTS);
+    let (gated, entered, release) = gate(lagging.clone());
+    let (wrote, has_written) = crossbeam_channel::unbounded();
+    let pipeline = builder()
+        .sink_backlog(1)
+        .audit_capacity(1)
+        .flush_timeout(Duration::from_secs(10))
+        .sink(gated)
+        .sink(Notify {
+            inner: MemorySink::new().named("notify").with_interests(AUDIT_ONLY),
+            wrote,
+        })
+        .install()
+        .expect("no other pipeline is installed");
+
+    // Each audit entry wakes the drain (the audit queue holds one), so each step is one batch.
+    // 1: the lagging sink takes the first batch and blocks in `write`.
+    let _ = op(0);
+    instrument::audit(AuditEntry::new("step-1")).unwrap();
+    has_written.recv().unwrap();
+    entered.recv().unwrap();
+    // 2: the second batch fills its one-batch backlog.
+    let _ = op(6);
+    instrument::audit(AuditEntry::new("step-2")).unwrap();
+    has_written.recv().unwrap();
+    // 3: a third error, then a flush while the sink still lags.
+    let _ = op(12);
+    thread::scope(|scope| {
+        let flush = scope.spawn(|| pipeline.flush());
+        // Release the sink once the flush's batch found its backlog full (or after 2 s).
+        poll_until(Duration::from_secs(2), || {
+            status(&pipeline, "lagging").dropped_batches >= 1
+        });
+        drop(release);
+        flush
+            .join()
+            .unwrap()
+            .expect("the sink catches up within the timeout");
+    });
+
+    let snapshot = lagging
+        .last_snapshot()
+        .expect("flush returned, but the lagging sink never received the flush snapshot");
+    assert_eq!(
+        snapshot
+            .call(name!("op"), Outcome::Error)
+            .unwrap()
+            .total
+            .count,
+        3
+    );
+}
+
+#[test]
+fn audit_held_for_a_stuck_sink_survives_a_flush_timeout() {
+    let _serial = serial();
+    let stuck = MemorySink::new()
+        .named("stuck-audit")
+        .with_interests(AUDIT_ONLY);
+    let (gated, entered, release) = gate(stuck.clone());
+    let (wrote, has_written) = crossbeam_channel::unbounded();
+    let notify = MemorySink::new().named("notify").with_interests(AUDIT_ONLY);
+    let pipeline = builder()
+        .sink_backlog(1)
+        .audit_capacity(1)
+        .flush_timeout(Duration::from_millis(200))
+        .sink(gated)
+        .sink(Notify {
+            inner: notify.clone(),
+            wrote,
+        })
+        .install()
+        .expect("no other pipeline is installed");
+
+    // One batch per entry: the first blocks the stuck sink in `write`, the second fills its
+    // backlog, the third is held by the drain for it.
+    instrument::audit(AuditEntry::new("a1")).unwrap();
+    has_written.recv().unwrap();
+    entered.recv().unwrap();
+    for op in ["a2", "a3"] {
+        instrument::audit(AuditEntry::new(op)).unwrap();
+        has_written.recv().unwrap();
+    }
+    // The fourth waits in the audit queue while the drain holds the third.
+    instrument::audit(AuditEntry::new("a4")).unwrap();
+
+    let late = flush_timeout_sinks(pipeline.flush());
+    assert!(late.iter().any(|s| s == "stuck-audit"), "{late:?}");
+    drop(release);
+    pipeline.flush().expect("the sink caught up");
+
+    let operations = |sink: &MemorySink| -> Vec<String> {
+        sink.audit()
+            .iter()
+            .map(|entry| entry.operation.to_string())
+            .collect()
+    };
+    assert_eq!(operations(&notify), ["a1", "a2", "a3", "a4"]);
+    assert_eq!(
+        operations(&stuck),
+        ["a1", "a2", "a3", "a4"],
+        "an audit entry held for the stuck sink was lost when the flush timed out"
+    );
+}
+
+/// Records which parts of each batch it was handed.
+struct Probe {
+    interests: Interests,
+    seen: Arc<Mutex<Vec<(bool, bool, bool)>>>,
+}
+
+impl Sink for Probe {
+    fn name(&self) -> &'static str {
+        "probe"
+    }
+    fn interests(&self) -> Interests {
+        self.interests
+    }
+    fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        self.seen.lock().unwrap().push((
+            !batch.events.is_empty(),
+            batch.snapshot.is_some(),
+            !batch.audit.is_empty(),
+        ));
+        Ok(())
+    }
+}
+
+#[test]
+fn sinks_are_handed_only_the_parts_they_want() {
+    let _serial = serial();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let memory = MemorySink::new();
+    let pipeline = builder()
+        .sink(Probe {
+            interests: Interests {
+                events: true,
+                snapshots: false,
+                audit: false,
+            },
+            seen: Arc::clone(&seen),
+        })
+        .sink(memory.clone())
+        .install()
+        .expect("no other pipeline is installed");
+
+    let _ = op(0);
+    instrument::audit(AuditEntry::new("copy")).unwrap();
+    pipeline.flush().unwrap();
+    assert_eq!(memory.audit().len(), 1);
+    assert!(memory.last_snapshot().is_some());
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [(true, false, false)],
+        "(events, snapshot, audit) per batch: an events-only sink was handed a snapshot and audit entries"
+    );
+}
