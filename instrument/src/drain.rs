@@ -49,7 +49,8 @@ struct SinkHandle {
     interests: Interests,
     tx: Sender<SinkMsg>,
     status: Arc<Mutex<SinkStatus>>,
-    held_audit: VecDeque<Arc<Batch>>,
+    /// Batches the sink's channel could not take yet (audit-carrying, or from a flush).
+    held: VecDeque<Arc<Batch>>,
     worker: Option<JoinHandle<()>>,
 }
 
@@ -181,7 +182,7 @@ impl Drain {
                 interests,
                 tx,
                 status,
-                held_audit: VecDeque::new(),
+                held: VecDeque::new(),
                 worker: Some(worker),
             });
         }
@@ -289,7 +290,7 @@ impl Drain {
             self.snapshot();
         }
         self.metrics.drain_cycle = started.elapsed();
-        self.deliver();
+        self.deliver(closing);
         self.publish_metrics();
     }
 
@@ -423,7 +424,7 @@ impl Drain {
     /// Takes audit entries, unless a sink still holds audit batches it could not accept: then
     /// the entries stay in the channel and their producers wait.
     fn take_audit(&mut self, closing: bool) {
-        let held = self.sinks.iter().any(|s| !s.held_audit.is_empty());
+        let held = self.sinks.iter().any(|s| !s.held.is_empty());
         if held && !closing {
             return;
         }
@@ -553,14 +554,17 @@ impl Drain {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .clone();
-                status.backlog = (s.tx.len() + s.held_audit.len()) as u64;
+                status.backlog = (s.tx.len() + s.held.len()) as u64;
                 status
             })
             .collect()
     }
 
-    /// Hands this cycle's batch to every interested sink without ever blocking.
-    fn deliver(&mut self) {
+    /// Hands this cycle's batch to every interested sink without ever blocking. A batch a full
+    /// channel cannot take is held when it carries audit entries, or when the cycle is closing
+    /// (a flush or shutdown, which then delivers held batches before flushing); otherwise it is
+    /// dropped for that sink and counted.
+    fn deliver(&mut self, closing: bool) {
         let batch = std::mem::take(&mut self.batch);
         let batch = if batch.is_empty() {
             None
@@ -568,11 +572,11 @@ impl Drain {
             Some(Arc::new(batch))
         };
         for sink in &mut self.sinks {
-            while let Some(held) = sink.held_audit.pop_front() {
+            while let Some(held) = sink.held.pop_front() {
                 match sink.tx.try_send(SinkMsg::Batch(held)) {
                     Ok(()) => {}
                     Err(TrySendError::Full(SinkMsg::Batch(held))) => {
-                        sink.held_audit.push_front(held);
+                        sink.held.push_front(held);
                         break;
                     }
                     Err(_) => break,
@@ -586,15 +590,15 @@ impl Drain {
             if !wanted {
                 continue;
             }
-            let carries_audit = sink.interests.audit && !batch.audit.is_empty();
-            if !sink.held_audit.is_empty() && carries_audit {
-                sink.held_audit.push_back(Arc::clone(batch));
+            let must_keep = closing || (sink.interests.audit && !batch.audit.is_empty());
+            if !sink.held.is_empty() && must_keep {
+                sink.held.push_back(Arc::clone(batch));
                 continue;
             }
             match sink.tx.try_send(SinkMsg::Batch(Arc::clone(batch))) {
                 Ok(()) => {}
-                Err(TrySendError::Full(_)) if carries_audit => {
-                    sink.held_audit.push_back(Arc::clone(batch));
+                Err(TrySendError::Full(_)) if must_keep => {
+                    sink.held.push_back(Arc::clone(batch));
                 }
                 Err(_) => {
                     sink.status
@@ -621,7 +625,7 @@ impl Drain {
         let mut late = Vec::new();
         for sink in &mut self.sinks {
             let mut ok = true;
-            while let Some(held) = sink.held_audit.pop_front() {
+            while let Some(held) = sink.held.pop_front() {
                 if sink
                     .tx
                     .send_deadline(SinkMsg::Batch(held), deadline)
