@@ -57,9 +57,9 @@ fn flush_reaches_a_sink_whose_backlog_is_full() {
         stats.total.count, calls,
         "the snapshot delivered by flush must count every call"
     );
-    let status = &pipeline.self_metrics().sinks[0];
+    let slow = &pipeline.self_metrics().sinks[0];
     assert!(
-        status.dropped_batches > 0,
-        "the backlog was full before the flush: {status:?}"
+        slow.dropped_batches > 0,
+        "the backlog was full before the flush: {slow:?}"
     );
 }
