@@ -131,9 +131,13 @@ pub(crate) fn from_call(
     outcome: Outcome,
     error_kind: Option<&'static str>,
     fields: Option<&str>,
+    correlation: u64,
 ) {
     let meta = callsite.metadata();
     let mut entry = AuditEntry::new(meta.name());
+    if correlation != 0 {
+        entry.correlation = CorrelationId::from_u64(correlation);
+    }
     entry.outcome = Some(outcome);
     entry.error_kind = error_kind;
     entry.duration = crate::pipeline::ticks_to_duration(state, duration_ticks);

@@ -182,7 +182,9 @@ pub(crate) fn push(callsite: &'static Callsite, mut record: Record) {
     record.callsite = index;
     let outcome = record.outcome;
     let pushed = LOCAL.try_with(|local| {
-        record.correlation = local.correlation.get();
+        if record.correlation == 0 {
+            record.correlation = local.correlation.get();
+        }
         let writer = local.writer();
         let Ok(mut producer) = writer.producer.try_borrow_mut() else {
             // Re-entered while pushing (a recording panic hook or allocator): count only.

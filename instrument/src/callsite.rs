@@ -257,10 +257,19 @@ pub struct Callsite {
     meta: Metadata,
     /// Dense index + 1 once registered; 0 before.
     id: AtomicU32,
-    /// The last value set by `gauge!` (f64 bits), for gauge callsites.
-    pub(crate) gauge: AtomicU64,
+    /// The last `gauge!` value of this callsite, with who set it when.
+    pub(crate) gauge: Mutex<GaugeCell>,
     /// Records lost because their thread was tearing down its thread-locals, per record kind.
     pub(crate) orphaned: [AtomicU64; crate::buffer::SLOTS],
+}
+
+/// A gauge value, the pipeline state word it was set under, and a process-wide sequence number
+/// that orders sets across callsites.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GaugeCell {
+    pub(crate) state: u32,
+    pub(crate) sequence: u64,
+    pub(crate) value: f64,
 }
 
 static REGISTRY: Mutex<Vec<&'static Callsite>> = Mutex::new(Vec::new());
@@ -272,7 +281,11 @@ impl Callsite {
         Callsite {
             meta,
             id: AtomicU32::new(0),
-            gauge: AtomicU64::new(0),
+            gauge: Mutex::new(GaugeCell {
+                state: 0,
+                sequence: 0,
+                value: 0.0,
+            }),
             orphaned: [const { AtomicU64::new(0) }; crate::buffer::SLOTS],
         }
     }

@@ -86,6 +86,11 @@ impl std::fmt::Display for CorrelationId {
     }
 }
 
+/// The current id as a number (0: none), for the hot path.
+pub(crate) fn current_raw() -> u64 {
+    LOCAL.try_with(|l| l.correlation.get()).unwrap_or(0)
+}
+
 fn set(value: u64) -> u64 {
     LOCAL
         .try_with(|l| l.correlation.replace(value))
@@ -132,10 +137,12 @@ impl<F: Future> Future for Correlated<F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let previous = set(self.id.map_or(0, CorrelationId::get));
-        let result = self.inner.as_mut().poll(cx);
-        set(previous);
-        result
+        // Restored on drop, so a panicking poll does not leave its id on the executor thread.
+        let _restore = CorrelationScope {
+            previous: set(self.id.map_or(0, CorrelationId::get)),
+            _not_send: std::marker::PhantomData,
+        };
+        self.inner.as_mut().poll(cx)
     }
 }
 

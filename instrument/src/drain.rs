@@ -17,11 +17,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::audit::AuditEntry;
 use crate::buffer::{self, COUNTER_SLOT, SLOTS, ThreadBuffer};
-use crate::callsite::{self, Callsite, CallsiteKind};
+use crate::callsite::{self, Callsite, CallsiteKind, GaugeCell};
 use crate::clock::Timebase;
 use crate::config::Config;
 use crate::error::Error;
@@ -124,6 +124,7 @@ impl CallsiteAgg {
 
 pub(crate) struct Drain {
     config: Config,
+    state: u32,
     generation: u8,
     timebase: Timebase,
     sinks: Vec<SinkHandle>,
@@ -190,6 +191,7 @@ impl Drain {
         let now = SystemTime::now();
         let mut drain = Drain {
             config: config.clone(),
+            state,
             generation: (state >> 8) as u8,
             timebase,
             sinks: handles,
@@ -483,14 +485,14 @@ impl Drain {
                     continue;
                 }
                 CallsiteKind::Gauge => {
-                    let bits = agg
+                    let cell = *agg
                         .callsite
                         .gauge
-                        .load(std::sync::atomic::Ordering::Relaxed);
-                    gauges.push(GaugeValue {
-                        callsite: meta,
-                        value: f64::from_bits(bits),
-                    });
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    if cell.state == self.state {
+                        merge_gauge(&mut gauges, meta, cell);
+                    }
                     continue;
                 }
                 _ => {}
@@ -537,7 +539,7 @@ impl Drain {
                 window_end: now,
                 calls,
                 counters,
-                gauges,
+                gauges: gauges.into_iter().map(|(g, _)| g).collect(),
                 self_metrics: self.metrics.clone(),
             }));
         }
@@ -571,6 +573,9 @@ impl Drain {
         } else {
             Some(Arc::new(batch))
         };
+        // One view per distinct set of interests, so each sink gets only the parts it asked
+        // for; with one kind of sink (the usual case) there is one shared batch.
+        let mut views: Vec<(Interests, Arc<Batch>)> = Vec::new();
         for sink in &mut self.sinks {
             while let Some(held) = sink.held.pop_front() {
                 match sink.tx.try_send(SinkMsg::Batch(held)) {
@@ -582,7 +587,18 @@ impl Drain {
                     Err(_) => break,
                 }
             }
-            let Some(batch) = &batch else { continue };
+            let Some(full) = &batch else { continue };
+            let known = views.iter().position(|(i, _)| *i == sink.interests);
+            let index = known.unwrap_or_else(|| {
+                let view = if full.is_covered_by(sink.interests) {
+                    Arc::clone(full)
+                } else {
+                    Arc::new(full.view(sink.interests))
+                };
+                views.push((sink.interests, view));
+                views.len() - 1
+            });
+            let batch = &views[index].1;
             let wanted = (sink.interests.events
                 && (!batch.events.is_empty() || !batch.drops.is_empty()))
                 || (sink.interests.snapshots && batch.snapshot.is_some())
@@ -620,43 +636,75 @@ impl Drain {
 
     /// Delivers everything held, then asks each sink to flush, waiting at most the flush timeout.
     fn flush_sinks(&mut self) -> Result<(), Error> {
+        // All sinks progress together, without blocking on any one of them: a stuck sink delays
+        // nobody else, is named when the deadline passes, and keeps its held batches (nothing
+        // is popped unless its channel took it).
+        enum Stage {
+            Delivering,
+            Flushing(Receiver<Result<(), SinkError>>),
+            Done,
+        }
         let deadline = Instant::now() + self.config.flush_timeout;
-        let mut waiting = Vec::new();
-        let mut late = Vec::new();
-        for sink in &mut self.sinks {
-            let mut ok = true;
-            while let Some(held) = sink.held.pop_front() {
-                if sink
-                    .tx
-                    .send_deadline(SinkMsg::Batch(held), deadline)
-                    .is_err()
-                {
-                    ok = false;
-                    break;
-                }
-            }
-            let (tx, rx) = crossbeam_channel::bounded(1);
-            if ok && sink.tx.send_deadline(SinkMsg::Flush(tx), deadline).is_ok() {
-                waiting.push((sink.name.clone(), rx));
-            } else {
-                late.push(sink.name.clone());
-            }
-        }
+        let mut stages: Vec<Stage> = self.sinks.iter().map(|_| Stage::Delivering).collect();
         let mut first_error = None;
-        for (name, rx) in waiting {
-            match rx.recv_deadline(deadline) {
-                Ok(Ok(())) => {}
-                Ok(Err(source)) => {
-                    first_error.get_or_insert(Error::SinkFlush { sink: name, source });
+        loop {
+            let mut progressed = false;
+            for (sink, stage) in self.sinks.iter_mut().zip(stages.iter_mut()) {
+                if let Stage::Delivering = stage {
+                    while let Some(held) = sink.held.pop_front() {
+                        match sink.tx.try_send(SinkMsg::Batch(held)) {
+                            Ok(()) => progressed = true,
+                            Err(TrySendError::Full(SinkMsg::Batch(held))) => {
+                                sink.held.push_front(held);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    if sink.held.is_empty() {
+                        let (tx, rx) = crossbeam_channel::bounded(1);
+                        if sink.tx.try_send(SinkMsg::Flush(tx)).is_ok() {
+                            *stage = Stage::Flushing(rx);
+                            progressed = true;
+                        }
+                    }
                 }
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => late.push(name),
+                if let Stage::Flushing(rx) = stage {
+                    match rx.try_recv() {
+                        Ok(result) => {
+                            if let Err(source) = result {
+                                first_error.get_or_insert(Error::SinkFlush {
+                                    sink: sink.name.clone(),
+                                    source,
+                                });
+                            }
+                            *stage = Stage::Done;
+                            progressed = true;
+                        }
+                        Err(crossbeam_channel::TryRecvError::Disconnected) => *stage = Stage::Done,
+                        Err(crossbeam_channel::TryRecvError::Empty) => {}
+                    }
+                }
             }
-        }
-        if !late.is_empty() {
-            return Err(Error::FlushTimeout {
-                timeout: self.config.flush_timeout,
-                sinks: late,
-            });
+            if stages.iter().all(|s| matches!(s, Stage::Done)) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                let late = self
+                    .sinks
+                    .iter()
+                    .zip(&stages)
+                    .filter(|(_, stage)| !matches!(stage, Stage::Done))
+                    .map(|(sink, _)| sink.name.clone())
+                    .collect();
+                return Err(Error::FlushTimeout {
+                    timeout: self.config.flush_timeout,
+                    sinks: late,
+                });
+            }
+            if !progressed {
+                std::thread::sleep(Duration::from_micros(200));
+            }
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -701,6 +749,27 @@ impl Drain {
         }
         self.publish_metrics();
         result
+    }
+}
+
+/// Adds a gauge value set under this pipeline; of callsites naming the same series (name and
+/// labels), the value set last wins.
+fn merge_gauge(
+    gauges: &mut Vec<(GaugeValue, u64)>,
+    meta: &'static crate::Metadata,
+    cell: GaugeCell,
+) {
+    let value = GaugeValue {
+        callsite: meta,
+        value: cell.value,
+    };
+    let same = gauges.iter().position(|(g, _)| {
+        g.callsite.name() == meta.name() && g.callsite.labels_slice() == meta.labels_slice()
+    });
+    match same {
+        Some(i) if gauges[i].1 >= cell.sequence => {}
+        Some(i) => gauges[i] = (value, cell.sequence),
+        None => gauges.push((value, cell.sequence)),
     }
 }
 

@@ -21,6 +21,8 @@ pub struct Guard {
     callsite: &'static Callsite,
     start: u64,
     state: u32,
+    /// For `async fn`: the correlation id current when the call started (0: read at the end).
+    correlation: u64,
     fields: Option<Box<str>>,
     finished: bool,
 }
@@ -36,10 +38,18 @@ impl Guard {
         } else {
             clock::now(mode)
         };
+        // An async call may end outside its task's correlation scope (dropped by a timeout, or
+        // resumed on another thread), so it keeps the id it started under.
+        let correlation = if mode != MODE_OFF && callsite.metadata().kind() == CallsiteKind::Async {
+            crate::correlation::current_raw()
+        } else {
+            0
+        };
         Guard {
             callsite,
             start,
             state,
+            correlation,
             fields: None,
             finished: false,
         }
@@ -99,6 +109,7 @@ impl Guard {
                 outcome,
                 error_kind,
                 fields.as_deref(),
+                self.correlation,
             );
         }
         crate::buffer::push(
@@ -106,7 +117,7 @@ impl Guard {
             Record {
                 start: self.start,
                 duration,
-                correlation: 0,
+                correlation: self.correlation,
                 error_kind,
                 fields,
                 callsite: 0,
@@ -154,6 +165,7 @@ impl Timer {
             callsite,
             start: 0,
             state: 0,
+            correlation: 0,
             fields: None,
             finished: false,
         })

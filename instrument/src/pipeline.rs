@@ -118,9 +118,19 @@ pub fn counter_add(callsite: &'static crate::callsite::Callsite, n: u64) {
 #[doc(hidden)]
 #[inline]
 pub fn gauge_set(callsite: &'static crate::callsite::Callsite, value: f64) {
-    if STATE.load(Ordering::Relaxed) & 0xff != MODE_OFF {
+    // Gauges are set at a modest rate; a per-callsite lock keeps value, pipeline and order
+    // consistent so the drain can report the value set last.
+    static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let state = STATE.load(Ordering::Relaxed);
+    if state & 0xff != MODE_OFF {
         let _ = callsite.index();
-        callsite.gauge.store(value.to_bits(), Ordering::Relaxed);
+        let mut cell = callsite
+            .gauge
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        cell.state = state;
+        cell.sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        cell.value = value;
     }
 }
 

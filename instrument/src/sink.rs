@@ -103,7 +103,8 @@ pub trait Sink: Send + 'static {
         Interests::ALL
     }
 
-    /// Receives one batch. Only the parts the sink is interested in are filled.
+    /// Receives one batch. Only the parts the sink is interested in are filled, and a batch with
+    /// none of them is not delivered.
     ///
     /// # Errors
     /// Any failure to store the batch; the pipeline retries it with backoff.
@@ -183,6 +184,39 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Whether `interests` wants every part this batch carries.
+    pub(crate) fn is_covered_by(&self, interests: Interests) -> bool {
+        (interests.events || (self.events.is_empty() && self.drops.is_empty()))
+            && (interests.snapshots || self.snapshot.is_none())
+            && (interests.audit || self.audit.is_empty())
+    }
+
+    /// The parts of this batch that `interests` asks for.
+    pub(crate) fn view(&self, interests: Interests) -> Batch {
+        Batch {
+            events: if interests.events {
+                self.events.clone()
+            } else {
+                Vec::new()
+            },
+            drops: if interests.events {
+                self.drops.clone()
+            } else {
+                Vec::new()
+            },
+            snapshot: if interests.snapshots {
+                self.snapshot.clone()
+            } else {
+                None
+            },
+            audit: if interests.audit {
+                self.audit.clone()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
     /// Whether the batch carries nothing.
     #[must_use]
     pub fn is_empty(&self) -> bool {
