@@ -114,7 +114,9 @@ impl Config {
             path: path.map(Path::to_owned),
             message,
         };
-        let raw: Raw = toml::from_str(text).map_err(|e| fail(e.message().to_owned()))?;
+        // toml's full message shows the line and points at the offending key or value.
+        let raw: Raw =
+            toml::from_str(text).map_err(|e| fail(e.to_string().trim_end().to_owned()))?;
         let mut config = Config::default();
         if let Some(v) = raw.drain_interval {
             config.drain_interval = duration("drain_interval", &v).map_err(fail)?;
@@ -193,6 +195,14 @@ mod tests {
     fn bad_durations_name_the_key() {
         let err = Config::from_toml_str("window = \"soon\"").unwrap_err();
         assert!(err.to_string().contains("`window`"), "{err}");
+    }
+
+    #[test]
+    fn type_errors_point_at_the_key() {
+        let err = Config::from_toml_str("queue_capacity = \"big\"").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("queue_capacity"), "{text}");
+        assert!(text.contains("expected usize"), "{text}");
     }
 
     #[test]

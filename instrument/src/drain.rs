@@ -232,6 +232,8 @@ impl Drain {
             match control {
                 Some(Control::Flush(reply)) => {
                     let result = self.flush_sinks();
+                    // What the caller reads next (deliveries, backlog) reflects the flush.
+                    self.publish_metrics();
                     let _ = reply.send(result);
                 }
                 Some(Control::Shutdown(reply)) => {
