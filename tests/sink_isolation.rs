@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use instrument::{
     AuditEntry, Batch, ClockSource, Error, Interests, Outcome, PipelineGuard, Sink, SinkError,
-    SinkStatus, instrument_performance,
+    SinkHealth, SinkStatus, instrument_performance,
 };
 use instrument_sinks::MemorySink;
 
@@ -643,4 +643,75 @@ fn sinks_are_handed_only_the_parts_they_want() {
         [(true, false, false)],
         "(events, snapshot, audit) per batch: an events-only sink was handed a snapshot and audit entries"
     );
+}
+
+/// Reports itself degraded.
+struct Degraded;
+
+impl Sink for Degraded {
+    fn name(&self) -> &'static str {
+        "degraded"
+    }
+    fn write(&mut self, _batch: &Batch) -> Result<(), SinkError> {
+        Ok(())
+    }
+    fn health(&self) -> SinkHealth {
+        SinkHealth::Degraded("replica lagging".into())
+    }
+}
+
+#[test]
+fn a_sinks_own_health_report_reaches_the_self_metrics() {
+    let _serial = serial();
+    let memory = MemorySink::new();
+    let pipeline = builder()
+        .sink(Degraded)
+        .sink(memory.clone())
+        .install()
+        .expect("no other pipeline is installed");
+    let _ = op(0);
+    pipeline.flush().unwrap();
+    // The health is polled after each delivery; the next cycle publishes it.
+    pipeline.flush().unwrap();
+    assert_eq!(
+        status(&pipeline, "degraded").health,
+        SinkHealth::Degraded("replica lagging".into())
+    );
+    assert_eq!(status(&pipeline, "memory").health, SinkHealth::Healthy);
+}
+
+#[test]
+fn shutting_down_with_a_stuck_sink_names_it_and_allows_a_new_install() {
+    let _serial = serial();
+    let memory = MemorySink::new();
+    let (stuck, entered, release) = gate(MemorySink::new().named("stuck"));
+    let pipeline = builder()
+        .flush_timeout(Duration::from_millis(200))
+        .sink(memory.clone())
+        .sink(stuck)
+        .install()
+        .expect("no other pipeline is installed");
+    let _ = op(0);
+    let err = pipeline
+        .shutdown()
+        .expect_err("the stuck sink cannot shut down");
+    assert!(
+        matches!(&err, Error::FlushTimeout { sinks, .. } if sinks == &["stuck"]),
+        "{err:?}"
+    );
+    entered.recv().unwrap();
+    assert!(memory.is_shut_down());
+    assert_eq!(memory.events().len(), 1);
+
+    // The stuck sink's worker is left behind; the process can install a new pipeline.
+    let next = MemorySink::new();
+    let pipeline = builder()
+        .sink(next.clone())
+        .install()
+        .expect("a new install after a failed shutdown");
+    let _ = op(6);
+    pipeline.flush().unwrap();
+    assert_eq!(next.events().len(), 1);
+    drop(pipeline);
+    drop(release);
 }
