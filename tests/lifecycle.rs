@@ -529,3 +529,69 @@ fn audited_calls_and_manual_entries_arrive_in_order() {
     assert_eq!(count(&snapshot, name!("audited"), Outcome::Ok), 1);
     assert_eq!(count(&snapshot, name!("audited"), Outcome::Error), 1);
 }
+
+#[test]
+fn a_snapshot_is_delivered_at_the_end_of_every_window_without_a_flush() {
+    let _serial = serial();
+    let sink = MemorySink::new();
+    let pipeline = instrument::builder()
+        .clock(ClockSource::Mock)
+        .window(Duration::from_millis(20))
+        .drain_interval(Duration::from_millis(5))
+        .sink(sink.clone())
+        .install()
+        .expect("install");
+    for n in 0..3 {
+        plain(n);
+    }
+    // Wait (at most 10 s) for two window snapshots; nothing asks for them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sink.snapshots().len() < 2 && std::time::Instant::now() < deadline {
+        thread::yield_now();
+    }
+    let snapshots = sink.snapshots();
+    assert!(snapshots.len() >= 2, "{} window snapshots", snapshots.len());
+    assert_eq!(sink.flushes(), 0, "no flush was asked for");
+    // The calls are in one window; the windows after it keep them in the total only.
+    let last = snapshots.last().unwrap();
+    let plain_stats = last.call(name!("plain"), Outcome::Ok).unwrap();
+    assert_eq!(plain_stats.total.count, 3);
+    let windows: u64 = snapshots
+        .iter()
+        .filter_map(|s| s.call(name!("plain"), Outcome::Ok))
+        .map(|c| c.window.count)
+        .sum();
+    assert_eq!(windows, 3);
+    assert!(
+        snapshots
+            .windows(2)
+            .all(|w| w[0].window_end <= w[1].window_start)
+    );
+    drop(pipeline);
+}
+
+#[test]
+fn concurrent_flushes_each_cover_the_calls_made_before_them() {
+    let _serial = serial();
+    let sink = MemorySink::new();
+    let pipeline = install(&sink);
+    thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                for round in 1..=20u64 {
+                    for n in 0..10 {
+                        sampled(n);
+                    }
+                    pipeline.flush().expect("flush");
+                    // This thread's calls so far are in the latest snapshot (later snapshots
+                    // only add to them).
+                    let snapshot = sink.last_snapshot().unwrap();
+                    assert!(count(&snapshot, name!("sampled"), Outcome::Ok) >= round * 10);
+                }
+            });
+        }
+    });
+    let snapshot = flushed_snapshot(&pipeline, &sink);
+    assert_eq!(count(&snapshot, name!("sampled"), Outcome::Ok), 8 * 20 * 10);
+    assert_eq!(sink.events().len(), 8 * 20 * 10);
+}
