@@ -488,11 +488,16 @@ fn window_and_total_agree_within_one_flush() {
     assert_eq!(first.total.count, 3);
     assert_eq!(first.total.sum, Duration::from_micros(6));
 
+    for micros in [600, 700] {
+        deadline(micros).unwrap_err();
+    }
     for micros in [10, 20] {
         sleeps_for(micros);
     }
-    let second = flushed_snapshot(&pipeline, &sink);
-    let second = stats(&second, name!("sleeps_for"), Outcome::Ok);
+    let snapshot = flushed_snapshot(&pipeline, &sink);
+    let errors = stats(&snapshot, name!("deadline"), Outcome::Error);
+    assert_eq!((errors.window.count, errors.total.count), (2, 2));
+    let second = stats(&snapshot, name!("sleeps_for"), Outcome::Ok);
     // The window restarts at each snapshot; the total keeps everything since install.
     assert_eq!(second.window.count, 2);
     assert_eq!(second.window.sum, Duration::from_micros(30));
@@ -506,4 +511,19 @@ fn window_and_total_agree_within_one_flush() {
         (second.total.min, second.total.max),
         (Duration::from_micros(1), Duration::from_micros(20))
     );
+
+    deadline(800).unwrap_err();
+    let third = flushed_snapshot(&pipeline, &sink);
+    let errors = stats(&third, name!("deadline"), Outcome::Error);
+    assert_eq!((errors.window.count, errors.total.count), (1, 3));
+    assert_eq!(errors.window.sum, Duration::from_micros(800));
+    assert_eq!(errors.total.sum, Duration::from_micros(2100));
+    let kind = &errors.error_kinds[0];
+    assert_eq!(
+        (kind.kind, kind.window, kind.total),
+        ("counts::TooSlow", 1, 3)
+    );
+    // No calls in this window: the window is empty, the total unchanged.
+    let idle = stats(&third, name!("sleeps_for"), Outcome::Ok);
+    assert_eq!((idle.window.count, idle.total.count), (0, 5));
 }

@@ -256,10 +256,11 @@ fn a_configuration_file_sets_up_the_pipeline() {
         "clock = \"mock\"\nslow_threshold = \"5ms\"\ndrain_interval = \"1h\"\nwindow = \"1h\"\n",
     );
     let sink = MemorySink::new();
+    // A sink added before the file is read is kept.
     let pipeline = instrument::builder()
+        .sink(sink.clone())
         .config_file(&file.0)
         .expect("valid configuration")
-        .sink(sink.clone())
         .install()
         .expect("install");
 
