@@ -109,8 +109,9 @@ impl AuditEntry {
 /// Records an audit entry. Waits while the audit queue is full; never drops the entry.
 ///
 /// # Errors
-/// [`Error::NotInstalled`](crate::Error::NotInstalled) when no pipeline is installed (the entry
-/// is handed back inside the error so the caller can keep it).
+/// [`Error::NotInstalled`](crate::Error::NotInstalled) when no pipeline is installed, or when
+/// the pipeline shut down while the entry waited for room: the entry was not recorded, and the
+/// caller decides what to do with the operation.
 ///
 /// ```
 /// use instrument::{AuditEntry, audit};

@@ -173,7 +173,7 @@ impl Drain {
             let max_retries = config.max_retries;
             let worker = std::thread::Builder::new()
                 .name(format!("instrument-sink-{name}"))
-                .spawn(move || run_sink(sink, &rx, &worker_status, max_retries))
+                .spawn(move || run_sink(sink, interests, &rx, &worker_status, max_retries))
                 .map_err(|source| Error::Spawn {
                     what: format!("sink `{name}`"),
                     source,
@@ -835,6 +835,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 fn run_sink(
     mut sink: Box<dyn Sink>,
+    interests: Interests,
     rx: &Receiver<SinkMsg>,
     status: &Mutex<SinkStatus>,
     max_retries: u32,
@@ -842,7 +843,7 @@ fn run_sink(
     for msg in rx {
         match msg {
             SinkMsg::Batch(batch) => {
-                let unlimited = !batch.audit.is_empty() && sink.interests().audit;
+                let unlimited = !batch.audit.is_empty() && interests.audit;
                 let mut attempts = 0u32;
                 let mut backoff = Duration::from_millis(10);
                 loop {
