@@ -111,6 +111,9 @@ pub(crate) struct SkipArg {
 pub(crate) struct ErrKindArg {
     pub(crate) kw: kw::err_kind,
     pub(crate) path: Path,
+    /// Set when it comes from an `impl` block's attribute: it applies only to the methods that
+    /// return a `Result`.
+    pub(crate) from_impl: bool,
 }
 
 /// `crate = path`.
@@ -167,7 +170,11 @@ impl Parse for Args {
                 ensure_unset(args.err_kind.is_some(), &kw, "err_kind")?;
                 input.parse::<Token![=]>()?;
                 let path = input.call(Path::parse_mod_style)?;
-                args.err_kind = Some(ErrKindArg { kw, path });
+                args.err_kind = Some(ErrKindArg {
+                    kw,
+                    path,
+                    from_impl: false,
+                });
             } else if lookahead.peek(Token![crate]) {
                 let kw: Token![crate] = input.parse()?;
                 ensure_unset(args.krate.is_some(), &kw, "crate")?;
@@ -367,7 +374,8 @@ impl Args {
     /// Combines a method's own arguments (`self`) with its `impl` block's (`base`).
     ///
     /// Options given on the method win. `capture` and `skip` are one choice: a method that sets
-    /// either ignores both of the `impl` block's.
+    /// either ignores both of the `impl` block's. An inherited `skip` or `err_kind` is marked
+    /// `from_impl`.
     pub(crate) fn merged_over(self, base: &Args) -> Args {
         let own_fields = self.capture.is_some() || self.skip.is_some();
         let (capture, skip) = if own_fields {
@@ -387,7 +395,12 @@ impl Args {
             capture,
             skip,
             audit: self.audit.or(base.audit),
-            err_kind: self.err_kind.or_else(|| base.err_kind.clone()),
+            err_kind: self.err_kind.or_else(|| {
+                base.err_kind.clone().map(|err_kind| ErrKindArg {
+                    from_impl: true,
+                    ..err_kind
+                })
+            }),
             krate: self.krate.or_else(|| base.krate.clone()),
         }
     }
@@ -590,5 +603,22 @@ mod tests {
 
         let inherited = Args::default().merged_over(&base);
         assert!(inherited.skip.unwrap().from_impl);
+    }
+
+    #[test]
+    fn err_kind_is_marked_when_inherited() {
+        let base = parse(quote!(err_kind = block::kind)).unwrap();
+        assert!(!base.err_kind.as_ref().unwrap().from_impl);
+        let inherited = Args::default().merged_over(&base).err_kind.unwrap();
+        assert!(inherited.from_impl);
+        assert_eq!(
+            inherited.path.to_token_stream().to_string(),
+            "block :: kind"
+        );
+
+        let own = parse(quote!(err_kind = own::kind)).unwrap();
+        let merged = own.merged_over(&base).err_kind.unwrap();
+        assert!(!merged.from_impl);
+        assert_eq!(merged.path.to_token_stream().to_string(), "own :: kind");
     }
 }

@@ -162,7 +162,17 @@ fn method_in_impl(args: Option<&Args>, type_name: &str, method: &mut ImplItemFn)
     }
     let own = own.as_ref().map(method_args).transpose()?;
     let Some(base) = args else { return Ok(()) };
-    let args = own.unwrap_or_default().merged_over(base);
+    let mut args = own.unwrap_or_default().merged_over(base);
+    // The block's `err_kind` names the errors of its methods that return a `Result`; the others
+    // are instrumented without it. A method's own `err_kind` is checked like a function's.
+    if args
+        .err_kind
+        .as_ref()
+        .is_some_and(|err_kind| err_kind.from_impl)
+        && !validate::returns_result(&method.sig.output)
+    {
+        args.err_kind = None;
+    }
     let fields = validate::function(&args, &method.sig).map_err(|err| {
         if method.sig.constness.is_some() {
             Error::new(
@@ -790,6 +800,76 @@ mod tests {
 
         let out = instrument(quote!(), quote!(impl S { const fn a() {} })).to_string();
         assert!(out.contains("mark the method `#[no_instrument]`"), "{out}");
+    }
+
+    #[test]
+    #[cfg(feature = "enabled")]
+    fn impl_err_kind_applies_to_methods_returning_a_result() {
+        let out = expand(
+            quote!(err_kind = kinds::of),
+            quote!(
+                impl S {
+                    fn new() -> Self {
+                        S
+                    }
+                    fn len(&self) -> u32 {
+                        0
+                    }
+                    fn clear(&mut self) {}
+                    fn get(&self) -> Option<u8> {
+                        None
+                    }
+                    fn load(&self) -> Result<u8, E> {
+                        Ok(1)
+                    }
+                    fn read(&self) -> io::Result<u8> {
+                        Ok(1)
+                    }
+                    async fn fetch(&self) -> anyhow::Result<u8> {
+                        Ok(1)
+                    }
+                    #[instrument_performance(err_kind = kinds::other)]
+                    fn save(&self) -> Result<(), E> {
+                        Ok(())
+                    }
+                }
+            ),
+        );
+        let by_err_kind = quote!(__instrument_guard.err(kinds::of(__instrument_e)));
+        assert_eq!(out.matches(&by_err_kind.to_string()).count(), 3, "{out}");
+        let by_other = quote!(__instrument_guard.err(kinds::other(__instrument_e)));
+        assert_eq!(out.matches(&by_other.to_string()).count(), 1, "{out}");
+        let by_default = quote!(__instrument_guard.err(__instrument_e.__instrument_kind()));
+        assert_eq!(out.matches(&by_default.to_string()).count(), 4, "{out}");
+    }
+
+    #[test]
+    fn own_err_kind_on_a_method_needs_a_result() {
+        let out = instrument(
+            quote!(),
+            quote!(impl S { #[instrument_performance(err_kind = k)] fn new() -> Self { S } }),
+        )
+        .to_string();
+        assert!(
+            out.contains(
+                "`err_kind` needs a function returning `Result` (`new` returns `Self`, not a \
+                 type named `Result`"
+            ),
+            "{out}"
+        );
+        let out = instrument(
+            quote!(err_kind = k),
+            quote!(
+                fn len() -> usize {
+                    0
+                }
+            ),
+        )
+        .to_string();
+        assert!(
+            out.contains("(`len` returns `usize`, not a type named `Result`"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -62,7 +62,44 @@ use proc_macro::TokenStream;
 /// On an `impl` block (inherent or trait impl) it instruments every method, each named
 /// `module::Type::method`. A method marked [`#[no_instrument]`](macro@no_instrument) is left
 /// alone. A method with its own `#[instrument_performance(...)]` is instrumented once, with its
-/// own options taking precedence over the block's.
+/// own options taking precedence over the block's. The block's `err_kind` applies only to the
+/// methods whose return type is a `Result` (see below); the others are instrumented without it.
+///
+/// # `err_kind` and `Result`
+///
+/// Whether a function returns a `Result` is decided from its signature as written: the return
+/// type must be a path whose last segment is `Result`, such as `Result<T, E>`,
+/// `std::io::Result<T>`, `fmt::Result` or `anyhow::Result<T>` (for an `async fn`, its declared
+/// output). On a function, or a method's own attribute, `err_kind` with any other return type
+/// is a compile error pointing at it. An alias of `Result` under another name
+/// (`type Fallible<T> = Result<T, MyError>`) is not recognised: write the return type as
+/// `Result<T, MyError>`, or name the alias `Result` in its own module, as `std::io` does.
+///
+/// ```
+/// use instrument::instrument_performance;
+///
+/// fn overflow_kind(_: &Overflow) -> &'static str {
+///     "overflow"
+/// }
+///
+/// #[derive(Debug)]
+/// struct Overflow;
+///
+/// struct Counter(u8);
+///
+/// #[instrument_performance(err_kind = overflow_kind)]
+/// impl Counter {
+///     fn new() -> Self {                              // no `err_kind`: not a `Result`
+///         Counter(0)
+///     }
+///
+///     fn bump(&mut self) -> Result<u8, Overflow> {    // errors named by `overflow_kind`
+///         self.0 = self.0.checked_add(1).ok_or(Overflow)?;
+///         Ok(self.0)
+///     }
+/// }
+/// # assert_eq!(Counter::new().bump().unwrap(), 1);
+/// ```
 ///
 /// # Options
 ///
@@ -75,7 +112,7 @@ use proc_macro::TokenStream;
 /// | `capture(a, %b)` | attach these parameters to per-call events: `Debug`, or `Display` with `%` |
 /// | `skip(a, ..)` | capture every named parameter (`Debug`) except these; not with `capture` |
 /// | `audit` | every call produces an audit entry |
-/// | `err_kind = path` | a `fn(&E) -> &'static str` that names the kind of a returned error |
+/// | `err_kind = path` | a `fn(&E) -> &'static str` that names the kind of a returned error; needs a `Result` return type |
 /// | `crate = path` | the path of the `instrument` crate, for crates that re-export it |
 ///
 /// Each option may be given once. Unknown options, invalid values and names of parameters the

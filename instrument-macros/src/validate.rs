@@ -2,12 +2,13 @@
 
 use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
+use syn::ext::IdentExt as _;
 use syn::visit::Visit;
 use syn::{
     Attribute, Error, FnArg, Ident, Item, Pat, PatIdent, Result, ReturnType, Signature, Type,
 };
 
-use crate::args::Args;
+use crate::args::{Args, ErrKindArg};
 
 /// The attribute this crate expands, matched by the last segment of an attribute's path.
 pub(crate) const ATTRIBUTE: &str = "instrument_performance";
@@ -59,15 +60,9 @@ pub(crate) fn function(args: &Args, sig: &Signature) -> Result<Vec<Field>> {
         ));
     }
     if let Some(err_kind) = &args.err_kind
-        && returns_unit(&sig.output)
+        && !returns_result(&sig.output)
     {
-        return Err(Error::new_spanned(
-            err_kind.kw,
-            format!(
-                "`err_kind` needs a function that returns `Result`; `{}` returns `()`",
-                sig.ident
-            ),
-        ));
+        return Err(err_kind_without_result(err_kind, sig));
     }
     let params = named_parameters(sig);
     if let Some(capture) = &args.capture {
@@ -153,14 +148,70 @@ impl<'ast> Visit<'ast> for Bindings {
     }
 }
 
-/// Whether the function returns `()`: no return type, or `-> ()`.
-pub(crate) fn returns_unit(output: &ReturnType) -> bool {
+/// Whether the declared return type is syntactically a `Result`: a path whose last segment is
+/// `Result`, such as `Result<T, E>`, `io::Result<T>`, `fmt::Result` or `anyhow::Result<T>`.
+///
+/// Only the name is seen, not what it resolves to: an alias of `Result` under another name
+/// (`type Fallible<T> = Result<T, E>`) is not recognised, and a type named `Result` that is not
+/// one is.
+pub(crate) fn returns_result(output: &ReturnType) -> bool {
     match output {
-        ReturnType::Default => true,
-        ReturnType::Type(_, ty) => {
-            matches!(strip_parens(ty), Type::Tuple(tuple) if tuple.elems.is_empty())
-        }
+        ReturnType::Default => false,
+        ReturnType::Type(_, ty) => match strip_parens(ty) {
+            Type::Path(path) => path
+                .path
+                .segments
+                .last()
+                .is_some_and(|segment| segment.ident == "Result"),
+            _ => false,
+        },
     }
+}
+
+/// The error for `err_kind` on a function whose return type is not a `Result`: at the return
+/// type, or at the option when there is none.
+fn err_kind_without_result(err_kind: &ErrKindArg, sig: &Signature) -> Error {
+    let fn_name = sig.ident.unraw();
+    let ty = match &sig.output {
+        ReturnType::Default => {
+            return Error::new_spanned(
+                err_kind.kw,
+                format!(
+                    "`err_kind` needs a function returning `Result` (`{fn_name}` returns `()`)"
+                ),
+            );
+        }
+        ReturnType::Type(_, ty) => ty,
+    };
+    let cause = match strip_parens(ty) {
+        Type::Never(_) => format!("`{fn_name}` never returns"),
+        Type::Tuple(tuple) if tuple.elems.is_empty() => format!("`{fn_name}` returns `()`"),
+        Type::Path(_) => format!(
+            "`{fn_name}` returns `{}`, not a type named `Result` such as `Result<T, E>` or \
+             `io::Result<T>`",
+            type_text(ty)
+        ),
+        _ => format!("`{fn_name}` returns `{}`, not a `Result`", type_text(ty)),
+    };
+    Error::new_spanned(
+        ty,
+        format!("`err_kind` needs a function returning `Result` ({cause})"),
+    )
+}
+
+/// A type as written, without the spaces token printing puts around `<`, `>`, `::` and `&`.
+fn type_text(ty: &Type) -> String {
+    let mut text = ty.to_token_stream().to_string();
+    for (from, to) in [
+        (" <", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        (" ::", "::"),
+        (":: ", "::"),
+    ] {
+        text = text.replace(from, to);
+    }
+    text.replace("& ", "&").replace(" ,", ",")
 }
 
 /// `ty` without redundant parentheses or invisible groups.
@@ -295,28 +346,76 @@ mod tests {
     }
 
     #[test]
-    fn const_fn_and_unit_err_kind_are_rejected() {
+    fn const_fn_is_rejected() {
         let err = fields(quote!(), quote!(const fn f())).unwrap_err();
         assert!(err.to_string().contains("`const fn`"));
-        let err = fields(quote!(err_kind = k), quote!(fn f())).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("`err_kind` needs a function that returns `Result`")
-        );
-        assert!(fields(quote!(err_kind = k), quote!(fn f() -> io::Result<()>)).is_ok());
     }
 
     #[test]
-    fn unit_return_types() {
-        for (sig, unit) in [
-            (quote!(fn f()), true),
-            (quote!(fn f() -> ()), true),
-            (quote!(fn f() -> (())), true),
-            (quote!(fn f() -> u8), false),
-            (quote!(fn f() -> (u8,)), false),
+    fn err_kind_needs_a_result() {
+        for sig in [
+            quote!(fn f() -> Result<u8, E>),
+            quote!(fn f() -> io::Result<()>),
+            quote!(fn f() -> ::core::result::Result<u8, E>),
+            quote!(fn f() -> anyhow::Result<u8>),
+            quote!(fn f() -> fmt::Result),
+            quote!(async fn f(&self) -> Result<&str, E>),
+        ] {
+            assert!(fields(quote!(err_kind = k), sig.clone()).is_ok(), "{sig}");
+        }
+        let cases = [
+            (quote!(fn f()), "`f` returns `()`"),
+            (quote!(fn f() -> ()), "`f` returns `()`"),
+            (quote!(fn f() -> !), "`f` never returns"),
+            (
+                quote!(fn r#f() -> Self),
+                "`f` returns `Self`, not a type named `Result` such as `Result<T, E>` or \
+                 `io::Result<T>`)",
+            ),
+            (
+                quote!(fn f() -> my::Fallible<Vec<u8>>),
+                "`f` returns `my::Fallible<Vec<u8>>`, not a type named `Result`",
+            ),
+            (
+                quote!(fn f() -> (u8,)),
+                "`f` returns `(u8,)`, not a `Result`",
+            ),
+            (
+                quote!(fn f<'a>() -> &'a Result<u8, E>),
+                "`f` returns `&'a Result<u8, E>`, not a `Result`",
+            ),
+            (
+                quote!(fn f() -> impl Future<Output = Result<u8, E>>),
+                "`f` returns `impl Future<Output = Result<u8, E>>`, not a `Result`",
+            ),
+        ];
+        for (sig, cause) in cases {
+            let err = fields(quote!(err_kind = k), sig).unwrap_err().to_string();
+            let expected = format!("`err_kind` needs a function returning `Result` ({cause}");
+            assert!(err.starts_with(&expected), "{err}");
+        }
+    }
+
+    #[test]
+    fn result_return_types() {
+        for (sig, result) in [
+            (quote!(fn f() -> Result<u8, E>), true),
+            (quote!(fn f() -> (std::io::Result<u8>)), true),
+            (quote!(fn f() -> <T as Tr>::Result), true),
+            (quote!(fn f()), false),
+            (quote!(fn f() -> ()), false),
+            (quote!(fn f() -> Results<u8>), false),
+            (quote!(fn f() -> Result::Ok), false),
+            (quote!(fn f() -> Option<Result<u8, E>>), false),
+            (quote!(fn f() -> Box<Result<u8, E>>), false),
         ] {
             let sig: Signature = syn::parse2(sig).unwrap();
-            assert_eq!(returns_unit(&sig.output), unit);
+            assert_eq!(
+                returns_result(&sig.output),
+                result,
+                "{}",
+                sig.to_token_stream()
+            );
         }
     }
 
