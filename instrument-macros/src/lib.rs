@@ -7,7 +7,8 @@
 //! - [`macro@instrument_performance`] times every call of a function, or of every method of an
 //!   `impl` block, and records its outcome (`ok`, `error` with a kind, `panic`, `cancelled`).
 //! - [`macro@no_instrument`] exempts one method of an instrumented `impl` block.
-//! - [`derive@ErrorKind`] names an error's kind after its enum variant.
+//! - [`derive@ErrorKind`] names an error's kind after its enum variant, or as
+//!   `#[error_kind(rename = "...")]` says.
 //!
 //! # Crate features
 //!
@@ -164,12 +165,35 @@ pub fn no_instrument(args: TokenStream, item: TokenStream) -> TokenStream {
 ///     Timeout,
 ///     Status(u16),
 ///     Decode { offset: usize },
+///     #[error_kind(rename = "fetch.io")]
+///     Io(std::io::Error),
 /// }
 ///
 /// assert_eq!(FetchError::Status(404).error_kind(), "Status");
 /// assert_eq!(FetchError::Decode { offset: 3 }.error_kind(), "Decode");
+/// assert_eq!(FetchError::Io(std::io::ErrorKind::Other.into()).error_kind(), "fetch.io");
 /// ```
-#[proc_macro_derive(ErrorKind)]
+///
+/// # `#[error_kind(...)]`
+///
+/// | where | option | meaning |
+/// | --- | --- | --- |
+/// | a variant, or a struct | `rename = "..."` | the kind reported instead of the name (not empty) |
+/// | the type | `crate = path` | the path of the `instrument` crate, for crates that re-export it |
+///
+/// Several variants may share a kind. With `crate = path` the trait implemented is
+/// `path::ErrorKind`, so a crate re-exporting `instrument` can derive it for users who do not
+/// depend on `instrument` themselves:
+///
+/// ```
+/// # mod my_sdk { pub use instrument; }
+/// #[derive(Debug, my_sdk::instrument::ErrorKind)]
+/// #[error_kind(crate = my_sdk::instrument)]
+/// struct QueueFull;
+/// # use instrument::ErrorKind as _;
+/// # assert_eq!(QueueFull.error_kind(), "QueueFull");
+/// ```
+#[proc_macro_derive(ErrorKind, attributes(error_kind))]
 pub fn derive_error_kind(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
     derive::error_kind(&input)

@@ -1,0 +1,9 @@
+use instrument::ErrorKind;
+
+#[derive(ErrorKind)]
+#[error_kind(name = "fetch")]
+enum FetchError {
+    Timeout,
+}
+
+fn main() {}
