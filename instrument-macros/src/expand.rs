@@ -6,6 +6,8 @@
 //! classifies the returned value as `ok` or `err(kind)` and returns it. See
 //! `docs/macro-contract.md` for the runtime side.
 
+use std::hash::{Hash as _, Hasher as _};
+
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{ToTokens, quote};
 use syn::ext::IdentExt as _;
@@ -30,8 +32,8 @@ pub(crate) fn instrument(args: TokenStream, item: TokenStream) -> TokenStream {
         Err(err) => return with_item(&err, item),
     };
     match parsed {
-        // An `impl` block is printed back with its markers stripped even on error: left in place,
-        // `#[no_instrument]` may not resolve and method attributes would expand on their own.
+        // An `impl` block is printed back without the methods' own attributes even on error:
+        // left in place, they would expand on their own and report follow-on errors.
         Item::Impl(item_impl) => impl_block(args, item_impl),
         Item::Fn(item_fn) => match args.and_then(|args| function(&args, item_fn)) {
             Ok(Some(expanded)) => expanded.into_token_stream(),
@@ -78,9 +80,11 @@ fn function(args: &Args, mut item: ItemFn) -> Result<Option<ItemFn>> {
 }
 
 // Input:  #[instrument_performance(args)] impl Type { fn a(..) {..} #[no_instrument] fn b(..) {..} }
-// Output: impl Type { fn a(..) { <instrumented body named "Type::a"> } fn b(..) {..} }
-//         Methods marked `#[no_instrument]` keep their body; the marker is removed. A method's
-//         own `#[instrument_performance(..)]` is removed and its options override the block's.
+// Output: impl Type { fn a(..) { <instrumented body named "Type::a"> } #[no_instrument] fn b(..) {..} }
+//         + the `no_instrument` fallback (see `marker_fallback`) when a marker is a bare name.
+//         Methods marked `#[no_instrument]` keep their body and the marker, which expands to
+//         nothing. A method's own `#[instrument_performance(..)]` is removed and its options
+//         override the block's.
 fn impl_block(args: Result<Args>, mut item: ItemImpl) -> TokenStream {
     let mut errors = Vec::new();
     let args = args
@@ -99,26 +103,51 @@ fn impl_block(args: Result<Args>, mut item: ItemImpl) -> TokenStream {
         .map_err(|err| errors.push(err))
         .ok();
     let type_name = self_type_name(&item.self_ty);
+    let mut bare_marker = false;
     for impl_item in &mut item.items {
-        if let ImplItem::Fn(method) = impl_item
-            && let Err(err) = method_in_impl(args.as_ref(), &type_name, method)
-        {
-            errors.push(err);
+        if let ImplItem::Fn(method) = impl_item {
+            match method_in_impl(args.as_ref(), &type_name, method) {
+                Ok(marker) => bare_marker |= marker == Some(MarkerForm::Bare),
+                Err(err) => errors.push(err),
+            }
         }
     }
     let mut tokens = TokenStream::new();
     for err in &errors {
         tokens.extend(err.to_compile_error());
     }
+    if bare_marker {
+        let krate = args.as_ref().and_then(|args| args.krate.as_ref());
+        tokens.extend(marker_fallback(krate.map(|krate| &krate.path), &item));
+    }
     item.to_tokens(&mut tokens);
     tokens
 }
 
-/// Instruments one method of an instrumented `impl` block, or only strips its markers when
-/// `args` is `None` (the block's own arguments were invalid) or on error.
-fn method_in_impl(args: Option<&Args>, type_name: &str, method: &mut ImplItemFn) -> Result<()> {
+/// How a method's `#[no_instrument]` marker is written.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum MarkerForm {
+    /// `#[no_instrument]`: resolves through the user's import, or else the fallback.
+    Bare,
+    /// `#[instrument::no_instrument]` or any other path: resolves through the path.
+    Path,
+}
+
+/// Instruments one method of an instrumented `impl` block, or leaves its body alone when
+/// `args` is `None` (the block's own arguments were invalid), when it is marked
+/// `#[no_instrument]`, or on error.
+///
+/// The method's own `#[instrument_performance]` is always removed. A valid `#[no_instrument]`
+/// marker is kept where it was written, so that it resolves as written (through the user's
+/// `use`, which is then used) and expands to nothing; its form is returned. A marker is removed
+/// when it is in error, so that it reports nothing a second time, and when `args` is `None`.
+fn method_in_impl(
+    args: Option<&Args>,
+    type_name: &str,
+    method: &mut ImplItemFn,
+) -> Result<Option<MarkerForm>> {
     let mut own: Option<Attribute> = None;
-    let mut marker: Option<Attribute> = None;
+    let mut marker: Option<usize> = None;
     let mut first_error: Option<Error> = None;
     let mut attrs = Vec::with_capacity(method.attrs.len());
     for attr in method.attrs.drain(..) {
@@ -131,37 +160,58 @@ fn method_in_impl(args: Option<&Args>, type_name: &str, method: &mut ImplItemFn)
             }
             own.get_or_insert(attr);
         } else if validate::is_attribute(&attr, MARKER) {
-            marker.get_or_insert(attr);
+            // A repeated marker says nothing more: only the first is kept.
+            if marker.is_none() {
+                marker = Some(attrs.len());
+                attrs.push(attr);
+            }
         } else {
             attrs.push(attr);
         }
     }
+    let marker = marker.map(|index| (index, attrs[index].clone()));
     method.attrs = attrs;
+    let strip_marker = |method: &mut ImplItemFn| {
+        if let Some((index, _)) = marker {
+            method.attrs.remove(index);
+        }
+    };
     if let Some(err) = first_error {
+        strip_marker(method);
         return Err(err);
     }
-    if let Some(marker) = &marker {
+    if let Some((_, marker)) = &marker {
         let arguments = match &marker.meta {
             syn::Meta::Path(_) => None,
             syn::Meta::List(list) if !list.tokens.is_empty() => Some(list.tokens.to_token_stream()),
             meta => Some(meta.to_token_stream()),
         };
-        if let Some(arguments) = arguments {
-            return Err(Error::new_spanned(
-                arguments,
-                "`#[no_instrument]` takes no arguments",
-            ));
-        }
-        if own.is_some() {
-            return Err(Error::new_spanned(
+        let err = if let Some(arguments) = arguments {
+            Error::new_spanned(arguments, "`#[no_instrument]` takes no arguments")
+        } else if own.is_some() {
+            Error::new_spanned(
                 marker,
                 "`#[no_instrument]` contradicts `#[instrument_performance]` on the same method",
-            ));
-        }
-        return Ok(());
+            )
+        } else if args.is_some() {
+            let path = marker.path();
+            let bare = path.leading_colon.is_none() && path.segments.len() == 1;
+            return Ok(Some(if bare {
+                MarkerForm::Bare
+            } else {
+                MarkerForm::Path
+            }));
+        } else {
+            // The block's arguments are in error, its `crate` path with them: the marker could
+            // not be given a fallback that is sure to resolve, and is not needed.
+            strip_marker(method);
+            return Ok(None);
+        };
+        strip_marker(method);
+        return Err(err);
     }
     let own = own.as_ref().map(method_args).transpose()?;
-    let Some(base) = args else { return Ok(()) };
+    let Some(base) = args else { return Ok(None) };
     let mut args = own.unwrap_or_default().merged_over(base);
     // The block's `err_kind` names the errors of its methods that return a `Result`; the others
     // are instrumented without it. A method's own `err_kind` is checked like a function's.
@@ -187,7 +237,69 @@ fn method_in_impl(args: Option<&Args>, type_name: &str, method: &mut ImplItemFn)
         let name = format!("{type_name}::{}", method.sig.ident.unraw());
         method.block = instrumented_body(&args, &fields, &method.sig, &method.block, &name);
     }
-    Ok(())
+    Ok(None)
+}
+
+// Input:  the block's `crate` path (`::instrument` by default) and the `impl` block
+// Output: #[doc(hidden)]
+//         mod __instrument_no_instrument_<hash> {
+//             use super::*;                                // only for a relative `crate` path
+//             pub(super) use <crate path>::no_instrument;
+//         }
+//         use __instrument_no_instrument_<hash>::*;
+//
+//         A bare `#[no_instrument]` kept on a method resolves through the user's own import of
+//         it when there is one: an explicit import shadows a glob. Without one, it resolves
+//         through this glob, as it did when the marker was removed. Globs of the same macro
+//         from several blocks in one module do not conflict; the module names do, so each is
+//         named after a hash of its block's tokens and position.
+fn marker_fallback(krate: Option<&syn::Path>, item: &ItemImpl) -> TokenStream {
+    let tokens = item.to_token_stream();
+    let start = item.impl_token.span.start();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (tokens.to_string(), start.line, start.column).hash(&mut hasher);
+    let module = Ident::new(
+        &format!("__instrument_no_instrument_{:016x}", hasher.finish()),
+        Span::call_site(),
+    );
+    // The path is resolved inside the new module, one level below where it was written: `self`
+    // becomes `super`, `super` gains one, and a name the path starts with is found through a
+    // glob of the parent (an item or `use` there) or, for a crate's name, in the extern prelude.
+    let (parent_glob, krate) = match krate {
+        None => (None, quote!(::instrument)),
+        Some(path) if path.leading_colon.is_some() => (None, path.to_token_stream()),
+        Some(path) => {
+            let first = path
+                .segments
+                .first()
+                .map(|segment| segment.ident.to_string());
+            match first.as_deref() {
+                Some("crate" | "$crate") => (None, path.to_token_stream()),
+                Some("self") => {
+                    let rest = path.segments.iter().skip(1);
+                    (None, quote!(super #(:: #rest)*))
+                }
+                Some("super") => (None, quote!(super :: #path)),
+                _ => (
+                    Some(quote! {
+                        #[allow(unused_imports, clippy::wildcard_imports)]
+                        use super::*;
+                    }),
+                    path.to_token_stream(),
+                ),
+            }
+        }
+    };
+    quote! {
+        #[doc(hidden)]
+        mod #module {
+            #parent_glob
+            #[allow(unused_imports)]
+            pub(super) use #krate::no_instrument;
+        }
+        #[allow(unused_imports, clippy::wildcard_imports)]
+        use #module::*;
+    }
 }
 
 /// The arguments of a method's own `#[instrument_performance]` or `#[instrument_performance(..)]`.
@@ -696,12 +808,12 @@ mod tests {
         assert!(contains(
             &out,
             &quote!(
+                #[no_instrument]
                 fn raw(&self) -> u8 {
                     2
                 }
             )
         ));
-        assert!(!out.contains("no_instrument"));
         assert!(!out.contains("instrument_performance"));
         assert!(out.contains("Metadata :: new (\"custom\" ,"), "{out}");
         assert!(contains(&out, &quote!(. slow_ns (2000000))));
@@ -775,15 +887,49 @@ mod tests {
         assert!(out.contains("only be applied to functions"), "{out}");
     }
 
+    /// The `impl` block of an expansion, without the `no_instrument` fallback before it.
+    fn impl_of(out: &str) -> &str {
+        &out[out
+            .find("impl ")
+            .unwrap_or_else(|| panic!("no impl: {out}"))..]
+    }
+
     #[test]
-    fn impl_block_errors_strip_markers() {
+    fn impl_block_errors_strip_markers_in_error_only() {
         let out = instrument(
             quote!(capture(x)),
             quote!(impl S { fn a(&self, x: u8) {} fn b(&self) {} #[no_instrument] fn c(&self) {} }),
         )
         .to_string();
         assert!(out.contains("`b` has no parameter named `x`"), "{out}");
-        assert!(!out.contains("no_instrument"), "{out}");
+        assert!(
+            impl_of(&out).contains("# [no_instrument] fn c (& self) { }"),
+            "{out}"
+        );
+
+        let out = instrument(
+            quote!(),
+            quote!(impl S { #[no_instrument(hot)] fn a(&self) {} #[no_instrument] fn b(&self) {} }),
+        )
+        .to_string();
+        assert!(out.contains("takes no arguments"), "{out}");
+        assert!(
+            impl_of(&out).contains("fn a (& self) { } # [no_instrument] fn b"),
+            "{out}"
+        );
+
+        // Without the block's arguments there is no `crate` path for the fallback.
+        let out = instrument(
+            quote!(crate = ::sdk::instrument, bogus),
+            quote!(impl S { #[no_instrument] fn a(&self) {} }),
+        )
+        .to_string();
+        assert!(out.contains("expected one of"), "{out}");
+        assert!(
+            impl_of(&out).contains("impl S { fn a (& self) { } }"),
+            "{out}"
+        );
+        assert!(!out.contains("mod __instrument_no_instrument"), "{out}");
 
         let out = instrument(quote!(name = "x"), quote!(impl S { fn a(&self) {} })).to_string();
         assert!(
@@ -797,9 +943,119 @@ mod tests {
         )
         .to_string();
         assert!(out.contains("contradicts"), "{out}");
+        assert!(
+            impl_of(&out).contains("impl S { fn a (& self) { } }"),
+            "{out}"
+        );
+        assert!(!out.contains("mod __instrument_no_instrument"), "{out}");
 
         let out = instrument(quote!(), quote!(impl S { const fn a() {} })).to_string();
         assert!(out.contains("mark the method `#[no_instrument]`"), "{out}");
+    }
+
+    #[test]
+    fn markers_are_kept_as_written() {
+        let out = instrument(
+            quote!(),
+            quote!(impl S {
+                #[inline]
+                #[no_instrument]
+                #[no_instrument]
+                #[must_use]
+                fn a(&self) -> u8 { 1 }
+                #[instrument::no_instrument]
+                fn b(&self) {}
+            }),
+        )
+        .to_string();
+        assert!(
+            out.contains("# [inline] # [no_instrument] # [must_use] fn a"),
+            "{out}"
+        );
+        assert!(
+            out.contains("# [instrument :: no_instrument] fn b"),
+            "{out}"
+        );
+        assert!(out.contains("mod __instrument_no_instrument_"), "{out}");
+
+        // Written as a path only: it resolves through the path, no fallback is needed.
+        let out = instrument(
+            quote!(),
+            quote!(impl S { #[::instrument::no_instrument] fn b(&self) {} }),
+        )
+        .to_string();
+        assert!(
+            out.contains("# [:: instrument :: no_instrument] fn b"),
+            "{out}"
+        );
+        assert!(!out.contains("mod __instrument_no_instrument"), "{out}");
+        let out = instrument(quote!(), quote!(impl S { fn b(&self) {} })).to_string();
+        assert!(!out.contains("mod __instrument_no_instrument"), "{out}");
+    }
+
+    #[test]
+    fn bare_marker_fallback_resolves_the_crate_path_from_its_module() {
+        let fallback = |args: TokenStream| {
+            let out = instrument(args, quote!(impl S { #[no_instrument] fn a(&self) {} }));
+            let file: syn::File = syn::parse2(out).unwrap();
+            let [Item::Mod(module), Item::Use(glob), Item::Impl(_)] = &file.items[..] else {
+                panic!("{}", file.to_token_stream());
+            };
+            let name = module.ident.to_string();
+            assert!(name.starts_with("__instrument_no_instrument_"), "{name}");
+            assert_eq!(
+                glob.to_token_stream().to_string(),
+                format!(
+                    "# [allow (unused_imports , clippy :: wildcard_imports)] use {name} :: * ;"
+                )
+            );
+            let (_, content) = module.content.as_ref().unwrap();
+            content
+                .iter()
+                .map(|item| item.to_token_stream().to_string())
+                .collect::<Vec<_>>()
+        };
+        let reexport = |path: &str| {
+            format!("# [allow (unused_imports)] pub (super) use {path} :: no_instrument ;")
+        };
+        assert_eq!(fallback(quote!()), [reexport(":: instrument")]);
+        assert_eq!(
+            fallback(quote!(crate = ::sdk::instrument)),
+            [reexport(":: sdk :: instrument")]
+        );
+        assert_eq!(
+            fallback(quote!(crate = crate::sdk)),
+            [reexport("crate :: sdk")]
+        );
+        assert_eq!(
+            fallback(quote!(crate = self::sdk)),
+            [reexport("super :: sdk")]
+        );
+        assert_eq!(
+            fallback(quote!(crate = super::sdk)),
+            [reexport("super :: super :: sdk")]
+        );
+        assert_eq!(
+            fallback(quote!(crate = reexport::instrument)),
+            [
+                "# [allow (unused_imports , clippy :: wildcard_imports)] use super :: * ;"
+                    .to_owned(),
+                reexport("reexport :: instrument")
+            ]
+        );
+    }
+
+    #[test]
+    fn fallback_modules_of_different_blocks_differ() {
+        let module = |item: TokenStream| {
+            let out = instrument(quote!(), item).to_string();
+            let start = out.find("__instrument_no_instrument_").unwrap();
+            out[start..start + 43].to_owned()
+        };
+        let a = quote!(impl A { #[no_instrument] fn a(&self) {} });
+        let b = quote!(impl B { #[no_instrument] fn a(&self) {} });
+        assert_eq!(module(a.clone()), module(a.clone()));
+        assert_ne!(module(a), module(b));
     }
 
     #[test]
@@ -900,11 +1156,13 @@ mod tests {
         );
         let expected = quote!(
             impl S {
+                #[no_instrument]
                 fn a(&self) {}
                 fn b(&self) {}
             }
         );
-        assert_eq!(out, expected.to_string());
+        assert_eq!(impl_of(&out), expected.to_string());
+        assert!(out.starts_with("# [doc (hidden)] mod __instrument_no_instrument_"));
 
         let out = instrument(
             quote!(),

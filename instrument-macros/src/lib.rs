@@ -128,6 +128,7 @@ pub fn instrument_performance(args: TokenStream, item: TokenStream) -> TokenStre
 /// Leaves a method of an `#[instrument_performance]` `impl` block uninstrumented.
 ///
 /// ```
+/// # #![deny(unused_imports)]
 /// use instrument::{instrument_performance, no_instrument};
 ///
 /// struct Cache(Vec<u32>);
@@ -149,6 +150,12 @@ pub fn instrument_performance(args: TokenStream, item: TokenStream) -> TokenStre
 /// ```
 ///
 /// Anywhere else it does nothing. It takes no arguments.
+///
+/// The marker stays on the method, where it expands to nothing, so it resolves as written: as
+/// `#[no_instrument]` through an import of it, which is then used, or as a path such as
+/// `#[instrument::no_instrument]`. Inside an instrumented block `#[no_instrument]` also resolves
+/// without an import: the block's expansion provides it through a glob import, which an import
+/// of your own takes precedence over.
 #[proc_macro_attribute]
 pub fn no_instrument(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::no_instrument(args.into(), item.into()).into()
