@@ -25,6 +25,9 @@
 //! queue at 4,096 (the default), 16,384, 32,768 and 65,536 records: how much of the installed
 //! call's cost depends on the queue size while the drain reads it concurrently.
 //!
+//! After each installed function, the calls recorded and dropped (full queue) are printed on
+//! stderr.
+//!
 //! The pipeline is process-global, so the order matters: everything that needs no pipeline runs
 //! first, then the pipeline is installed for the `instrument_performance*` functions and shut
 //! down before the other libraries are measured. Their subscribers and recorders are installed
@@ -39,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 
-use shared::{instrumented, instrumented_err, run_on_threads, work};
+use shared::{Drops, instrumented, instrumented_err, run_on_threads, work};
 
 /// The workload under `tracing`'s attribute as written by default: the argument becomes a field.
 #[tracing::instrument]
@@ -98,22 +101,6 @@ fn install() -> instrument::PipelineGuard {
 /// Queue capacities of `overhead_queue`: the default (4,096 records), then larger.
 const QUEUE_CAPACITIES: [usize; 4] = [4_096, 16_384, 32_768, 65_536];
 
-/// Shuts the pipeline down and prints how many calls it recorded and dropped (a full queue
-/// drops a call's duration; the caller then paid for the loss path, not the push).
-fn uninstall(what: &str, pipeline: instrument::PipelineGuard) {
-    pipeline.flush().expect("flush");
-    let m = pipeline.self_metrics();
-    let total = m.events_recorded + m.events_dropped;
-    eprintln!(
-        "{what}: pipeline recorded {} calls, dropped {} ({:.3}%), queue high water {}",
-        m.events_recorded,
-        m.events_dropped,
-        100.0 * m.events_dropped as f64 / total.max(1) as f64,
-        m.queue_high_water,
-    );
-    pipeline.shutdown().expect("shutdown");
-}
-
 fn overhead(c: &mut Criterion) {
     let mut group = c.benchmark_group("overhead");
 
@@ -135,13 +122,16 @@ fn overhead(c: &mut Criterion) {
     });
 
     let pipeline = install();
+    let mut drops = Drops::default();
     group.bench_function("instrument_performance", |b| {
         b.iter(|| instrumented(black_box(7)));
     });
+    drops.report("overhead/instrument_performance", &pipeline);
     group.bench_function("instrument_performance_err", |b| {
         b.iter(|| instrumented_err(black_box(7)));
     });
-    uninstall("overhead", pipeline);
+    drops.report("overhead/instrument_performance_err", &pipeline);
+    pipeline.shutdown().expect("shutdown");
 
     let fmt = || tracing_subscriber::fmt().with_writer(std::io::sink);
     tracing::subscriber::with_default(fmt().finish(), || {
@@ -231,6 +221,7 @@ fn overhead_sweep(c: &mut Criterion) {
         );
     }
     let pipeline = install();
+    let mut drops = Drops::default();
     for n in SWEEP {
         group.throughput(Throughput::Elements(n));
         group.bench_with_input(
@@ -240,8 +231,12 @@ fn overhead_sweep(c: &mut Criterion) {
                 b.iter(|| calls(n, instrumented));
             },
         );
+        drops.report(
+            &format!("overhead_sweep/instrument_performance/{n}"),
+            &pipeline,
+        );
     }
-    uninstall("overhead_sweep", pipeline);
+    pipeline.shutdown().expect("shutdown");
     group.finish();
 }
 
@@ -274,7 +269,11 @@ fn overhead_queue(c: &mut Criterion) {
                 });
             },
         );
-        uninstall(&format!("overhead_queue/{capacity}"), pipeline);
+        Drops::default().report(
+            &format!("overhead_queue/instrument_performance/{capacity}"),
+            &pipeline,
+        );
+        pipeline.shutdown().expect("shutdown");
     }
     group.finish();
 }

@@ -40,6 +40,34 @@ pub(crate) fn instrumented_err(x: u64) -> Result<u64, BenchError> {
     Err(BenchError)
 }
 
+/// Prints how many calls a pipeline recorded and dropped between reports. A call whose thread's
+/// queue is full is dropped (counted, its duration lost): the caller then paid for the loss
+/// path, not the push, which matters when reading a measured cost.
+#[derive(Default)]
+pub(crate) struct Drops {
+    recorded: u64,
+    dropped: u64,
+}
+
+impl Drops {
+    /// Flushes `pipeline` and prints the calls recorded and dropped since the last report.
+    pub(crate) fn report(&mut self, label: &str, pipeline: &instrument::PipelineGuard) {
+        pipeline.flush().expect("flush");
+        let m = pipeline.self_metrics();
+        let recorded = m.events_recorded - self.recorded;
+        let dropped = m.events_dropped - self.dropped;
+        (self.recorded, self.dropped) = (m.events_recorded, m.events_dropped);
+        if recorded + dropped == 0 {
+            // Filtered out on the command line.
+            return;
+        }
+        eprintln!(
+            "{label}: {recorded} calls recorded, {dropped} dropped ({:.2}%)",
+            100.0 * dropped as f64 / (recorded + dropped).max(1) as f64,
+        );
+    }
+}
+
 /// Thread counts to sweep: powers of two below `available_parallelism`, then
 /// `available_parallelism` itself (1, 2, 4, 8, 12 on 12 cores).
 pub(crate) fn thread_counts() -> Vec<usize> {
