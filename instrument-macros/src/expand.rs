@@ -346,10 +346,15 @@ fn local(name: &str) -> Ident {
 // Input:  { body } of `fn f(..) -> R`, or of `async fn f(..) -> R`
 // Output: {
 //             static __INSTRUMENT_CALLSITE: Callsite = Callsite::new(Metadata::new(..)..);
-//             fn __instrument_call_once(..) // sync fns only, see below
-//             let mut __instrument_guard = Guard::enter(&__INSTRUMENT_CALLSITE);
+//             // sync fns (see below):
+//             fn __instrument_once<R, F: FnOnce() -> R>(f: F) -> F { f }
+//             let __instrument_body = __instrument_once(move || { <fake return> body });
+//             let __instrument_state = state();
+//             if !is_installed(__instrument_state) { return __instrument_body(); }
+//             let mut __instrument_guard = Guard::enter_with(&__INSTRUMENT_CALLSITE, __instrument_state);
+//             // async fns: let mut __instrument_guard = Guard::enter(&__INSTRUMENT_CALLSITE);
 //             if __instrument_guard.wants_fields() { __instrument_guard.set_fields(format!(..)); }
-//             let __instrument_result = __instrument_call_once(move || { <fake return> body });
+//             let __instrument_result = __instrument_body();
 //             //  async fn:             async move { <fake return> body }.await;
 //             { use ViaResult as _, ..; match (&__instrument_result).__instrument_error() { .. } }
 //             __instrument_result
@@ -391,23 +396,51 @@ fn instrumented_body(
                 #result
             }
         } else {
-            // The closure is passed to a function taking `FnOnce` rather than called in place:
-            // a closure's kind is taken from such a bound, while one called in place is
-            // inferred as `FnMut` whenever the body reborrows a capture, and an `FnMut` closure
-            // cannot return a reference into its captures (`fn get(&mut self) -> &mut T`).
-            let call_once = local("__instrument_call_once");
-            let closure = local("__instrument_closure");
+            // The closure goes through a function taking `FnOnce` rather than being bound or
+            // called in place: a closure's kind is taken from such a bound, while one called in
+            // place is inferred as `FnMut` whenever the body reborrows a capture, and an `FnMut`
+            // closure cannot return a reference into its captures (`fn get(&mut self) -> &mut T`).
+            // With no pipeline installed the body runs before any guard exists, so that path is
+            // one load, one branch and the body.
+            let once = local("__instrument_once");
+            let body = local("__instrument_body");
+            let state = local("__instrument_state");
+            // Captured arguments are formatted before the closure takes them.
+            let captured = local("__instrument_fields");
+            let (format_before, set_after) = match format_fields(&krate, fields) {
+                Some(format) => (
+                    Some(quote! {
+                        let #captured = if #krate::__private::is_installed(#state) {
+                            ::core::option::Option::Some(#format)
+                        } else {
+                            ::core::option::Option::None
+                        };
+                    }),
+                    Some(quote! {
+                        if let ::core::option::Option::Some(#captured) = #captured {
+                            #guard.set_fields(#captured);
+                        }
+                    }),
+                ),
+                None => (None, None),
+            };
             quote! {
                 #callsite
-                #[inline]
-                fn #call_once<__InstrumentR, __InstrumentF: ::core::ops::FnOnce() -> __InstrumentR>(
-                    #closure: __InstrumentF,
-                ) -> __InstrumentR {
-                    #closure()
+                #[inline(always)]
+                fn #once<__InstrumentR, __InstrumentF: ::core::ops::FnOnce() -> __InstrumentR>(
+                    #body: __InstrumentF,
+                ) -> __InstrumentF {
+                    #body
                 }
-                let #mutability #guard = #krate::__private::Guard::enter(&__INSTRUMENT_CALLSITE);
-                #set_fields
-                let #result = #call_once(move || { #fake_return #(#stmts)* });
+                let #state = #krate::__private::state();
+                #format_before
+                let #body = #once(move || { #fake_return #(#stmts)* });
+                if !#krate::__private::is_installed(#state) {
+                    return #body();
+                }
+                let #mutability #guard = #krate::__private::Guard::enter_with(&__INSTRUMENT_CALLSITE, #state);
+                #set_after
+                let #result = #body();
                 #classify
                 #result
             }
@@ -473,6 +506,16 @@ fn callsite_static(
 
 /// Formats captured parameters before the body runs, since the body may move them.
 fn set_fields(krate: &TokenStream, guard: &Ident, fields: &[Field]) -> Option<TokenStream> {
+    let format = format_fields(krate, fields)?;
+    Some(quote! {
+        if #guard.wants_fields() {
+            #guard.set_fields(#format);
+        }
+    })
+}
+
+/// `format!("a={:?} b={}", a, b)` over the captured arguments; `None` when nothing is captured.
+fn format_fields(krate: &TokenStream, fields: &[Field]) -> Option<TokenStream> {
     if fields.is_empty() {
         return None;
     }
@@ -485,11 +528,7 @@ fn set_fields(krate: &TokenStream, guard: &Ident, fields: &[Field]) -> Option<To
         .collect::<Vec<_>>()
         .join(" ");
     let idents = fields.iter().map(|field| &field.ident);
-    Some(quote! {
-        if #guard.wants_fields() {
-            #guard.set_fields(#krate::__private::format!(#format, #(#idents),*));
-        }
-    })
+    Some(quote!(#krate::__private::format!(#format, #(#idents),*)))
 }
 
 // Input:  -> R
@@ -591,7 +630,7 @@ mod tests {
 
     #[test]
     #[cfg(feature = "enabled")]
-    fn sync_function_is_wrapped_in_a_call_once_closure() {
+    fn sync_function_runs_its_body_through_a_once_closure() {
         let out = expand(
             quote!(),
             quote!(
@@ -618,9 +657,29 @@ mod tests {
         ));
         assert!(contains(
             &out,
-            &quote!(let __instrument_guard = :: instrument :: __private :: Guard :: enter (& __INSTRUMENT_CALLSITE))
+            &quote!(let __instrument_state = ::instrument::__private::state();)
         ));
-        assert!(out.contains("__instrument_call_once (move | | {"), "{out}");
+        // Not installed: the body runs before any guard exists.
+        assert!(contains(
+            &out,
+            &quote!(
+                if !::instrument::__private::is_installed(__instrument_state) {
+                    return __instrument_body();
+                }
+            )
+        ));
+        assert!(contains(
+            &out,
+            &quote!(let __instrument_guard = :: instrument :: __private :: Guard :: enter_with (& __INSTRUMENT_CALLSITE, __instrument_state))
+        ));
+        assert!(
+            out.contains("let __instrument_body = __instrument_once (move | | {"),
+            "{out}"
+        );
+        assert!(contains(
+            &out,
+            &quote!(let __instrument_result = __instrument_body();)
+        ));
         assert!(contains(
             &out,
             &quote!(let __instrument_fake_return : u32 = loop { } ;)
@@ -659,7 +718,7 @@ mod tests {
             &quote!(let __instrument_fake_return : Result < u64 , E > = loop { } ;)
         ));
         assert!(out.contains("Ok (id) } . await ;"), "{out}");
-        assert!(!out.contains("__instrument_call_once"));
+        assert!(!out.contains("__instrument_once"));
     }
 
     #[test]
@@ -677,15 +736,27 @@ mod tests {
             &quote!(. labels (& [("region" , "eu")]) . slow_ns (5000000) . sample (0.5f64) . audit () . captures ())
         ));
         assert!(contains(&out, &quote!(let mut __instrument_guard)));
+        // Arguments are formatted before the body's closure takes them, only when installed.
         assert!(contains(
             &out,
             &quote!(
-                __instrument_guard.set_fields(::instrument::__private::format!(
-                    "a={:?} b={}",
-                    a,
-                    b
-                ))
+                let __instrument_fields = if ::instrument::__private::is_installed(__instrument_state) {
+                    ::core::option::Option::Some(::instrument::__private::format!(
+                        "a={:?} b={}",
+                        a,
+                        b
+                    ))
+                } else {
+                    ::core::option::Option::None
+                };
             )
+        ));
+        let formatted = out.find("let __instrument_fields").unwrap();
+        let closure = out.find("let __instrument_body").unwrap();
+        assert!(formatted < closure, "{out}");
+        assert!(contains(
+            &out,
+            &quote!(__instrument_guard.set_fields(__instrument_fields);)
         ));
         // `()` is pinned as well, for bodies that always diverge.
         assert!(contains(

@@ -31,7 +31,12 @@ impl Guard {
     /// Starts timing a call of `callsite`.
     #[inline(always)]
     pub fn enter(callsite: &'static Callsite) -> Guard {
-        let state = crate::pipeline::STATE.load(Ordering::Relaxed);
+        Self::enter_with(callsite, crate::pipeline::STATE.load(Ordering::Relaxed))
+    }
+
+    /// Starts timing a call of `callsite` under a state word the caller already loaded.
+    #[inline(always)]
+    pub fn enter_with(callsite: &'static Callsite, state: u32) -> Guard {
         let mode = state & 0xff;
         let start = if mode == MODE_OFF {
             0

@@ -136,6 +136,20 @@ pub mod __private {
     pub use crate::pipeline::{counter_add, gauge_set};
     pub use std::format;
 
+    /// The pipeline state word (one relaxed load), for expansions that branch on it.
+    #[inline(always)]
+    #[must_use]
+    pub fn state() -> u32 {
+        crate::pipeline::STATE.load(core::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether `state` has a pipeline installed.
+    #[inline(always)]
+    #[must_use]
+    pub fn is_installed(state: u32) -> bool {
+        state & 0xff != 0
+    }
+
     /// Whether the `enabled` feature is on, for the declarative macros.
     pub const ENABLED: bool = cfg!(feature = "enabled");
 }
