@@ -22,7 +22,7 @@
 //! for `baseline`, `instrument_not_installed` and `instrument_performance`.
 //!
 //! Group `overhead_queue` runs `instrument_performance/<capacity>` with the calling thread's
-//! queue at 4,096 (the default), 16,384, 32,768 and 65,536 records: how much of the installed
+//! queue at 4,096, 8,192 (the default), 16,384, 32,768 and 65,536 records: how much of the installed
 //! call's cost depends on the queue size while the drain reads it concurrently.
 //!
 //! After each installed function, the calls recorded and dropped (full queue) are printed on
@@ -98,8 +98,8 @@ fn install() -> instrument::PipelineGuard {
         .expect("no other pipeline is installed in this process")
 }
 
-/// Queue capacities of `overhead_queue`: the default (4,096 records), then larger.
-const QUEUE_CAPACITIES: [usize; 4] = [4_096, 16_384, 32_768, 65_536];
+/// Queue capacities of `overhead_queue`: half the default, the default (8,192 records), larger.
+const QUEUE_CAPACITIES: [usize; 5] = [4_096, 8_192, 16_384, 32_768, 65_536];
 
 fn overhead(c: &mut Criterion) {
     let mut group = c.benchmark_group("overhead");

@@ -37,7 +37,7 @@ const CHUNKS: usize = 512; // 65,536 callsites
 type Chunk = Box<[SingleWriterCounter]>;
 
 /// Queue capacity for buffers created from now on (set by `install`).
-pub(crate) static QUEUE_CAPACITY: AtomicU32 = AtomicU32::new(4096);
+pub(crate) static QUEUE_CAPACITY: AtomicU32 = AtomicU32::new(8192);
 
 /// One recording thread's queue and counters.
 #[derive(Debug)]
