@@ -22,8 +22,8 @@
 //! for `baseline`, `instrument_not_installed` and `instrument_performance`.
 //!
 //! Group `overhead_queue` runs `instrument_performance/<capacity>` with the calling thread's
-//! queue at 4,096, 8,192 (the default), 16,384, 32,768 and 65,536 records: how much of the installed
-//! call's cost depends on the queue size while the drain reads it concurrently.
+//! queue at 4,096, 8,192 (the default), 16,384, 32,768 and 65,536 records: how much of the
+//! installed call's cost depends on the queue size while the drain reads it concurrently.
 //!
 //! After each installed function, the calls recorded and dropped (full queue) are printed on
 //! stderr.
