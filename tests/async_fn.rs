@@ -11,16 +11,17 @@
 #![allow(clippy::manual_assert)]
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use instrument::{
-    CallsiteKind, CorrelationId, Event, FutureExt, Outcome, PipelineGuard, Snapshot,
-    instrument_performance,
+    CallsiteKind, CorrelationId, Event, FutureExt, Outcome, PipelineGuard, instrument_performance,
 };
 use instrument_sinks::MemorySink;
 use tokio::sync::{Mutex, oneshot};
 use tokio::time::{sleep, timeout};
+
+mod support;
+use support::{count, events_of, flushed_snapshot, name};
 
 static LOCK: Mutex<()> = Mutex::const_new(());
 
@@ -29,28 +30,6 @@ fn install(sink: &MemorySink) -> PipelineGuard {
         .sink(sink.clone())
         .install()
         .expect("no other pipeline is installed")
-}
-
-fn flushed_snapshot(pipeline: &PipelineGuard, sink: &MemorySink) -> Arc<Snapshot> {
-    pipeline.flush().expect("flush");
-    sink.last_snapshot().expect("flush delivers a snapshot")
-}
-
-fn count(snapshot: &Snapshot, name: &str, outcome: Outcome) -> u64 {
-    snapshot.call(name, outcome).map_or(0, |c| c.total.count)
-}
-
-fn events_of(sink: &MemorySink, name: &str) -> Vec<Event> {
-    sink.events()
-        .into_iter()
-        .filter(|e| e.callsite.name() == name)
-        .collect()
-}
-
-macro_rules! name {
-    ($name:literal) => {
-        concat!(module_path!(), "::", $name)
-    };
 }
 
 #[derive(Debug, instrument::ErrorKind, thiserror::Error)]

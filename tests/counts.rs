@@ -7,7 +7,7 @@
 //! A pipeline is process-wide: every test takes `LOCK` before it records anything.
 
 use std::num::ParseIntError;
-use std::sync::{Arc, Barrier, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
@@ -17,11 +17,8 @@ use instrument::{
 };
 use instrument_sinks::MemorySink;
 
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
-}
+mod support;
+use support::{count, flushed_snapshot, name, serial};
 
 /// A mock-clock pipeline whose thread queues hold every record these tests make, so that every
 /// duration is timed (none dropped).
@@ -34,19 +31,10 @@ fn install(sink: &MemorySink) -> PipelineGuard {
         .expect("no other pipeline is installed")
 }
 
-fn flushed_snapshot(pipeline: &PipelineGuard, sink: &MemorySink) -> Arc<Snapshot> {
-    pipeline.flush().expect("flush");
-    sink.last_snapshot().expect("flush delivers a snapshot")
-}
-
 fn stats<'a>(snapshot: &'a Snapshot, name: &str, outcome: Outcome) -> &'a CallStats {
     snapshot
         .call(name, outcome)
         .unwrap_or_else(|| panic!("no `{outcome}` stats for {name}"))
-}
-
-fn count(snapshot: &Snapshot, name: &str, outcome: Outcome) -> u64 {
-    snapshot.call(name, outcome).map_or(0, |c| c.total.count)
 }
 
 /// Error kinds of a callsite as sorted `(kind, total)` pairs.
@@ -58,12 +46,6 @@ fn kinds(snapshot: &Snapshot, name: &str) -> Vec<(&'static str, u64)> {
         .collect();
     kinds.sort_unstable();
     kinds
-}
-
-macro_rules! name {
-    ($name:literal) => {
-        concat!(module_path!(), "::", $name)
-    };
 }
 
 /// Runs `calls(thread_index)` on `threads` threads started together, and joins them.

@@ -5,52 +5,18 @@
 //! A pipeline is process-wide: every test takes `LOCK` before it records anything.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
 
 use instrument::testing::advance;
 use instrument::{
-    AuditEntry, CallsiteKind, ClockSource, CorrelationId, Error, Event, EventReason, Outcome,
-    PipelineGuard, Snapshot, instrument_performance,
+    AuditEntry, CallsiteKind, ClockSource, CorrelationId, Error, EventReason, Outcome,
+    instrument_performance,
 };
 use instrument_sinks::MemorySink;
 
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn install(sink: &MemorySink) -> PipelineGuard {
-    instrument::builder()
-        .clock(ClockSource::Mock)
-        .sink(sink.clone())
-        .install()
-        .expect("no other pipeline is installed")
-}
-
-fn flushed_snapshot(pipeline: &PipelineGuard, sink: &MemorySink) -> Arc<Snapshot> {
-    pipeline.flush().expect("flush");
-    sink.last_snapshot().expect("flush delivers a snapshot")
-}
-
-fn count(snapshot: &Snapshot, name: &str, outcome: Outcome) -> u64 {
-    snapshot.call(name, outcome).map_or(0, |c| c.total.count)
-}
-
-fn events_of(sink: &MemorySink, name: &str) -> Vec<Event> {
-    sink.events()
-        .into_iter()
-        .filter(|e| e.callsite.name() == name)
-        .collect()
-}
-
-macro_rules! name {
-    ($name:literal) => {
-        concat!(module_path!(), "::", $name)
-    };
-}
+mod support;
+use support::{count, events_of, flushed_snapshot, install, name, serial};
 
 /// A TOML file in the temporary directory, removed when dropped.
 struct TempToml(PathBuf);

@@ -16,6 +16,9 @@ use instrument::{
 };
 use instrument_sinks::MemorySink;
 
+mod support;
+use support::name;
+
 static LOCK: Mutex<()> = Mutex::new(());
 
 /// Runs `body` with a pipeline installed, then flushes and returns the sink.
@@ -50,12 +53,6 @@ fn block_on<F: Future>(future: F) -> F::Output {
             return output;
         }
     }
-}
-
-macro_rules! name {
-    ($name:literal) => {
-        concat!(module_path!(), "::", $name)
-    };
 }
 
 #[derive(Debug, ErrorKind, thiserror::Error)]

@@ -7,7 +7,7 @@
 //! before it records anything.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Barrier, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
@@ -17,19 +17,10 @@ use instrument::{
 };
 use instrument_sinks::MemorySink;
 
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
-}
+mod support;
+use support::{name, serial};
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-macro_rules! name {
-    ($name:literal) => {
-        concat!(module_path!(), "::", $name)
-    };
-}
 
 /// A sink that takes `delay` to write each batch into a `MemorySink`.
 struct Slow {

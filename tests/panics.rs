@@ -10,44 +10,15 @@
 use std::any::Any;
 use std::num::ParseIntError;
 use std::panic::{AssertUnwindSafe, catch_unwind, panic_any};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
 
 use instrument::testing::advance;
-use instrument::{
-    ClockSource, EventReason, Outcome, PipelineGuard, Snapshot, instrument_performance,
-};
+use instrument::{EventReason, Outcome, instrument_performance};
 use instrument_sinks::MemorySink;
 
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn install(sink: &MemorySink) -> PipelineGuard {
-    instrument::builder()
-        .clock(ClockSource::Mock)
-        .sink(sink.clone())
-        .install()
-        .expect("no other pipeline is installed")
-}
-
-fn flushed_snapshot(pipeline: &PipelineGuard, sink: &MemorySink) -> Arc<Snapshot> {
-    pipeline.flush().expect("flush");
-    sink.last_snapshot().expect("flush delivers a snapshot")
-}
-
-fn count(snapshot: &Snapshot, name: &str, outcome: Outcome) -> u64 {
-    snapshot.call(name, outcome).map_or(0, |c| c.total.count)
-}
-
-macro_rules! name {
-    ($name:literal) => {
-        concat!(module_path!(), "::", $name)
-    };
-}
+mod support;
+use support::{count, flushed_snapshot, install, name, serial};
 
 #[derive(Debug, PartialEq, Eq)]
 struct Payload(u32);

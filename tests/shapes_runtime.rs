@@ -18,6 +18,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use instrument::{Outcome, Snapshot, instrument_performance};
 use instrument_sinks::MemorySink;
 
+mod support;
+use support::name;
+
 static LOCK: Mutex<()> = Mutex::new(());
 
 /// Runs `body` under a fresh pipeline and returns the snapshot flushed after it.
@@ -46,12 +49,6 @@ fn by_name(snapshot: &Snapshot) -> BTreeMap<&'static str, Vec<(Outcome, u64)>> {
         outcomes.sort_unstable();
     }
     names
-}
-
-macro_rules! name {
-    ($name:literal) => {
-        concat!(module_path!(), "::", $name)
-    };
 }
 
 /// Asserts the exact set of callsites recorded and their counts per outcome.

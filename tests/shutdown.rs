@@ -5,19 +5,16 @@
 //! The drain interval and window are an hour, so only the shutdown itself moves records.
 //! A pipeline is process-wide: every test takes `LOCK` before it records anything.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
 
 use instrument::{AuditEntry, ClockSource, Error, Outcome, PipelineGuard, instrument_performance};
 use instrument_sinks::MemorySink;
 
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
-}
+mod support;
+use support::{name, serial};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -29,12 +26,6 @@ fn install(sink: &MemorySink) -> PipelineGuard {
         .sink(sink.clone())
         .install()
         .expect("no other pipeline is installed")
-}
-
-macro_rules! name {
-    ($name:literal) => {
-        concat!(module_path!(), "::", $name)
-    };
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@
 //! A pipeline is process-wide: every test takes `LOCK` before it records anything. The
 //! panicking sink prints the usual panic message to stderr.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -17,11 +17,8 @@ use instrument::{
 };
 use instrument_sinks::MemorySink;
 
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
-}
+mod support;
+use support::{name, serial};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -31,12 +28,6 @@ fn builder() -> instrument::Builder {
         .clock(ClockSource::Mock)
         .drain_interval(HOUR)
         .window(HOUR)
-}
-
-macro_rules! name {
-    ($name:literal) => {
-        concat!(module_path!(), "::", $name)
-    };
 }
 
 fn status(pipeline: &PipelineGuard, sink: &str) -> SinkStatus {
