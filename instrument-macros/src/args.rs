@@ -26,6 +26,8 @@ pub(crate) mod kw {
 }
 
 /// Label names the exporters set themselves; a user label of the same name would clash.
+/// Twin of `RESERVED_LABELS` in `instrument/src/callsite.rs` (used by `counter!`/`gauge!`): a
+/// proc-macro crate cannot export it, so both lists must change together.
 pub(crate) const RESERVED_LABELS: &[&str] = &[
     "le",
     "quantile",

@@ -37,7 +37,9 @@ pub struct Metadata {
     captures: bool,
 }
 
-/// Label names the exporters use themselves.
+/// Label names the exporters use themselves. Twin of `RESERVED_LABELS` in
+/// `instrument-macros/src/args.rs` (checked by `#[instrument_performance]`): a proc-macro crate
+/// cannot export it, so both lists must change together.
 pub(crate) const RESERVED_LABELS: &[&str] = &[
     "le",
     "quantile",
