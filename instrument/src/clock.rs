@@ -56,6 +56,15 @@ pub(crate) fn advance_mock(by: Duration) {
     MOCK_NOW.with(|now| now.set(now.get().saturating_add(nanos)));
 }
 
+/// Nanoseconds in a span of `ticks` of the clock of `mode` (mock ticks are nanoseconds).
+pub(crate) fn ticks_to_nanos(mode: u32, ticks: u64) -> u64 {
+    if mode == MODE_COUNTER {
+        counter().delta_as_nanos(0, ticks)
+    } else {
+        ticks
+    }
+}
+
 /// Converts raw ticks of one pipeline's clock to nanoseconds and wall-clock time.
 #[derive(Clone, Debug)]
 pub(crate) struct Timebase {
@@ -82,11 +91,7 @@ impl Timebase {
     /// Nanoseconds in a span of `ticks`.
     #[inline]
     pub(crate) fn nanos(&self, ticks: u64) -> u64 {
-        if self.mode == MODE_COUNTER {
-            counter().delta_as_nanos(0, ticks)
-        } else {
-            ticks
-        }
+        ticks_to_nanos(self.mode, ticks)
     }
 
     /// Wall-clock time of a raw timestamp.

@@ -54,6 +54,25 @@ struct SinkHandle {
     worker: Option<JoinHandle<()>>,
 }
 
+impl SinkHandle {
+    /// Hands held batches to the worker, oldest first, until its channel is full. Returns
+    /// whether any was handed over; a batch is removed only once the channel took it.
+    fn send_held(&mut self) -> bool {
+        let mut sent = false;
+        while let Some(held) = self.held.pop_front() {
+            match self.tx.try_send(SinkMsg::Batch(held)) {
+                Ok(()) => sent = true,
+                Err(TrySendError::Full(SinkMsg::Batch(held))) => {
+                    self.held.push_front(held);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        sent
+    }
+}
+
 #[derive(Default)]
 struct OutcomeAgg {
     window: Histogram,
@@ -579,16 +598,7 @@ impl Drain {
         // for; with one kind of sink (the usual case) there is one shared batch.
         let mut views: Vec<(Interests, Arc<Batch>)> = Vec::new();
         for sink in &mut self.sinks {
-            while let Some(held) = sink.held.pop_front() {
-                match sink.tx.try_send(SinkMsg::Batch(held)) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(SinkMsg::Batch(held))) => {
-                        sink.held.push_front(held);
-                        break;
-                    }
-                    Err(_) => break,
-                }
-            }
+            sink.send_held();
             let Some(full) = &batch else { continue };
             let known = views.iter().position(|(i, _)| *i == sink.interests);
             let index = known.unwrap_or_else(|| {
@@ -653,16 +663,7 @@ impl Drain {
             let mut progressed = false;
             for (sink, stage) in self.sinks.iter_mut().zip(stages.iter_mut()) {
                 if let Stage::Delivering = stage {
-                    while let Some(held) = sink.held.pop_front() {
-                        match sink.tx.try_send(SinkMsg::Batch(held)) {
-                            Ok(()) => progressed = true,
-                            Err(TrySendError::Full(SinkMsg::Batch(held))) => {
-                                sink.held.push_front(held);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
+                    progressed |= sink.send_held();
                     if sink.held.is_empty() {
                         let (tx, rx) = crossbeam_channel::bounded(1);
                         if sink.tx.try_send(SinkMsg::Flush(tx)).is_ok() {

@@ -55,13 +55,8 @@ pub(crate) fn clear_wake() {
 
 /// Converts a span of raw ticks under `state`'s clock to a duration.
 pub(crate) fn ticks_to_duration(state: u32, ticks: u64) -> Option<Duration> {
-    match state & 0xff {
-        MODE_COUNTER => Some(Duration::from_nanos(
-            clock::counter().delta_as_nanos(0, ticks),
-        )),
-        MODE_MOCK => Some(Duration::from_nanos(ticks)),
-        _ => None,
-    }
+    let mode = state & 0xff;
+    (mode != MODE_OFF).then(|| Duration::from_nanos(clock::ticks_to_nanos(mode, ticks)))
 }
 
 fn shared() -> Option<Arc<Shared>> {
@@ -355,7 +350,9 @@ impl PipelineGuard {
         self.control
             .send(control)
             .map_err(|_| Error::NotInstalled)?;
-        wake_drain(self.drain.as_ref());
+        if let Some(handle) = &self.drain {
+            handle.thread().unpark();
+        }
         // The drain answers within the flush timeout; the margin covers the drain cycle itself.
         match rx.recv_timeout(self.flush_timeout + Duration::from_secs(5)) {
             Ok(result) => result,
@@ -388,12 +385,6 @@ impl PipelineGuard {
         *DRAIN_THREAD.lock().unwrap_or_else(PoisonError::into_inner) = None;
         *INSTALLED.lock().unwrap_or_else(PoisonError::into_inner) = false;
         result
-    }
-}
-
-fn wake_drain(handle: Option<&JoinHandle<()>>) {
-    if let Some(handle) = handle {
-        handle.thread().unpark();
     }
 }
 
