@@ -7,8 +7,6 @@
 //! A pipeline is process-wide: every test takes `LOCK` before it records anything.
 
 use std::num::ParseIntError;
-use std::sync::{Arc, Barrier};
-use std::thread;
 use std::time::Duration;
 
 use instrument::testing::advance;
@@ -18,7 +16,7 @@ use instrument::{
 use instrument_sinks::MemorySink;
 
 mod support;
-use support::{count, flushed_snapshot, name, serial};
+use support::{count, flushed_snapshot, name, on_threads, serial};
 
 /// A mock-clock pipeline whose thread queues hold every record these tests make, so that every
 /// duration is timed (none dropped).
@@ -46,24 +44,6 @@ fn kinds(snapshot: &Snapshot, name: &str) -> Vec<(&'static str, u64)> {
         .collect();
     kinds.sort_unstable();
     kinds
-}
-
-/// Runs `calls(thread_index)` on `threads` threads started together, and joins them.
-fn on_threads(threads: usize, calls: impl Fn(usize) + Send + Sync + 'static) {
-    let calls = Arc::new(calls);
-    let start = Arc::new(Barrier::new(threads));
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let (calls, start) = (Arc::clone(&calls), Arc::clone(&start));
-            thread::spawn(move || {
-                start.wait();
-                calls(t);
-            })
-        })
-        .collect();
-    for handle in handles {
-        handle.join().expect("recording thread");
-    }
 }
 
 #[instrument_performance]

@@ -7,18 +7,17 @@
 //! before it records anything.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
 use instrument::{
-    AuditEntry, Batch, ClockSource, Interests, Outcome, PipelineGuard, Sink, SinkError, SinkStatus,
-    Snapshot, instrument_performance,
+    AuditEntry, Batch, ClockSource, Interests, Outcome, Sink, SinkError, Snapshot,
+    instrument_performance,
 };
 use instrument_sinks::MemorySink;
 
 mod support;
-use support::{name, serial};
+use support::{name, on_threads, serial, status};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -44,33 +43,6 @@ impl Sink for Slow {
     }
     fn shutdown(&mut self) -> Result<(), SinkError> {
         self.inner.shutdown()
-    }
-}
-
-fn status(pipeline: &PipelineGuard, sink: &str) -> SinkStatus {
-    pipeline
-        .self_metrics()
-        .sinks
-        .into_iter()
-        .find(|s| s.name == sink)
-        .unwrap_or_else(|| panic!("no sink named {sink}"))
-}
-
-/// Runs `calls(thread_index)` on `threads` new threads started together, and joins them.
-fn on_new_threads(threads: usize, calls: impl Fn(usize) + Send + Sync + 'static) {
-    let calls = Arc::new(calls);
-    let start = Arc::new(Barrier::new(threads));
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let (calls, start) = (Arc::clone(&calls), Arc::clone(&start));
-            thread::spawn(move || {
-                start.wait();
-                calls(t);
-            })
-        })
-        .collect();
-    for handle in handles {
-        handle.join().expect("recording thread");
     }
 }
 
@@ -124,7 +96,7 @@ fn full_queues_drop_durations_but_every_call_is_counted() {
         .install()
         .expect("no other pipeline is installed");
 
-    on_new_threads(THREADS as usize, |_| {
+    on_threads(THREADS as usize, |_| {
         for i in 0..CALLS {
             let _ = hot(i);
             if i % 100 == 0 {
@@ -300,7 +272,7 @@ fn audit_entries_all_arrive_under_load() {
         .install()
         .expect("no other pipeline is installed");
 
-    on_new_threads(12, |t| match t % 3 {
+    on_threads(12, |t| match t % 3 {
         0 => {
             for i in 0..PER_THREAD {
                 let id = format!("call-{t}-{i}");
@@ -365,7 +337,7 @@ fn calls_of_threads_that_exit_while_the_drain_runs_are_exact() {
         .expect("no other pipeline is installed");
 
     for _ in 0..ROUNDS {
-        on_new_threads(PER_ROUND as usize, |_| {
+        on_threads(PER_ROUND as usize, |_| {
             for i in 0..CALLS {
                 brief(i);
                 instrument::counter!("overload_recording_total");
@@ -422,7 +394,7 @@ fn counters_of_threads_that_exit_while_the_drain_runs_are_exact() {
     // This is a stress test: it finds such a race in many runs, not in every run.
     register_padding_counters();
     for _ in 0..ROUNDS {
-        on_new_threads(PER_ROUND as usize, |_| {
+        on_threads(PER_ROUND as usize, |_| {
             for _ in 0..COUNTS {
                 instrument::counter!("overload_exiting_total");
             }

@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use instrument::{
-    AuditEntry, Batch, ClockSource, Error, Interests, Outcome, PipelineGuard, Sink, SinkError,
-    SinkHealth, SinkStatus, instrument_performance,
+    AuditEntry, Batch, ClockSource, Error, Interests, Outcome, Sink, SinkError, SinkHealth,
+    instrument_performance,
 };
 use instrument_sinks::MemorySink;
 
 mod support;
-use support::{name, serial};
+use support::{name, serial, status};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -28,15 +28,6 @@ fn builder() -> instrument::Builder {
         .clock(ClockSource::Mock)
         .drain_interval(HOUR)
         .window(HOUR)
-}
-
-fn status(pipeline: &PipelineGuard, sink: &str) -> SinkStatus {
-    pipeline
-        .self_metrics()
-        .sinks
-        .into_iter()
-        .find(|s| s.name == sink)
-        .unwrap_or_else(|| panic!("no sink named {sink}"))
 }
 
 fn flush_timeout_sinks(result: Result<(), Error>) -> Vec<String> {

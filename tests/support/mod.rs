@@ -3,9 +3,10 @@
 //! file's tests on parallel threads (nextest runs each in its own process).
 #![allow(dead_code, unused_macros, unused_imports, unreachable_pub)]
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Barrier, Mutex, MutexGuard, PoisonError};
+use std::thread;
 
-use instrument::{ClockSource, Event, Outcome, PipelineGuard, Snapshot};
+use instrument::{ClockSource, Event, Outcome, PipelineGuard, SinkStatus, Snapshot};
 use instrument_sinks::MemorySink;
 
 static LOCK: Mutex<()> = Mutex::new(());
@@ -41,6 +42,35 @@ pub fn events_of(sink: &MemorySink, name: &str) -> Vec<Event> {
         .into_iter()
         .filter(|e| e.callsite.name() == name)
         .collect()
+}
+
+/// The pipeline's view of the sink named `sink`.
+pub fn status(pipeline: &PipelineGuard, sink: &str) -> SinkStatus {
+    pipeline
+        .self_metrics()
+        .sinks
+        .into_iter()
+        .find(|s| s.name == sink)
+        .unwrap_or_else(|| panic!("no sink named {sink}"))
+}
+
+/// Runs `calls(thread_index)` on `threads` new threads started together, and joins them. New
+/// threads get buffers sized by the pipeline installed now.
+pub fn on_threads(threads: usize, calls: impl Fn(usize) + Send + Sync + 'static) {
+    let calls = Arc::new(calls);
+    let start = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (calls, start) = (Arc::clone(&calls), Arc::clone(&start));
+            thread::spawn(move || {
+                start.wait();
+                calls(t);
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().expect("recording thread");
+    }
 }
 
 /// The default name of an instrumented function of the calling module.
