@@ -17,7 +17,7 @@ use instrument::{
 use instrument_sinks::MemorySink;
 
 mod support;
-use support::{name, on_threads, serial, status};
+use support::{events_of, name, on_threads, serial, status};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -165,6 +165,89 @@ fn full_queues_drop_durations_but_every_call_is_counted() {
         per_callsite(&slow_snapshot, name!("hot"))[&Outcome::Ok].count,
         u64::from(THREADS * CALLS * 9 / 10)
     );
+}
+
+#[derive(Debug, instrument::ErrorKind)]
+enum Rejected {
+    Small,
+    Large,
+}
+
+/// Error kind `Small` for `i % 3 == 0`, `Large` for 1, ok for 2; every timed call is an event
+/// carrying `i`, so each event shows whether its kind and fields belong to the same call.
+#[instrument_performance(capture(i), sample = 1.0)]
+fn judged(i: u32) -> Result<u32, Rejected> {
+    match i % 3 {
+        0 => Err(Rejected::Small),
+        1 => Err(Rejected::Large),
+        _ => Ok(i),
+    }
+}
+
+#[test]
+fn error_kinds_and_fields_stay_with_their_calls_when_queues_overflow() {
+    let _serial = serial();
+    let memory = MemorySink::new();
+    let pipeline = instrument::builder()
+        .clock(ClockSource::Mock)
+        .queue_capacity(8)
+        .drain_interval(Duration::from_micros(50))
+        .window(HOUR)
+        .sink_backlog(1 << 16)
+        .sink(memory.clone())
+        .install()
+        .expect("no other pipeline is installed");
+
+    on_threads(THREADS as usize, |_| {
+        for i in 0..CALLS {
+            let _ = judged(i);
+        }
+    });
+    pipeline.flush().expect("flush");
+
+    let snapshot = memory.last_snapshot().expect("a snapshot");
+    let stats = per_callsite(&snapshot, name!("judged"));
+    let calls: u64 = stats.values().map(|s| s.count).sum();
+    assert_eq!(calls, u64::from(THREADS * CALLS));
+    assert!(
+        stats.values().any(|s| s.dropped > 0),
+        "queues overflowed: {stats:?}"
+    );
+
+    // Each event's kind matches its own captured `i`: a record never picks up another call's
+    // detail, however many were dropped around it.
+    let events = events_of(&memory, name!("judged"));
+    let mut kinds: HashMap<&str, u64> = HashMap::new();
+    for event in &events {
+        let fields = event.fields.as_deref().expect("captured i");
+        let i: u32 = fields
+            .strip_prefix("i=")
+            .and_then(|i| i.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected fields {fields}"));
+        let expected = match i % 3 {
+            0 => (Outcome::Error, Some("Small")),
+            1 => (Outcome::Error, Some("Large")),
+            _ => (Outcome::Ok, None),
+        };
+        assert_eq!((event.outcome, event.error_kind), expected, "{event:?}");
+        if let Some(kind) = event.error_kind {
+            *kinds.entry(kind).or_default() += 1;
+        }
+    }
+    let timed: u64 = stats.values().map(|s| s.timed).sum();
+    assert_eq!(events.len() as u64, timed, "every timed call is an event");
+
+    // The snapshot's per-kind counts are the timed errors, as the events show them.
+    let errors = snapshot
+        .call(name!("judged"), Outcome::Error)
+        .expect("errors");
+    let counted: HashMap<&str, u64> = errors
+        .error_kinds
+        .iter()
+        .map(|k| (k.kind, k.total))
+        .collect();
+    assert_eq!(counted, kinds);
+    assert_eq!(kinds.values().sum::<u64>(), errors.total.timed);
 }
 
 #[test]

@@ -1,7 +1,10 @@
 //! Per-thread buffers: where the hot path writes, and where the drain reads.
 //!
 //! Each recording thread owns one [`ThreadBuffer`]: a bounded lock-free single-producer ring of
-//! records (`rtrb`) plus a table of per-callsite counters. The producer end lives in the
+//! 32-byte records (`rtrb`), a second ring of the same capacity for the [`Detail`]s that only
+//! some calls carry (error kinds, captured arguments), plus a table of per-callsite counters.
+//! A detailed call pushes its detail first and its record second, so the drain, reading a
+//! record marked `detailed`, finds its detail at the head of the detail ring. The producer end lives in the
 //! thread-local; the consumer end is registered in a global list the first time the thread
 //! records, so the drain reaches every thread's records, including threads that are blocked,
 //! idle, or have exited since (an exited thread's ring stays readable until it is empty).
@@ -25,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use rtrb::{Consumer, Producer, RingBuffer};
 
 use crate::callsite::Callsite;
-use crate::record::{KINDS, Record};
+use crate::record::{Detail, KINDS, Record};
 use crate::signal::SingleWriterCounter;
 
 /// Counter slots per callsite: one loss counter per outcome, then the `counter!` total.
@@ -39,11 +42,24 @@ type Chunk = Box<[SingleWriterCounter]>;
 /// Queue capacity for buffers created from now on (set by `install`).
 pub(crate) static QUEUE_CAPACITY: AtomicU32 = AtomicU32::new(8192);
 
+/// The consumer ends of a thread's two rings.
+#[derive(Debug)]
+pub(crate) struct Rings {
+    pub(crate) records: Consumer<Record>,
+    pub(crate) details: Consumer<Detail>,
+}
+
+/// The producer ends of a thread's two rings.
+struct Producers {
+    records: Producer<Record>,
+    details: Producer<Detail>,
+}
+
 /// One recording thread's queue and counters.
 #[derive(Debug)]
 pub(crate) struct ThreadBuffer {
-    /// The consumer end; locked only by the drain, never by the recording thread.
-    queue: Mutex<Consumer<Record>>,
+    /// The consumer ends; locked only by the drain, never by the recording thread.
+    queue: Mutex<Rings>,
     pub(crate) capacity: usize,
     pub(crate) thread_id: u32,
     pub(crate) thread_name: Option<Arc<str>>,
@@ -51,7 +67,7 @@ pub(crate) struct ThreadBuffer {
 }
 
 impl ThreadBuffer {
-    fn new(consumer: Consumer<Record>, capacity: usize, thread_id: u32) -> Self {
+    fn new(consumer: Rings, capacity: usize, thread_id: u32) -> Self {
         ThreadBuffer {
             queue: Mutex::new(consumer),
             capacity,
@@ -61,8 +77,8 @@ impl ThreadBuffer {
         }
     }
 
-    /// The consumer end (drain side).
-    pub(crate) fn consumer(&self) -> MutexGuard<'_, Consumer<Record>> {
+    /// The consumer ends (drain side).
+    pub(crate) fn consumer(&self) -> MutexGuard<'_, Rings> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -100,7 +116,7 @@ impl ThreadBuffer {
     /// Bytes this buffer holds (queue slots plus allocated counter chunks).
     pub(crate) fn memory_bytes(&self) -> usize {
         let chunks = self.counters.iter().filter(|c| c.get().is_some()).count();
-        self.capacity * std::mem::size_of::<Record>()
+        self.capacity * (std::mem::size_of::<Record>() + std::mem::size_of::<Detail>())
             + chunks * CHUNK_CALLSITES * SLOTS * 8
             + CHUNKS * std::mem::size_of::<OnceLock<Chunk>>()
     }
@@ -131,7 +147,7 @@ pub(crate) fn retire(buffer: &Arc<ThreadBuffer>) {
 /// the drain then empties it and retires the buffer.
 pub(crate) struct Writer {
     pub(crate) buffer: Arc<ThreadBuffer>,
-    producer: RefCell<Producer<Record>>,
+    producer: RefCell<Producers>,
 }
 
 /// Thread-local state: the thread's writer and its current correlation id.
@@ -154,12 +170,17 @@ impl Local {
 fn register_thread() -> Writer {
     let id = NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed);
     let capacity = (QUEUE_CAPACITY.load(Ordering::Relaxed) as usize).max(1);
-    let (producer, consumer) = RingBuffer::new(capacity);
-    let buffer = Arc::new(ThreadBuffer::new(consumer, capacity, id));
+    let (records, record_consumer) = RingBuffer::new(capacity);
+    let (details, detail_consumer) = RingBuffer::new(capacity);
+    let rings = Rings {
+        records: record_consumer,
+        details: detail_consumer,
+    };
+    let buffer = Arc::new(ThreadBuffer::new(rings, capacity, id));
     registry().push(Arc::clone(&buffer));
     Writer {
         buffer,
-        producer: RefCell::new(producer),
+        producer: RefCell::new(Producers { records, details }),
     }
 }
 
@@ -174,10 +195,10 @@ thread_local! {
     };
 }
 
-/// Writes a record into the calling thread's ring; when the ring is full, counts the loss in
-/// the thread's counter table instead so call counts stay exact.
+/// Writes a record (and its detail, if any) into the calling thread's rings; when a ring is
+/// full, counts the loss in the thread's counter table instead so call counts stay exact.
 #[inline]
-pub(crate) fn push(callsite: &'static Callsite, mut record: Record) {
+pub(crate) fn push(callsite: &'static Callsite, mut record: Record, detail: Option<Detail>) {
     let index = callsite.index();
     record.callsite = index;
     let outcome = record.outcome;
@@ -195,7 +216,7 @@ pub(crate) fn push(callsite: &'static Callsite, mut record: Record) {
         if skip > 0 {
             local.skip.set(skip - 1);
             writer.buffer.add(index, outcome.index(), 1);
-        } else if producer.push(record).is_err() {
+        } else if !try_push(&mut producer, record, detail) {
             // Full: each further push would reload the drain's head index (a cache line the
             // drain keeps writing), so the next records are counted without trying the ring.
             local.skip.set(OVERFLOW_SKIP);
@@ -207,13 +228,27 @@ pub(crate) fn push(callsite: &'static Callsite, mut record: Record) {
         // thread's cost.
         let records = local.records.get().wrapping_add(1);
         local.records.set(records);
-        if records % 512 == 0 && producer.slots() * 2 < writer.buffer.capacity {
+        if records % 512 == 0 && producer.records.slots() * 2 < writer.buffer.capacity {
             crate::pipeline::wake();
         }
     });
     if pushed.is_err() {
         callsite.orphaned[outcome.index()].fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Pushes `record`, after its detail when it has one; `false` (nothing pushed) when either ring
+/// is full. The record ring is checked first: a detail pushed without its record would be read
+/// as the detail of a later record.
+#[inline(always)]
+fn try_push(producer: &mut Producers, mut record: Record, detail: Option<Detail>) -> bool {
+    if let Some(detail) = detail {
+        if producer.records.is_full() || producer.details.push(detail).is_err() {
+            return false;
+        }
+        record.detailed = true;
+    }
+    producer.records.push(record).is_ok()
 }
 
 /// Adds to a `counter!` total on the calling thread.

@@ -34,9 +34,11 @@ pub struct Config {
     pub drain_interval: Duration,
     /// Length of an aggregation window (default 1 s).
     pub window: Duration,
-    /// Records per thread queue (default 8192: 512 KiB), for threads that start recording after
-    /// install. A ring that fits in the drain's core cache makes every wraparound steal lines
-    /// back from it; 8192 measured clearly cheaper per call than 4096 (see docs/performance.md).
+    /// Records per thread queue (default 8192), for threads that start recording after
+    /// install: 256 KiB of 32-byte records plus 256 KiB for the error kinds and captured
+    /// arguments some calls carry. A ring that fits in the drain's core cache makes every
+    /// wraparound steal lines back from it; 8192 measured cheaper per call than 4096 (see
+    /// docs/performance.md).
     pub queue_capacity: usize,
     /// Audit entries waiting for the drain before producers wait (default 65,536).
     pub audit_capacity: usize,

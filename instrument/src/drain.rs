@@ -26,7 +26,7 @@ use crate::clock::Timebase;
 use crate::config::Config;
 use crate::error::Error;
 use crate::histogram::Histogram;
-use crate::record::{KINDS, Outcome, Record};
+use crate::record::{Detail, KINDS, Outcome, Record};
 use crate::sink::{
     Batch, CallStats, CounterValue, DropMarker, ErrorKindCount, Event, EventReason, GaugeValue,
     Interests, SelfMetrics, Sink, SinkError, SinkHealth, SinkStatus, Snapshot, Stats, ThreadInfo,
@@ -285,13 +285,21 @@ impl Drain {
         buffer::buffers(&mut self.scratch);
         let buffers = std::mem::take(&mut self.scratch);
         for buf in &buffers {
-            let mut consumer = buf.consumer();
+            let mut guard = buf.consumer();
+            let rings = &mut *guard;
             // What is there now; records pushed meanwhile wait for the next cycle.
-            let available = consumer.slots();
+            let available = rings.records.slots();
             self.metrics.queue_high_water = self.metrics.queue_high_water.max(available as u64);
-            if let Ok(chunk) = consumer.read_chunk(available) {
+            if let Ok(chunk) = rings.records.read_chunk(available) {
                 for record in chunk {
-                    self.take(record, buf);
+                    // Pushed before its record, so it is there (and must be taken even when
+                    // the record itself is ignored, to keep the rings in step).
+                    let detail = if record.detailed {
+                        rings.details.pop().ok()
+                    } else {
+                        None
+                    };
+                    self.take(record, detail, buf);
                 }
             }
             if available * 2 >= buf.capacity && buf.capacity > 1 {
@@ -318,7 +326,7 @@ impl Drain {
     }
 
     #[inline]
-    fn take(&mut self, record: Record, buf: &ThreadBuffer) {
+    fn take(&mut self, record: Record, detail: Option<Detail>, buf: &ThreadBuffer) {
         if record.generation != self.generation {
             return;
         }
@@ -330,11 +338,12 @@ impl Drain {
             }
         }
         self.metrics.events_recorded += 1;
+        let Detail { error_kind, fields } = detail.unwrap_or_default();
         let nanos = self.timebase.nanos(record.duration);
         let agg = &mut self.aggs[index];
         agg.touched = true;
         agg.outcomes[record.outcome.index()].window.record(nanos);
-        if let Some(kind) = record.error_kind {
+        if let Some(kind) = error_kind {
             match agg
                 .kinds
                 .iter_mut()
@@ -366,7 +375,7 @@ impl Drain {
             self.batch.events.push(Event {
                 callsite: agg.callsite.metadata(),
                 outcome: record.outcome,
-                error_kind: record.error_kind,
+                error_kind,
                 start: self.timebase.wall(record.start),
                 duration: Duration::from_nanos(nanos),
                 thread: ThreadInfo {
@@ -374,7 +383,7 @@ impl Drain {
                     name: buf.thread_name.clone(),
                 },
                 correlation: crate::CorrelationId::from_u64(record.correlation),
-                fields: record.fields,
+                fields,
                 reason,
             });
         }
@@ -394,7 +403,7 @@ impl Drain {
             // Check for an exited thread *before* reading its counters: the producer end is
             // dropped after the thread's last write, and the acquire fence makes every write
             // before that drop visible to the reads below, so nothing is missed on retirement.
-            let exited = buf.consumer().is_abandoned();
+            let exited = buf.consumer().records.is_abandoned();
             if exited {
                 std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
             }
@@ -410,7 +419,7 @@ impl Drain {
                     }
                 }
             }
-            if exited && buf.consumer().is_empty() {
+            if exited && buf.consumer().records.is_empty() {
                 retired.push(Arc::clone(buf));
             }
         }
@@ -716,7 +725,9 @@ impl Drain {
         // Take whatever arrived between the last cycle and now, including every audit entry.
         loop {
             self.cycle(true);
-            if self.audit_rx.is_empty() && self.scratch.iter().all(|b| b.consumer().is_empty()) {
+            if self.audit_rx.is_empty()
+                && self.scratch.iter().all(|b| b.consumer().records.is_empty())
+            {
                 break;
             }
         }

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use crate::callsite::{Callsite, CallsiteKind};
 use crate::clock::{self, MODE_OFF};
-use crate::record::{Outcome, Record};
+use crate::record::{Detail, Outcome, Record};
 
 /// An in-flight timed call. Created by `#[instrument_performance]` and [`timer!`](crate::timer).
 #[doc(hidden)]
@@ -123,12 +123,12 @@ impl Guard {
                 start: self.start,
                 duration,
                 correlation: self.correlation,
-                error_kind,
-                fields,
                 callsite: 0,
                 outcome,
                 generation: (self.state >> 8) as u8,
+                detailed: false,
             },
+            Detail::of(error_kind, fields),
         );
     }
 }

@@ -53,17 +53,38 @@ impl fmt::Display for Outcome {
 
 /// One timed call, as written on the hot path. Durations and timestamps are raw clock ticks; the
 /// drain converts them.
-/// Exactly one cache line, aligned to one, so each ring slot is a single line.
-#[derive(Debug)]
-#[repr(align(64))]
+///
+/// Half a cache line, aligned to half a line, so two records share each line of the ring: the
+/// lines a call moves between its thread and the drain are what the installed call pays for
+/// beyond its clock reads. What only some calls carry (an error kind, captured arguments) goes
+/// into a [`Detail`] on a second ring.
+#[derive(Clone, Copy, Debug)]
+#[repr(align(32))]
 pub(crate) struct Record {
     pub(crate) start: u64,
     pub(crate) duration: u64,
     pub(crate) correlation: u64,
-    pub(crate) error_kind: Option<&'static str>,
-    pub(crate) fields: Option<Box<str>>,
     pub(crate) callsite: u32,
     pub(crate) outcome: Outcome,
     /// Low byte of the pipeline generation that was installed when the call started.
     pub(crate) generation: u8,
+    /// Whether this record's [`Detail`] was pushed onto the thread's detail ring just before it.
+    pub(crate) detailed: bool,
+}
+
+const _: () = assert!(std::mem::size_of::<Record>() == 32);
+
+/// What only some calls carry: the error kind of an `error` outcome and captured arguments.
+#[derive(Debug, Default)]
+pub(crate) struct Detail {
+    pub(crate) error_kind: Option<&'static str>,
+    pub(crate) fields: Option<Box<str>>,
+}
+
+impl Detail {
+    /// The detail of a call, or `None` when it carries nothing beyond its record.
+    #[inline]
+    pub(crate) fn of(error_kind: Option<&'static str>, fields: Option<Box<str>>) -> Option<Detail> {
+        (error_kind.is_some() || fields.is_some()).then_some(Detail { error_kind, fields })
+    }
 }
