@@ -7,6 +7,8 @@
 //! before it records anything.
 
 use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -248,6 +250,64 @@ fn error_kinds_and_fields_stay_with_their_calls_when_queues_overflow() {
         .collect();
     assert_eq!(counted, kinds);
     assert_eq!(kinds.values().sum::<u64>(), errors.total.timed);
+}
+
+/// Counts how often a `Probe` argument was formatted for capture.
+static FORMATTED: AtomicU64 = AtomicU64::new(0);
+
+struct Probe;
+
+impl fmt::Display for Probe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        FORMATTED.fetch_add(1, Ordering::Relaxed);
+        f.write_str("probe")
+    }
+}
+
+#[instrument_performance(capture(%probe))]
+fn probed(probe: &Probe) -> usize {
+    std::hint::black_box(std::ptr::from_ref(probe) as usize)
+}
+
+#[test]
+fn calls_started_while_a_thread_sheds_are_counted_without_being_timed_or_formatted() {
+    const CALLS: u64 = 10_000;
+    let _serial = serial();
+    let memory = MemorySink::new();
+    let pipeline = instrument::builder()
+        .clock(ClockSource::Mock)
+        .queue_capacity(8)
+        .drain_interval(HOUR)
+        .window(HOUR)
+        .sink(memory.clone())
+        .install()
+        .expect("no other pipeline is installed");
+    FORMATTED.store(0, Ordering::Relaxed);
+
+    on_threads(1, |_| {
+        for _ in 0..CALLS {
+            probed(&Probe);
+        }
+    });
+    pipeline.flush().expect("flush");
+
+    let snapshot = memory.last_snapshot().expect("a snapshot");
+    let total = snapshot.call(name!("probed"), Outcome::Ok).unwrap().total;
+    assert_eq!(total.count, CALLS, "{total:?}");
+    assert_eq!(total.timed + total.dropped, CALLS, "{total:?}");
+    assert!(
+        total.dropped > CALLS / 2,
+        "the ring of 8 overflowed: {total:?}"
+    );
+    // Arguments are formatted for timed calls, and for the few calls whose push found the ring
+    // full. Calls that start while their thread is shedding (after such a push) are only
+    // counted: without shedding, every dropped call would have been formatted too.
+    let formatted = FORMATTED.load(Ordering::Relaxed);
+    assert!(formatted >= total.timed, "{formatted} < {total:?}");
+    assert!(
+        formatted - total.timed < total.dropped / 10,
+        "{formatted} formatted for {total:?}"
+    );
 }
 
 #[test]

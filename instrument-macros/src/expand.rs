@@ -410,7 +410,7 @@ fn instrumented_body(
             let (format_before, set_after) = match format_fields(&krate, fields) {
                 Some(format) => (
                     Some(quote! {
-                        let #captured = if #krate::__private::is_installed(#state) {
+                        let #captured = if #krate::__private::wants_fields(#state) {
                             ::core::option::Option::Some(#format)
                         } else {
                             ::core::option::Option::None
@@ -740,7 +740,7 @@ mod tests {
         assert!(contains(
             &out,
             &quote!(
-                let __instrument_fields = if ::instrument::__private::is_installed(__instrument_state) {
+                let __instrument_fields = if ::instrument::__private::wants_fields(__instrument_state) {
                     ::core::option::Option::Some(::instrument::__private::format!(
                         "a={:?} b={}",
                         a,

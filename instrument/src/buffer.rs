@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use rtrb::{Consumer, Producer, RingBuffer};
 
 use crate::callsite::Callsite;
-use crate::record::{Detail, KINDS, Record};
+use crate::record::{Detail, KINDS, Outcome, Record};
 use crate::signal::SingleWriterCounter;
 
 /// Counter slots per callsite: one loss counter per outcome, then the `counter!` total.
@@ -155,8 +155,6 @@ pub(crate) struct Local {
     writer: OnceCell<Writer>,
     pub(crate) correlation: Cell<u64>,
     records: Cell<u32>,
-    /// Records still to count without trying the ring, after a push found it full.
-    skip: Cell<u32>,
 }
 
 impl Local {
@@ -190,9 +188,12 @@ thread_local! {
             writer: OnceCell::new(),
             correlation: Cell::new(0),
             records: Cell::new(0),
-            skip: Cell::new(0),
         }
     };
+    /// Records still to count without trying the ring, after a push found it full. Apart from
+    /// `LOCAL` because it has no destructor: reading it at the start of every installed call is
+    /// one thread-local load, with no registration check.
+    static SKIP: Cell<u32> = const { Cell::new(0) };
 }
 
 /// Writes a record (and its detail, if any) into the calling thread's rings; when a ring is
@@ -212,14 +213,14 @@ pub(crate) fn push(callsite: &'static Callsite, mut record: Record, detail: Opti
             writer.buffer.add(index, outcome.index(), 1);
             return;
         };
-        let skip = local.skip.get();
+        let skip = SKIP.get();
         if skip > 0 {
-            local.skip.set(skip - 1);
+            SKIP.set(skip - 1);
             writer.buffer.add(index, outcome.index(), 1);
         } else if !try_push(&mut producer, record, detail) {
             // Full: each further push would reload the drain's head index (a cache line the
             // drain keeps writing), so the next records are counted without trying the ring.
-            local.skip.set(OVERFLOW_SKIP);
+            SKIP.set(OVERFLOW_SKIP);
             writer.buffer.add(index, outcome.index(), 1);
         }
         // Every 512 records, ask for an early drain if the ring is over half full. Waking is
@@ -233,6 +234,28 @@ pub(crate) fn push(callsite: &'static Callsite, mut record: Record, detail: Opti
         }
     });
     if pushed.is_err() {
+        callsite.orphaned[outcome.index()].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Whether the calling thread is shedding: a push found its ring full within its last
+/// `OVERFLOW_SKIP` records, so the records it makes now are counted without being queued. A call
+/// starting now will have its duration dropped in any case, and need not read the clock.
+#[inline(always)]
+pub(crate) fn shedding() -> bool {
+    SKIP.get() > 0
+}
+
+/// Counts a call that was not timed because its thread was shedding when it started: a dropped
+/// record, exactly as if its push had found the ring full.
+#[inline(never)]
+pub(crate) fn count_untimed(callsite: &'static Callsite, outcome: Outcome) {
+    let index = callsite.index();
+    let counted = LOCAL.try_with(|local| {
+        SKIP.set(SKIP.get().saturating_sub(1));
+        local.writer().buffer.add(index, outcome.index(), 1);
+    });
+    if counted.is_err() {
         callsite.orphaned[outcome.index()].fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -24,6 +24,8 @@ pub struct Guard {
     /// For `async fn`: the correlation id current when the call started (0: read at the end).
     correlation: u64,
     fields: Option<Box<str>>,
+    /// False when the call started while its thread was shedding (see `enter_with`).
+    timed: bool,
     finished: bool,
 }
 
@@ -38,11 +40,13 @@ impl Guard {
     #[inline(always)]
     pub fn enter_with(callsite: &'static Callsite, state: u32) -> Guard {
         let mode = state & 0xff;
-        let start = if mode == MODE_OFF {
-            0
-        } else {
-            clock::now(mode)
-        };
+        // A thread whose ring was just found full counts its next calls without queueing them:
+        // their durations are dropped anyway, so they skip the clock (and argument formatting),
+        // which makes recording cheapest exactly when the drain cannot keep up. Audited calls
+        // always carry their duration.
+        let timed =
+            mode != MODE_OFF && (callsite.metadata().is_audited() || !crate::buffer::shedding());
+        let start = if timed { clock::now(mode) } else { 0 };
         // An async call may end outside its task's correlation scope (dropped by a timeout, or
         // resumed on another thread), so it keeps the id it started under.
         let correlation = if mode != MODE_OFF && callsite.metadata().kind() == CallsiteKind::Async {
@@ -56,6 +60,7 @@ impl Guard {
             state,
             correlation,
             fields: None,
+            timed,
             finished: false,
         }
     }
@@ -64,7 +69,7 @@ impl Guard {
     #[inline(always)]
     #[must_use]
     pub fn wants_fields(&self) -> bool {
-        self.state & 0xff != MODE_OFF
+        self.timed
     }
 
     /// Attaches formatted argument values to this call's event.
@@ -94,6 +99,10 @@ impl Guard {
         if mode == MODE_OFF {
             // `wants_fields` is false when off, so there is nothing to free.
             debug_assert!(self.fields.is_none());
+            return;
+        }
+        if !self.timed {
+            crate::buffer::count_untimed(self.callsite, outcome);
             return;
         }
         let end = clock::now(mode);
@@ -172,6 +181,7 @@ impl Timer {
             state: 0,
             correlation: 0,
             fields: None,
+            timed: false,
             finished: false,
         })
     }

@@ -150,6 +150,14 @@ pub mod __private {
         state & 0xff != 0
     }
 
+    /// Whether a call starting now under `state` would record captured arguments: a pipeline
+    /// is installed and the calling thread is not shedding (see `Guard::enter_with`).
+    #[inline(always)]
+    #[must_use]
+    pub fn wants_fields(state: u32) -> bool {
+        is_installed(state) && !crate::buffer::shedding()
+    }
+
     /// Whether the `enabled` feature is on, for the declarative macros.
     pub const ENABLED: bool = cfg!(feature = "enabled");
 }
