@@ -24,10 +24,11 @@ pub struct Guard {
     /// For `async fn`: the correlation id current when the call started (0: read at the end).
     correlation: u64,
     fields: Option<Box<str>>,
-    /// False when the call started while its thread was shedding (see `enter_with`).
-    timed: bool,
     finished: bool,
 }
+
+/// `Guard::start` of a call that is not timed: no pipeline, or its thread was shedding.
+const UNTIMED: u64 = u64::MAX;
 
 impl Guard {
     /// Starts timing a call of `callsite`.
@@ -46,7 +47,7 @@ impl Guard {
         // always carry their duration.
         let timed =
             mode != MODE_OFF && (callsite.metadata().is_audited() || !crate::buffer::shedding());
-        let start = if timed { clock::now(mode) } else { 0 };
+        let start = if timed { clock::now(mode) } else { UNTIMED };
         // An async call may end outside its task's correlation scope (dropped by a timeout, or
         // resumed on another thread), so it keeps the id it started under.
         let correlation = if mode != MODE_OFF && callsite.metadata().kind() == CallsiteKind::Async {
@@ -60,7 +61,6 @@ impl Guard {
             state,
             correlation,
             fields: None,
-            timed,
             finished: false,
         }
     }
@@ -69,7 +69,7 @@ impl Guard {
     #[inline(always)]
     #[must_use]
     pub fn wants_fields(&self) -> bool {
-        self.timed
+        self.start != UNTIMED
     }
 
     /// Attaches formatted argument values to this call's event.
@@ -101,7 +101,7 @@ impl Guard {
             debug_assert!(self.fields.is_none());
             return;
         }
-        if !self.timed {
+        if self.start == UNTIMED {
             crate::buffer::count_untimed(self.callsite, outcome);
             return;
         }
@@ -177,11 +177,10 @@ impl Timer {
     pub fn inert(callsite: &'static Callsite) -> Timer {
         Timer(Guard {
             callsite,
-            start: 0,
+            start: UNTIMED,
             state: 0,
             correlation: 0,
             fields: None,
-            timed: false,
             finished: false,
         })
     }
