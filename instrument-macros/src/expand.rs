@@ -13,8 +13,8 @@ use quote::{ToTokens, quote};
 use syn::ext::IdentExt as _;
 use syn::visit_mut::VisitMut;
 use syn::{
-    Attribute, Block, Error, Ident, ImplItem, ImplItemFn, Item, ItemFn, ItemImpl, Result,
-    ReturnType, Signature, Stmt, Type, TypeInfer,
+    Attribute, Block, Error, Expr, ExprAsync, Ident, ImplItem, ImplItemFn, Item, ItemFn, ItemImpl,
+    Result, ReturnType, Signature, Stmt, Type, TypeInfer,
 };
 
 use crate::args::{self, Args};
@@ -369,14 +369,32 @@ fn instrumented_body(
     default_name: &str,
 ) -> Block {
     let krate = args.crate_path();
-    let callsite = callsite_static(args, sig, default_name, !fields.is_empty());
+    let boxed = boxed_async_block(sig, block);
+    let is_async = sig.asyncness.is_some() || boxed.is_some();
+    let callsite = callsite_static(args, sig, default_name, !fields.is_empty(), is_async);
     let guard = local("__instrument_guard");
     let result = local("__instrument_result");
     let mutability = (!fields.is_empty()).then(|| quote!(mut));
     let set_fields = set_fields(&krate, &guard, fields);
     let stmts = &block.stmts;
 
-    let tokens = if returns_never(&sig.output) {
+    let tokens = if let Some((box_pin, inner)) = boxed {
+        // `#[async_trait]` has already turned `async fn` into a function returning
+        // `Box::pin(async move { .. })`: time the future, as for an `async fn`. The inner block
+        // pins its own output type, so no fake return is needed.
+        let classify = classify(args, &krate, &guard, &result);
+        let inner_stmts = &inner.block.stmts;
+        quote! {
+            #callsite
+            #box_pin(async move {
+                let #mutability #guard = #krate::__private::Guard::enter(&__INSTRUMENT_CALLSITE);
+                #set_fields
+                let #result = async move { #(#inner_stmts)* }.await;
+                #classify
+                #result
+            })
+        }
+    } else if returns_never(&sig.output) {
         quote! {
             #callsite
             let #guard = #krate::__private::Guard::enter(&__INSTRUMENT_CALLSITE);
@@ -452,12 +470,43 @@ fn instrumented_body(
     }
 }
 
+/// For a function that is not `async` but returns `Pin<Box<dyn Future<..>>>` with a body that
+/// is only `Box::pin(async move { .. })` (what `#[async_trait]` makes of an `async fn`): the
+/// called path and the `async move` block.
+fn boxed_async_block<'a>(sig: &Signature, block: &'a Block) -> Option<(&'a Expr, &'a ExprAsync)> {
+    if sig.asyncness.is_some() {
+        return None;
+    }
+    let ReturnType::Type(_, output) = &sig.output else {
+        return None;
+    };
+    validate::boxed_future_output(output)?;
+    let [Stmt::Expr(Expr::Call(call), None)] = block.stmts.as_slice() else {
+        return None;
+    };
+    let Expr::Path(path) = &*call.func else {
+        return None;
+    };
+    let mut segments = path.path.segments.iter().rev();
+    let (Some(pin), Some(boxed)) = (segments.next(), segments.next()) else {
+        return None;
+    };
+    if pin.ident != "pin" || boxed.ident != "Box" || call.args.len() != 1 {
+        return None;
+    }
+    match call.args.first() {
+        Some(Expr::Async(inner)) if inner.capture.is_some() => Some((&call.func, inner)),
+        _ => None,
+    }
+}
+
 /// The per-callsite `static`, built at compile time by `const fn`s.
 fn callsite_static(
     args: &Args,
     sig: &Signature,
     default_name: &str,
     captures: bool,
+    is_async: bool,
 ) -> TokenStream {
     let krate = args.crate_path();
     let name = args.name.as_ref().map_or_else(
@@ -467,7 +516,7 @@ fn callsite_static(
     // The line of the function's name: for methods of an `impl` block `line!()` would give the
     // line of the block's attribute.
     let line = Literal::u32_unsuffixed(u32::try_from(sig.ident.span().start().line).unwrap_or(0));
-    let kind = if sig.asyncness.is_some() {
+    let kind = if is_async {
         quote!(Async)
     } else {
         quote!(Function)
@@ -695,6 +744,72 @@ mod tests {
         ));
         assert!(out.ends_with("__instrument_result }"), "{out}");
         assert!(!out.contains("wants_fields"));
+    }
+
+    #[test]
+    #[cfg(feature = "enabled")]
+    fn boxed_async_block_is_timed_inside_the_box() {
+        // What `#[async_trait]` makes of `async fn get(&self) -> io::Result<u8>`.
+        let out = expand(
+            quote!(err_kind = kind),
+            quote!(
+                fn get<'life0, 'async_trait>(
+                    &'life0 self,
+                ) -> ::core::pin::Pin<
+                    Box<dyn ::core::future::Future<Output = io::Result<u8>> + Send + 'async_trait>,
+                > {
+                    Box::pin(async move {
+                        let __self = self;
+                        Ok(1)
+                    })
+                }
+            ),
+        );
+        assert!(contains(&out, &quote!(CallsiteKind::Async)), "{out}");
+        assert!(
+            out.contains("Box :: pin (async move { let __instrument_guard"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "let __instrument_result = async move { let __self = self ; Ok (1) } . await ;"
+            ),
+            "{out}"
+        );
+        assert!(contains(
+            &out,
+            &quote!(__instrument_guard.err(kind(__instrument_e)))
+        ));
+    }
+
+    #[test]
+    #[cfg(feature = "enabled")]
+    fn other_boxed_bodies_are_plain_functions() {
+        for item in [
+            // Not a boxed future type.
+            quote!(
+                fn f() -> Box<u8> {
+                    Box::pin(async move { 1 })
+                }
+            ),
+            // More than the boxed block.
+            quote!(
+                fn f() -> Pin<Box<dyn Future<Output = u8>>> {
+                    let x = 1;
+                    Box::pin(async move { x })
+                }
+            ),
+            // Not `move`.
+            quote!(
+                fn f() -> Pin<Box<dyn Future<Output = u8>>> {
+                    Box::pin(async { 1 })
+                }
+            ),
+        ] {
+            let out = expand(quote!(), item);
+            assert!(contains(&out, &quote!(CallsiteKind::Function)), "{out}");
+            assert!(out.contains("__instrument_once"), "{out}");
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@ use quote::{ToTokens, quote};
 use syn::ext::IdentExt as _;
 use syn::visit::Visit;
 use syn::{
-    Attribute, Error, FnArg, Ident, Item, Pat, PatIdent, Result, ReturnType, Signature, Type,
+    Attribute, Error, FnArg, GenericArgument, Ident, Item, Pat, PatIdent, PathArguments, Result,
+    ReturnType, Signature, Type, TypeParamBound,
 };
 
 use crate::args::{Args, ErrKindArg};
@@ -154,17 +155,65 @@ impl<'ast> Visit<'ast> for Bindings {
 /// Only the name is seen, not what it resolves to: an alias of `Result` under another name
 /// (`type Fallible<T> = Result<T, E>`) is not recognised, and a type named `Result` that is not
 /// one is.
+/// A boxed future's output, `Pin<Box<dyn Future<Output = T> + ..>>` (what `#[async_trait]`
+/// makes of an `async fn`), is looked through.
 pub(crate) fn returns_result(output: &ReturnType) -> bool {
     match output {
         ReturnType::Default => false,
-        ReturnType::Type(_, ty) => match strip_parens(ty) {
-            Type::Path(path) => path
-                .path
-                .segments
-                .last()
-                .is_some_and(|segment| segment.ident == "Result"),
-            _ => false,
-        },
+        ReturnType::Type(_, ty) => is_result(ty),
+    }
+}
+
+fn is_result(ty: &Type) -> bool {
+    if let Some(output) = boxed_future_output(ty) {
+        return is_result(output);
+    }
+    match strip_parens(ty) {
+        Type::Path(path) => path
+            .path
+            .segments
+            .last()
+            .is_some_and(|segment| segment.ident == "Result"),
+        _ => false,
+    }
+}
+
+/// `T` of `Pin<Box<dyn Future<Output = T> + ..>>`, spelled with any paths.
+pub(crate) fn boxed_future_output(ty: &Type) -> Option<&Type> {
+    let boxed = only_type_argument(ty, "Pin")?;
+    let Type::TraitObject(object) = strip_parens(only_type_argument(boxed, "Box")?) else {
+        return None;
+    };
+    object.bounds.iter().find_map(|bound| {
+        let TypeParamBound::Trait(bound) = bound else {
+            return None;
+        };
+        let segment = bound.path.segments.last()?;
+        let PathArguments::AngleBracketed(args) = &segment.arguments else {
+            return None;
+        };
+        if segment.ident != "Future" {
+            return None;
+        }
+        args.args.iter().find_map(|arg| match arg {
+            GenericArgument::AssocType(assoc) if assoc.ident == "Output" => Some(&assoc.ty),
+            _ => None,
+        })
+    })
+}
+
+/// `T` of `Name<T>` (any path ending in `Name`).
+fn only_type_argument<'a>(ty: &'a Type, name: &str) -> Option<&'a Type> {
+    let Type::Path(path) = strip_parens(ty) else {
+        return None;
+    };
+    let segment = path.path.segments.last()?;
+    let PathArguments::AngleBracketed(args) = &segment.arguments else {
+        return None;
+    };
+    match (args.args.len(), args.args.first()?) {
+        (1, GenericArgument::Type(inner)) if segment.ident == name => Some(inner),
+        _ => None,
     }
 }
 
