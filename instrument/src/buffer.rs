@@ -248,7 +248,7 @@ pub(crate) fn shedding() -> bool {
 
 /// Counts a call that was not timed because its thread was shedding when it started: a dropped
 /// record, exactly as if its push had found the ring full.
-#[inline(never)]
+#[inline]
 pub(crate) fn count_untimed(callsite: &'static Callsite, outcome: Outcome) {
     let index = callsite.index();
     let counted = LOCAL.try_with(|local| {

@@ -102,11 +102,20 @@ impl Guard {
             return;
         }
         if self.start == UNTIMED {
-            crate::buffer::count_untimed(self.callsite, outcome);
+            self.shed(outcome);
             return;
         }
         let end = clock::now(mode);
         self.record(end, outcome, error_kind);
+    }
+
+    /// Counts a call that started while its thread was shedding. Out of line, like `record`.
+    #[inline(never)]
+    fn shed(&mut self, outcome: Outcome) {
+        // Arguments formatted just before the thread started shedding (by a `Display` impl that
+        // itself recorded) are not kept: `ok`/`err` skip the guard's drop glue.
+        drop(self.fields.take());
+        crate::buffer::count_untimed(self.callsite, outcome);
     }
 
     /// Out of line on purpose: inlined, it bloats every instrumented function's prologue, which
