@@ -489,3 +489,43 @@ fn window_and_total_agree_within_one_flush() {
     let idle = stats(&third, name!("sleeps_for"), Outcome::Ok);
     assert_eq!((idle.window.count, idle.total.count), (0, 5));
 }
+
+/// Six kinds, more than a callsite names by position (four): the others travel as text.
+#[instrument_performance(err_kind = nth_kind)]
+fn many_kinds(n: usize) -> Result<(), usize> {
+    Err(n)
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // `err_kind` functions take the error by reference
+fn nth_kind(n: &usize) -> &'static str {
+    ["k0", "k1", "k2", "k3", "k4", "k5"][*n % 6]
+}
+
+#[test]
+fn every_error_kind_is_counted_however_many_a_callsite_has() {
+    let _serial = serial();
+    let sink = MemorySink::new();
+    let pipeline = install(&sink);
+
+    on_threads(3, |t| {
+        for i in 0..600 {
+            // Thread 0 starts with the last kinds, so positions go to kinds in any order.
+            let n = if t == 0 { 5 - i % 6 } else { i };
+            assert!(many_kinds(n).is_err());
+        }
+    });
+
+    let snapshot = flushed_snapshot(&pipeline, &sink);
+    assert_eq!(count(&snapshot, name!("many_kinds"), Outcome::Error), 1_800);
+    assert_eq!(
+        kinds(&snapshot, name!("many_kinds")),
+        [
+            ("k0", 300),
+            ("k1", 300),
+            ("k2", 300),
+            ("k3", 300),
+            ("k4", 300),
+            ("k5", 300)
+        ]
+    );
+}

@@ -27,13 +27,16 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use rtrb::{Consumer, Producer, RingBuffer};
 
-use crate::callsite::Callsite;
+use crate::callsite::{Callsite, KIND_SLOTS};
 use crate::record::{Detail, KINDS, Outcome, Record};
 use crate::signal::SingleWriterCounter;
 
-/// Counter slots per callsite: one loss counter per outcome, then the `counter!` total.
-pub(crate) const SLOTS: usize = KINDS + 1;
+/// Counter slots per callsite: one loss counter per outcome, the `counter!` total, then one
+/// loss counter per error kind position (`Callsite::kind_slot`).
+pub(crate) const SLOTS: usize = KINDS + 1 + KIND_SLOTS;
 pub(crate) const COUNTER_SLOT: usize = KINDS;
+/// Slot of the losses of error kind position 1; position `k` is at `KIND_SLOT_BASE + k - 1`.
+pub(crate) const KIND_SLOT_BASE: usize = KINDS + 1;
 const CHUNK_CALLSITES: usize = 128;
 const CHUNKS: usize = 512; // 65,536 callsites
 
@@ -100,6 +103,16 @@ impl ThreadBuffer {
     pub(crate) fn add(&self, callsite: u32, slot: usize, n: u64) {
         if let Some(cell) = self.slot(callsite, slot) {
             cell.add(n);
+        }
+    }
+
+    /// Counts a record lost with `outcome` (and error kind position `kind`, 0 for none).
+    /// Called only by the owning thread.
+    #[inline]
+    fn lose(&self, callsite: u32, outcome: Outcome, kind: u8) {
+        self.add(callsite, outcome.index(), 1);
+        if kind > 0 {
+            self.add(callsite, KIND_SLOT_BASE + usize::from(kind) - 1, 1);
         }
     }
 
@@ -202,7 +215,7 @@ thread_local! {
 pub(crate) fn push(callsite: &'static Callsite, mut record: Record, detail: Option<Detail>) {
     let index = callsite.index();
     record.callsite = index;
-    let outcome = record.outcome;
+    let (outcome, kind) = (record.outcome, record.kind);
     let pushed = LOCAL.try_with(|local| {
         if record.correlation == 0 {
             record.correlation = local.correlation.get();
@@ -210,18 +223,18 @@ pub(crate) fn push(callsite: &'static Callsite, mut record: Record, detail: Opti
         let writer = local.writer();
         let Ok(mut producer) = writer.producer.try_borrow_mut() else {
             // Re-entered while pushing (a recording panic hook or allocator): count only.
-            writer.buffer.add(index, outcome.index(), 1);
+            writer.buffer.lose(index, outcome, kind);
             return;
         };
         let skip = SKIP.get();
         if skip > 0 {
             SKIP.set(skip - 1);
-            writer.buffer.add(index, outcome.index(), 1);
+            writer.buffer.lose(index, outcome, kind);
         } else if !try_push(&mut producer, record, detail) {
             // Full: each further push would reload the drain's head index (a cache line the
             // drain keeps writing), so the next records are counted without trying the ring.
             SKIP.set(OVERFLOW_SKIP);
-            writer.buffer.add(index, outcome.index(), 1);
+            writer.buffer.lose(index, outcome, kind);
         }
         // Every 512 records, ask for an early drain if the ring is over half full. Waking is
         // only a latency optimisation (the drain also runs every interval and on flush), so it
@@ -234,7 +247,16 @@ pub(crate) fn push(callsite: &'static Callsite, mut record: Record, detail: Opti
         }
     });
     if pushed.is_err() {
-        callsite.orphaned[outcome.index()].fetch_add(1, Ordering::Relaxed);
+        orphan(callsite, outcome, kind);
+    }
+}
+
+/// Counts a record lost because its thread is tearing down its thread-locals.
+#[cold]
+fn orphan(callsite: &'static Callsite, outcome: Outcome, kind: u8) {
+    callsite.orphaned[outcome.index()].fetch_add(1, Ordering::Relaxed);
+    if kind > 0 {
+        callsite.orphaned[KIND_SLOT_BASE + usize::from(kind) - 1].fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -249,14 +271,14 @@ pub(crate) fn shedding() -> bool {
 /// Counts a call that was not timed because its thread was shedding when it started: a dropped
 /// record, exactly as if its push had found the ring full.
 #[inline]
-pub(crate) fn count_untimed(callsite: &'static Callsite, outcome: Outcome) {
+pub(crate) fn count_untimed(callsite: &'static Callsite, outcome: Outcome, kind: u8) {
     let index = callsite.index();
     let counted = LOCAL.try_with(|local| {
         SKIP.set(SKIP.get().saturating_sub(1));
-        local.writer().buffer.add(index, outcome.index(), 1);
+        local.writer().buffer.lose(index, outcome, kind);
     });
     if counted.is_err() {
-        callsite.orphaned[outcome.index()].fetch_add(1, Ordering::Relaxed);
+        orphan(callsite, outcome, kind);
     }
 }
 

@@ -3,8 +3,8 @@
 //! A callsite is registered lazily on its first recorded call: one relaxed load of its id after
 //! that. Registration assigns a dense index so the drain can aggregate by array lookup.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 /// What a callsite measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -263,7 +263,14 @@ pub struct Callsite {
     pub(crate) gauge: Mutex<GaugeCell>,
     /// Records lost because their thread was tearing down its thread-locals, per record kind.
     pub(crate) orphaned: [AtomicU64; crate::buffer::SLOTS],
+    /// The first error kinds this callsite returned, in order of first sight. A record names
+    /// one by its position (one byte instead of a string on the side), and a dropped record's
+    /// kind is still counted by it.
+    pub(crate) kinds: [OnceLock<&'static str>; KIND_SLOTS],
 }
+
+/// Error kinds per callsite that records name by position.
+pub(crate) const KIND_SLOTS: usize = 4;
 
 /// A gauge value, the pipeline state word it was set under, and a process-wide sequence number
 /// that orders sets across callsites.
@@ -289,7 +296,32 @@ impl Callsite {
                 value: 0.0,
             }),
             orphaned: [const { AtomicU64::new(0) }; crate::buffer::SLOTS],
+            kinds: [const { OnceLock::new() }; KIND_SLOTS],
         }
+    }
+
+    /// The position + 1 of `kind` among this callsite's error kinds, taking a free position
+    /// for a new kind; 0 once all positions hold other kinds. Lock-free once a kind is known.
+    #[inline]
+    pub(crate) fn kind_slot(&self, kind: &'static str) -> u8 {
+        for (i, cell) in self.kinds.iter().enumerate() {
+            let known = match cell.get() {
+                Some(known) => *known,
+                None => *cell.get_or_init(|| kind),
+            };
+            if std::ptr::eq(known, kind) || known == kind {
+                return i as u8 + 1;
+            }
+        }
+        0
+    }
+
+    /// The error kind at `slot` (as returned by `kind_slot`).
+    pub(crate) fn kind_at(&self, slot: u8) -> Option<&'static str> {
+        self.kinds
+            .get(usize::from(slot).checked_sub(1)?)?
+            .get()
+            .copied()
     }
 
     /// The callsite's static description.

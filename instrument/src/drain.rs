@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::audit::AuditEntry;
-use crate::buffer::{self, COUNTER_SLOT, SLOTS, ThreadBuffer};
+use crate::buffer::{self, COUNTER_SLOT, KIND_SLOT_BASE, SLOTS, ThreadBuffer};
 use crate::callsite::{self, Callsite, CallsiteKind, GaugeCell};
 use crate::clock::Timebase;
 use crate::config::Config;
@@ -125,12 +125,30 @@ impl CallsiteAgg {
         }
     }
 
+    /// Adds `n` errors of `kind` to this window.
+    fn count_kind(&mut self, kind: &'static str, n: u64) {
+        match self
+            .kinds
+            .iter_mut()
+            .find(|(k, _, _)| std::ptr::eq(*k, kind) || *k == kind)
+        {
+            Some(entry) => entry.1 += n,
+            None => self.kinds.push((kind, n, 0)),
+        }
+    }
+
     fn add_drops(&mut self, slot: usize, n: u64) {
         if n == 0 {
             return;
         }
         self.touched = true;
-        if slot == COUNTER_SLOT {
+        if slot >= KIND_SLOT_BASE {
+            // Dropped errors of a known kind; their count is in the `error` slot too.
+            let position = (slot - KIND_SLOT_BASE + 1) as u8;
+            if let Some(kind) = self.callsite.kind_at(position) {
+                self.count_kind(kind, n);
+            }
+        } else if slot == COUNTER_SLOT {
             self.counter_window += n;
             self.counter_total += n;
         } else {
@@ -339,19 +357,13 @@ impl Drain {
         }
         self.metrics.events_recorded += 1;
         let Detail { error_kind, fields } = detail.unwrap_or_default();
+        let error_kind = error_kind.or_else(|| self.aggs[index].callsite.kind_at(record.kind));
         let nanos = self.timebase.nanos(record.duration);
         let agg = &mut self.aggs[index];
         agg.touched = true;
         agg.outcomes[record.outcome.index()].window.record(nanos);
         if let Some(kind) = error_kind {
-            match agg
-                .kinds
-                .iter_mut()
-                .find(|(k, _, _)| std::ptr::eq(*k, kind) || *k == kind)
-            {
-                Some(entry) => entry.1 += 1,
-                None => agg.kinds.push((kind, 1, 0)),
-            }
+            agg.count_kind(kind, 1);
         }
         if !self.wants.events {
             return;

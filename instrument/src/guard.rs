@@ -102,7 +102,7 @@ impl Guard {
             return;
         }
         if self.start == UNTIMED {
-            self.shed(outcome);
+            self.shed(outcome, error_kind);
             return;
         }
         let end = clock::now(mode);
@@ -111,11 +111,12 @@ impl Guard {
 
     /// Counts a call that started while its thread was shedding. Out of line, like `record`.
     #[inline(never)]
-    fn shed(&mut self, outcome: Outcome) {
+    fn shed(&mut self, outcome: Outcome, error_kind: Option<&'static str>) {
         // Arguments formatted just before the thread started shedding (by a `Display` impl that
         // itself recorded) are not kept: `ok`/`err` skip the guard's drop glue.
         drop(self.fields.take());
-        crate::buffer::count_untimed(self.callsite, outcome);
+        let kind = error_kind.map_or(0, |kind| self.callsite.kind_slot(kind));
+        crate::buffer::count_untimed(self.callsite, outcome, kind);
     }
 
     /// Out of line on purpose: inlined, it bloats every instrumented function's prologue, which
@@ -135,6 +136,10 @@ impl Guard {
                 self.correlation,
             );
         }
+        // A callsite's first few error kinds travel as a position in the record; others, and
+        // captured arguments, as a detail.
+        let kind = error_kind.map_or(0, |kind| self.callsite.kind_slot(kind));
+        let detail_kind = if kind == 0 { error_kind } else { None };
         crate::buffer::push(
             self.callsite,
             Record {
@@ -145,8 +150,9 @@ impl Guard {
                 outcome,
                 generation: (self.state >> 8) as u8,
                 detailed: false,
+                kind,
             },
-            Detail::of(error_kind, fields),
+            Detail::of(detail_kind, fields),
         );
     }
 }

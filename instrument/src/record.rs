@@ -70,6 +70,9 @@ pub(crate) struct Record {
     pub(crate) generation: u8,
     /// Whether this record's [`Detail`] was pushed onto the thread's detail ring just before it.
     pub(crate) detailed: bool,
+    /// The error kind's position among its callsite's kinds (`Callsite::kind_slot`); 0 for no
+    /// kind, or a kind carried by the detail instead.
+    pub(crate) kind: u8,
 }
 
 const _: () = assert!(std::mem::size_of::<Record>() == 32);

@@ -314,7 +314,9 @@ pub struct Stats {
 pub struct ErrorKindCount {
     /// The error kind.
     pub kind: &'static str,
-    /// Errors of this kind in the window (timed ones; dropped records carry no kind).
+    /// Errors of this kind in the window. Exact for a callsite's first four kinds (in order of
+    /// first occurrence), whose dropped records are counted per kind too; for further kinds,
+    /// only the timed errors are counted.
     pub window: u64,
     /// Errors of this kind since install.
     pub total: u64,
