@@ -640,11 +640,15 @@ impl Drain {
                 continue;
             }
             let must_keep = closing || (sink.interests.audit && !batch.audit.is_empty());
-            if !sink.held.is_empty() && must_keep {
-                sink.held.push_back(Arc::clone(batch));
-                continue;
-            }
-            match sink.tx.try_send(SinkMsg::Batch(Arc::clone(batch))) {
+            // Batches reach a sink in the order they were made: while some are held, a new
+            // batch queues behind them, or is dropped like any batch meeting a full channel
+            // (the worker may have made room since `send_held`, but not for this one).
+            let sent = if sink.held.is_empty() {
+                sink.tx.try_send(SinkMsg::Batch(Arc::clone(batch)))
+            } else {
+                Err(TrySendError::Full(SinkMsg::Batch(Arc::clone(batch))))
+            };
+            match sent {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) if must_keep => {
                     sink.held.push_back(Arc::clone(batch));
