@@ -13,24 +13,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use instrument::{
-    CallsiteKind, CorrelationId, Event, FutureExt, Outcome, PipelineGuard, instrument_performance,
-};
+use instrument::{CallsiteKind, CorrelationId, Event, FutureExt, Outcome, instrument_performance};
 use instrument_sinks::MemorySink;
 use tokio::sync::{Mutex, oneshot};
 use tokio::time::{sleep, timeout};
 
 mod support;
-use support::{count, events_of, flushed_snapshot, name};
+use support::{count, events_of, flushed_snapshot, install_counter_clock as install, name};
 
 static LOCK: Mutex<()> = Mutex::const_new(());
-
-fn install(sink: &MemorySink) -> PipelineGuard {
-    instrument::builder()
-        .sink(sink.clone())
-        .install()
-        .expect("no other pipeline is installed")
-}
 
 #[derive(Debug, instrument::ErrorKind, thiserror::Error)]
 enum FetchError {

@@ -11,22 +11,15 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use instrument::{CallsiteKind, Outcome, PipelineGuard, instrument_performance};
+use instrument::{CallsiteKind, Outcome, instrument_performance};
 use instrument_sinks::MemorySink;
 use tokio::sync::Mutex;
 use tokio::time::{sleep, timeout};
 
 mod support;
-use support::{count, events_of, flushed_snapshot, name};
+use support::{count, events_of, flushed_snapshot, install_counter_clock as install, name};
 
 static LOCK: Mutex<()> = Mutex::const_new(());
-
-fn install(sink: &MemorySink) -> PipelineGuard {
-    instrument::builder()
-        .sink(sink.clone())
-        .install()
-        .expect("no other pipeline is installed")
-}
 
 #[derive(Debug, instrument::ErrorKind)]
 enum Lookup {

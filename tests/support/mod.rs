@@ -25,6 +25,15 @@ pub fn install(sink: &MemorySink) -> PipelineGuard {
         .expect("no other pipeline is installed")
 }
 
+/// A pipeline on the default (counter) clock delivering to `sink`: for async tests, whose tasks
+/// move between threads while the mock clock is per thread.
+pub fn install_counter_clock(sink: &MemorySink) -> PipelineGuard {
+    instrument::builder()
+        .sink(sink.clone())
+        .install()
+        .expect("no other pipeline is installed")
+}
+
 /// Flushes and returns the snapshot the flush delivered.
 pub fn flushed_snapshot(pipeline: &PipelineGuard, sink: &MemorySink) -> Arc<Snapshot> {
     pipeline.flush().expect("flush");
