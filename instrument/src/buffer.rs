@@ -2,12 +2,13 @@
 //!
 //! Each recording thread owns one [`ThreadBuffer`]: a bounded lock-free single-producer ring of
 //! 32-byte records (`rtrb`), a second ring of the same capacity for the [`Detail`]s that only
-//! some calls carry (error kinds, captured arguments), plus a table of per-callsite counters.
-//! A detailed call pushes its detail first and its record second, so the drain, reading a
-//! record marked `detailed`, finds its detail at the head of the detail ring. The producer end lives in the
-//! thread-local; the consumer end is registered in a global list the first time the thread
-//! records, so the drain reaches every thread's records, including threads that are blocked,
-//! idle, or have exited since (an exited thread's ring stays readable until it is empty).
+//! some calls carry (captured arguments, error kinds past a callsite's fourth), plus a table of
+//! per-callsite counters. A detailed call pushes its detail first and its record second, so the
+//! drain, reading a record marked `detailed`, finds its detail at the head of the detail ring.
+//! The producer ends live in the thread-local; the consumer ends are registered in a global list
+//! the first time the thread records, so the drain reaches every thread's records, including
+//! threads that are blocked, idle, or have exited since (an exited thread's rings stay readable
+//! until they are empty).
 //!
 //! A single-producer ring rather than a multi-producer queue: a push is a slot write and a
 //! release store of the tail, with no locked instruction. A locked compare-and-swap would drain
