@@ -12,6 +12,7 @@
 //! | `tracing_instrument_no_subscriber` | the workload under `#[tracing::instrument]`, no subscriber |
 //! | `instrument_performance` | annotated, pipeline installed with `NullSink`, drain thread running |
 //! | `instrument_performance_err` | as above, the call returns `Err` |
+//! | `instrument_performance_capture` | as `instrument_performance`, with `capture(x)` |
 //! | `tracing_instrument_fmt` | `#[tracing::instrument]` (argument recorded as a field) with a `fmt` subscriber writing to `io::sink` |
 //! | `tracing_instrument_fmt_no_fields` | as above with `skip_all`: no fields |
 //! | `tracing_instrument_fmt_close` | as `tracing_instrument_fmt`, plus `FmtSpan::CLOSE`: a line with the duration per call |
@@ -42,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 
-use shared::{Drops, instrumented, instrumented_err, run_on_threads, work};
+use shared::{Drops, instrumented, instrumented_capture, instrumented_err, run_on_threads, work};
 
 /// The workload under `tracing`'s attribute as written by default: the argument becomes a field.
 #[tracing::instrument]
@@ -131,6 +132,10 @@ fn overhead(c: &mut Criterion) {
         b.iter(|| instrumented_err(black_box(7)));
     });
     drops.report("overhead/instrument_performance_err", &pipeline);
+    group.bench_function("instrument_performance_capture", |b| {
+        b.iter(|| instrumented_capture(black_box(7)));
+    });
+    drops.report("overhead/instrument_performance_capture", &pipeline);
     pipeline.shutdown().expect("shutdown");
 
     let fmt = || tracing_subscriber::fmt().with_writer(std::io::sink);

@@ -27,6 +27,13 @@ pub(crate) fn instrumented(x: u64) -> u64 {
     black_box(x).wrapping_mul(3)
 }
 
+/// The same workload with its argument captured (`x=7` attached to the call's event).
+#[instrument_performance(capture(x))]
+#[inline(never)]
+pub(crate) fn instrumented_capture(x: u64) -> u64 {
+    black_box(x).wrapping_mul(3)
+}
+
 /// The error an instrumented call returns in the error-path benches.
 #[derive(Debug)]
 pub(crate) struct BenchError;

@@ -577,7 +577,7 @@ fn format_fields(krate: &TokenStream, fields: &[Field]) -> Option<TokenStream> {
         .collect::<Vec<_>>()
         .join(" ");
     let idents = fields.iter().map(|field| &field.ident);
-    Some(quote!(#krate::__private::format!(#format, #(#idents),*)))
+    Some(quote!(#krate::__private::Fields::format(::core::format_args!(#format, #(#idents),*))))
 }
 
 // Input:  -> R
@@ -856,10 +856,8 @@ mod tests {
             &out,
             &quote!(
                 let __instrument_fields = if ::instrument::__private::wants_fields(__instrument_state) {
-                    ::core::option::Option::Some(::instrument::__private::format!(
-                        "a={:?} b={}",
-                        a,
-                        b
+                    ::core::option::Option::Some(::instrument::__private::Fields::format(
+                        ::core::format_args!("a={:?} b={}", a, b)
                     ))
                 } else {
                     ::core::option::Option::None

@@ -1,7 +1,7 @@
 //! Per-thread buffers: where the hot path writes, and where the drain reads.
 //!
 //! Each recording thread owns one [`ThreadBuffer`]: a bounded lock-free single-producer ring of
-//! 32-byte records (`rtrb`), a second ring of the same capacity for the [`Detail`]s that only
+//! 32-byte records (`rtrb`), a second ring of half the capacity for the [`Detail`]s that only
 //! some calls carry (captured arguments, error kinds past a callsite's fourth), plus a table of
 //! per-callsite counters. A detailed call pushes its detail first and its record second, so the
 //! drain, reading a record marked `detailed`, finds its detail at the head of the detail ring.
@@ -130,10 +130,17 @@ impl ThreadBuffer {
     /// Bytes this buffer holds (queue slots plus allocated counter chunks).
     pub(crate) fn memory_bytes(&self) -> usize {
         let chunks = self.counters.iter().filter(|c| c.get().is_some()).count();
-        self.capacity * (std::mem::size_of::<Record>() + std::mem::size_of::<Detail>())
+        self.capacity * std::mem::size_of::<Record>()
+            + detail_capacity(self.capacity) * std::mem::size_of::<Detail>()
             + chunks * CHUNK_CALLSITES * SLOTS * 8
             + CHUNKS * std::mem::size_of::<OnceLock<Chunk>>()
     }
+}
+
+/// Slots of a thread's detail ring: half its record ring. A detail is two records' size (it
+/// holds up to 46 bytes of captured arguments in place), and only some calls have one.
+fn detail_capacity(capacity: usize) -> usize {
+    (capacity / 2).max(1)
 }
 
 /// Records counted straight into the loss table after a push finds the ring full.
@@ -183,7 +190,7 @@ fn register_thread() -> Writer {
     let id = NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed);
     let capacity = (QUEUE_CAPACITY.load(Ordering::Relaxed) as usize).max(1);
     let (records, record_consumer) = RingBuffer::new(capacity);
-    let (details, detail_consumer) = RingBuffer::new(capacity);
+    let (details, detail_consumer) = RingBuffer::new(detail_capacity(capacity));
     let rings = Rings {
         records: record_consumer,
         details: detail_consumer,
@@ -243,7 +250,10 @@ pub(crate) fn push(callsite: &'static Callsite, mut record: Record, detail: Opti
         // thread's cost.
         let records = local.records.get().wrapping_add(1);
         local.records.set(records);
-        if records % 512 == 0 && producer.records.slots() * 2 < writer.buffer.capacity {
+        if records % 512 == 0
+            && (producer.records.slots() * 2 < writer.buffer.capacity
+                || producer.details.slots() * 2 < detail_capacity(writer.buffer.capacity))
+        {
             crate::pipeline::wake();
         }
     });

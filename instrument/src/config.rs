@@ -35,8 +35,8 @@ pub struct Config {
     /// Length of an aggregation window (default 1 s).
     pub window: Duration,
     /// Records per thread queue (default 8192), for threads that start recording after
-    /// install: 256 KiB of 32-byte records plus 256 KiB for the error kinds and captured
-    /// arguments some calls carry. A ring that fits in the drain's core cache makes every
+    /// install: 256 KiB of 32-byte records plus 256 KiB (half as many 64-byte slots) for the
+    /// captured arguments and rarer error kinds some calls carry. A ring that fits in the drain's core cache makes every
     /// wraparound steal lines back from it; 8192 measured cheaper per call than 4096 (see
     /// docs/performance.md).
     pub queue_capacity: usize,

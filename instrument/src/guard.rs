@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 
 use crate::callsite::{Callsite, CallsiteKind};
 use crate::clock::{self, MODE_OFF};
+use crate::fields::Fields;
 use crate::record::{Detail, Outcome, Record};
 
 /// An in-flight timed call. Created by `#[instrument_performance]` and [`timer!`](crate::timer).
@@ -23,7 +24,7 @@ pub struct Guard {
     state: u32,
     /// For `async fn`: the correlation id current when the call started (0: read at the end).
     correlation: u64,
-    fields: Option<Box<str>>,
+    fields: Fields,
     finished: bool,
 }
 
@@ -60,7 +61,7 @@ impl Guard {
             start,
             state,
             correlation,
-            fields: None,
+            fields: Fields::default(),
             finished: false,
         }
     }
@@ -73,8 +74,8 @@ impl Guard {
     }
 
     /// Attaches formatted argument values to this call's event.
-    pub fn set_fields(&mut self, fields: String) {
-        self.fields = Some(fields.into_boxed_str());
+    pub fn set_fields(&mut self, fields: Fields) {
+        self.fields = fields;
     }
 
     /// The call returned normally.
@@ -98,7 +99,7 @@ impl Guard {
         let mode = self.state & 0xff;
         if mode == MODE_OFF {
             // `wants_fields` is false when off, so there is nothing to free.
-            debug_assert!(self.fields.is_none());
+            debug_assert!(self.fields.is_empty());
             return;
         }
         if self.start == UNTIMED {
@@ -114,7 +115,7 @@ impl Guard {
     fn shed(&mut self, outcome: Outcome, error_kind: Option<&'static str>) {
         // Arguments formatted just before the thread started shedding (by a `Display` impl that
         // itself recorded) are not kept: `ok`/`err` skip the guard's drop glue.
-        drop(self.fields.take());
+        drop(std::mem::take(&mut self.fields));
         let kind = error_kind.map_or(0, |kind| self.callsite.kind_slot(kind));
         crate::buffer::count_untimed(self.callsite, outcome, kind);
     }
@@ -124,7 +125,13 @@ impl Guard {
     #[inline(never)]
     fn record(&mut self, end: u64, outcome: Outcome, error_kind: Option<&'static str>) {
         let duration = end.saturating_sub(self.start);
-        let fields = self.fields.take();
+        // Read the tag before moving the whole value: the guard was written a byte at a time
+        // moments ago, and a wide load of those bytes would wait for the stores to retire.
+        let fields = if self.fields.is_empty() {
+            Fields::default()
+        } else {
+            std::mem::take(&mut self.fields)
+        };
         if self.callsite.metadata().is_audited() {
             crate::audit::from_call(
                 self.callsite,
@@ -132,7 +139,7 @@ impl Guard {
                 duration,
                 outcome,
                 error_kind,
-                fields.as_deref(),
+                fields.as_str(),
                 self.correlation,
             );
         }
@@ -195,7 +202,7 @@ impl Timer {
             start: UNTIMED,
             state: 0,
             correlation: 0,
-            fields: None,
+            fields: Fields::default(),
             finished: false,
         })
     }

@@ -87,6 +87,7 @@ mod config;
 mod correlation;
 mod drain;
 mod error;
+mod fields;
 mod guard;
 pub mod histogram;
 mod pipeline;
@@ -131,10 +132,10 @@ pub mod testing {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::callsite::{Callsite, CallsiteKind, Metadata};
+    pub use crate::fields::Fields;
     pub use crate::guard::Guard;
     pub use crate::guard::classify::{KindViaTrait, KindViaTypeName, NoError, ViaAny, ViaResult};
     pub use crate::pipeline::{counter_add, gauge_set};
-    pub use std::format;
 
     /// The pipeline state word (one relaxed load), for expansions that branch on it.
     #[inline(always)]

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::fields::Fields;
+
 /// How a call ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
@@ -81,13 +83,13 @@ const _: () = assert!(std::mem::size_of::<Record>() == 32);
 #[derive(Debug, Default)]
 pub(crate) struct Detail {
     pub(crate) error_kind: Option<&'static str>,
-    pub(crate) fields: Option<Box<str>>,
+    pub(crate) fields: Fields,
 }
 
 impl Detail {
     /// The detail of a call, or `None` when it carries nothing beyond its record.
     #[inline]
-    pub(crate) fn of(error_kind: Option<&'static str>, fields: Option<Box<str>>) -> Option<Detail> {
-        (error_kind.is_some() || fields.is_some()).then_some(Detail { error_kind, fields })
+    pub(crate) fn of(error_kind: Option<&'static str>, fields: Fields) -> Option<Detail> {
+        (error_kind.is_some() || !fields.is_empty()).then_some(Detail { error_kind, fields })
     }
 }
