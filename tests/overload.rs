@@ -320,6 +320,45 @@ fn calls_started_while_a_thread_sheds_are_counted_without_being_timed_or_formatt
 }
 
 #[test]
+fn a_filling_detail_ring_wakes_the_drain() {
+    const CALLS: u64 = 100_000;
+    const CAPACITY: usize = 1024;
+    let _serial = serial();
+    let memory = MemorySink::new();
+    // The drain runs only when woken: by a ring passing half full, or by the flush.
+    let pipeline = instrument::builder()
+        .clock(ClockSource::Mock)
+        .queue_capacity(CAPACITY)
+        .drain_interval(HOUR)
+        .window(HOUR)
+        .sink(memory.clone())
+        .install()
+        .expect("no other pipeline is installed");
+
+    // Every call carries captured arguments, so the detail ring (half the record ring's slots)
+    // fills first; if only the record ring could wake the drain, it would never run, and all
+    // but the first ring-full of calls would be dropped.
+    on_threads(1, |_| {
+        for _ in 0..CALLS {
+            probed(&Probe);
+        }
+    });
+    pipeline.flush().expect("flush");
+
+    let total = memory
+        .last_snapshot()
+        .expect("a snapshot")
+        .call(name!("probed"), Outcome::Ok)
+        .unwrap()
+        .total;
+    assert_eq!(total.count, CALLS, "{total:?}");
+    assert!(
+        total.timed >= 5 * CAPACITY as u64,
+        "the drain ran while the thread recorded: {total:?}"
+    );
+}
+
+#[test]
 fn the_queue_capacity_applies_to_threads_that_start_recording_after_install() {
     let _serial = serial();
     let build = |capacity, sink: &MemorySink| {
