@@ -12,40 +12,30 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use instrument::{
-    AuditEntry, Batch, ClockSource, Interests, Outcome, Sink, SinkError, Snapshot,
-    instrument_performance,
-};
+use instrument::{AuditEntry, ClockSource, Interests, Outcome, Snapshot, instrument_performance};
 use instrument_sinks::MemorySink;
 
 mod support;
-use support::{events_of, name, on_threads, serial, status};
+use support::{Hooked, events_of, name, on_threads, serial, status};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-/// A sink that takes `delay` to write each batch into a `MemorySink`.
-struct Slow {
-    inner: MemorySink,
-    delay: Duration,
+/// A mock-clock pipeline whose thread queues hold `capacity` records and whose drain runs only
+/// when a queue passes half full or on `flush` (its interval and window are an hour).
+fn woken_only(capacity: usize) -> instrument::Builder {
+    instrument::builder()
+        .clock(ClockSource::Mock)
+        .queue_capacity(capacity)
+        .drain_interval(HOUR)
+        .window(HOUR)
 }
 
-impl Sink for Slow {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn interests(&self) -> Interests {
-        self.inner.interests()
-    }
-    fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        thread::sleep(self.delay);
-        self.inner.write(batch)
-    }
-    fn flush(&mut self) -> Result<(), SinkError> {
-        self.inner.flush()
-    }
-    fn shutdown(&mut self) -> Result<(), SinkError> {
-        self.inner.shutdown()
-    }
+/// A sink that takes `delay` to write each batch into `inner`.
+fn slow_writes(inner: MemorySink, delay: Duration) -> Hooked {
+    Hooked::new(inner).before_write(move || {
+        thread::sleep(delay);
+        Ok(())
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,17 +74,10 @@ fn full_queues_drop_durations_but_every_call_is_counted() {
     let _serial = serial();
     let memory = MemorySink::new();
     let slow = MemorySink::new().named("slow");
-    let pipeline = instrument::builder()
-        .clock(ClockSource::Mock)
-        .queue_capacity(8)
-        .drain_interval(HOUR)
-        .window(HOUR)
+    let pipeline = woken_only(8)
         .sink_backlog(4096)
         .sink(memory.clone())
-        .sink(Slow {
-            inner: slow.clone(),
-            delay: Duration::from_millis(1),
-        })
+        .sink(slow_writes(slow.clone(), Duration::from_millis(1)))
         .install()
         .expect("no other pipeline is installed");
 
@@ -283,11 +266,7 @@ fn calls_started_while_a_thread_sheds_are_counted_without_being_timed_or_formatt
     const CALLS: u64 = 10_000;
     let _serial = serial();
     let memory = MemorySink::new();
-    let pipeline = instrument::builder()
-        .clock(ClockSource::Mock)
-        .queue_capacity(8)
-        .drain_interval(HOUR)
-        .window(HOUR)
+    let pipeline = woken_only(8)
         .sink(memory.clone())
         .install()
         .expect("no other pipeline is installed");
@@ -325,12 +304,7 @@ fn a_filling_detail_ring_wakes_the_drain() {
     const CAPACITY: usize = 1024;
     let _serial = serial();
     let memory = MemorySink::new();
-    // The drain runs only when woken: by a ring passing half full, or by the flush.
-    let pipeline = instrument::builder()
-        .clock(ClockSource::Mock)
-        .queue_capacity(CAPACITY)
-        .drain_interval(HOUR)
-        .window(HOUR)
+    let pipeline = woken_only(CAPACITY)
         .sink(memory.clone())
         .install()
         .expect("no other pipeline is installed");
@@ -362,11 +336,7 @@ fn a_filling_detail_ring_wakes_the_drain() {
 fn the_queue_capacity_applies_to_threads_that_start_recording_after_install() {
     let _serial = serial();
     let build = |capacity, sink: &MemorySink| {
-        instrument::builder()
-            .clock(ClockSource::Mock)
-            .queue_capacity(capacity)
-            .drain_interval(HOUR)
-            .window(HOUR)
+        woken_only(capacity)
             .sink(sink.clone())
             .install()
             .expect("install")
@@ -448,18 +418,11 @@ fn audit_entries_all_arrive_under_load() {
             snapshots: false,
             audit: true,
         });
-    let pipeline = instrument::builder()
-        .clock(ClockSource::Mock)
-        .queue_capacity(8)
+    let pipeline = woken_only(8)
         .audit_capacity(2)
         .sink_backlog(2)
-        .drain_interval(HOUR)
-        .window(HOUR)
         .sink(memory.clone())
-        .sink(Slow {
-            inner: slow.clone(),
-            delay: Duration::from_millis(1),
-        })
+        .sink(slow_writes(slow.clone(), Duration::from_millis(1)))
         .install()
         .expect("no other pipeline is installed");
 

@@ -2,8 +2,8 @@
 //! its trouble is counted in the self-metrics and named by `flush`, failed batches are retried,
 //! and audit entries are never given up.
 //!
-//! Synchronisation uses channels signalled from inside the sinks (`Gate`, `Notify`), never sleeps.
-//! A pipeline is process-wide: every test takes `LOCK` before it records anything. The
+//! Synchronisation uses channels signalled from inside the sinks (`gate`, `notifying`), never
+//! sleeps. A pipeline is process-wide: every test takes `LOCK` before it records anything. The
 //! panicking sink prints the usual panic message to stderr.
 
 use std::sync::{Arc, Mutex};
@@ -18,7 +18,7 @@ use instrument::{
 use instrument_sinks::MemorySink;
 
 mod support;
-use support::{name, serial, status};
+use support::{Hooked, name, serial, status};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -94,108 +94,43 @@ impl Sink for Panicking {
     }
 }
 
-/// Its first write signals `entered`, then blocks until the test drops the release sender;
-/// everything is stored in a `MemorySink`.
-struct Gate {
-    inner: MemorySink,
-    entered: Sender<()>,
-    release: Option<Receiver<()>>,
-}
-
-/// A gated sink, the receiver told when its first write starts, and the sender that releases it
-/// when dropped.
-fn gate(inner: MemorySink) -> (Gate, Receiver<()>, Sender<()>) {
+/// A sink storing into `inner` whose first write signals the returned receiver, then blocks
+/// until the test drops the returned sender.
+fn gate(inner: MemorySink) -> (Hooked, Receiver<()>, Sender<()>) {
     let (entered, has_entered) = crossbeam_channel::unbounded();
-    let (release, released) = crossbeam_channel::bounded(0);
-    let gate = Gate {
-        inner,
-        entered,
-        release: Some(released),
-    };
+    let (release, released) = crossbeam_channel::bounded::<()>(0);
+    let mut released = Some(released);
+    let gate = Hooked::new(inner).before_write(move || {
+        if let Some(release) = released.take() {
+            let _ = entered.send(());
+            let _ = release.recv();
+        }
+        Ok(())
+    });
     (gate, has_entered, release)
 }
 
-impl Sink for Gate {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn interests(&self) -> Interests {
-        self.inner.interests()
-    }
-    fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        if let Some(release) = self.release.take() {
-            let _ = self.entered.send(());
-            let _ = release.recv();
-        }
-        self.inner.write(batch)
-    }
-    fn flush(&mut self) -> Result<(), SinkError> {
-        self.inner.flush()
-    }
-    fn shutdown(&mut self) -> Result<(), SinkError> {
-        self.inner.shutdown()
-    }
+/// A sink storing into `inner` that tells the test about every batch it stores.
+fn notifying(inner: MemorySink, wrote: Sender<()>) -> Hooked {
+    Hooked::new(inner).after_write(move || {
+        let _ = wrote.send(());
+    })
 }
 
-/// Tells the test about every batch it stores.
-struct Notify {
-    inner: MemorySink,
-    wrote: Sender<()>,
-}
-
-impl Sink for Notify {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn interests(&self) -> Interests {
-        self.inner.interests()
-    }
-    fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        self.inner.write(batch)?;
-        let _ = self.wrote.send(());
-        Ok(())
-    }
-}
-
-/// Fails its first `failures` writes, then stores batches in a `MemorySink`.
-struct Flaky {
-    inner: MemorySink,
-    failures: u32,
-}
-
-impl Sink for Flaky {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn interests(&self) -> Interests {
-        self.inner.interests()
-    }
-    fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        if self.failures > 0 {
-            self.failures -= 1;
+/// A sink that fails its first `failures` writes, then stores batches into `inner`.
+fn flaky(inner: MemorySink, mut failures: u32) -> Hooked {
+    Hooked::new(inner).before_write(move || {
+        if failures > 0 {
+            failures -= 1;
             return Err(SinkError::new("flaky: not yet"));
         }
-        self.inner.write(batch)
-    }
+        Ok(())
+    })
 }
 
-/// A healthy sink whose flush takes `delay`.
-struct SlowFlush {
-    inner: MemorySink,
-    delay: Duration,
-}
-
-impl Sink for SlowFlush {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        self.inner.write(batch)
-    }
-    fn flush(&mut self) -> Result<(), SinkError> {
-        thread::sleep(self.delay);
-        self.inner.flush()
-    }
+/// A healthy sink storing into `inner` whose flush takes `delay`.
+fn slow_flush(inner: MemorySink, delay: Duration) -> Hooked {
+    Hooked::new(inner).before_flush(move || thread::sleep(delay))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -290,10 +225,7 @@ fn flush_names_only_the_stuck_sink_even_when_its_backlog_is_full() {
         .sink_backlog(1)
         .flush_timeout(Duration::from_millis(300))
         .sink(stuck)
-        .sink(SlowFlush {
-            inner: healthy.clone(),
-            delay: Duration::from_millis(50),
-        })
+        .sink(slow_flush(healthy.clone(), Duration::from_millis(50)))
         .install()
         .expect("no other pipeline is installed");
 
@@ -323,10 +255,7 @@ fn a_sink_that_recovers_gets_the_retried_batch() {
     let inner = MemorySink::new().named("flaky");
     let pipeline = builder()
         .max_retries(5)
-        .sink(Flaky {
-            inner: inner.clone(),
-            failures: 3,
-        })
+        .sink(flaky(inner.clone(), 3))
         .install()
         .expect("no other pipeline is installed");
 
@@ -361,10 +290,7 @@ fn event_batches_are_given_up_after_the_retries() {
     let inner = MemorySink::new().named("flaky");
     let pipeline = builder()
         .max_retries(1)
-        .sink(Flaky {
-            inner: inner.clone(),
-            failures: 2,
-        })
+        .sink(flaky(inner.clone(), 2))
         .install()
         .expect("no other pipeline is installed");
 
@@ -398,10 +324,7 @@ fn audit_batches_are_retried_beyond_the_retry_limit() {
     let inner = MemorySink::new().named("flaky");
     let pipeline = builder()
         .max_retries(1)
-        .sink(Flaky {
-            inner: inner.clone(),
-            failures: 4,
-        })
+        .sink(flaky(inner.clone(), 4))
         .install()
         .expect("no other pipeline is installed");
 
@@ -473,10 +396,10 @@ fn a_lagging_sink_still_receives_the_flush_snapshot() {
         .audit_capacity(1)
         .flush_timeout(Duration::from_secs(10))
         .sink(gated)
-        .sink(Notify {
-            inner: MemorySink::new().named("notify").with_interests(AUDIT_ONLY),
+        .sink(notifying(
+            MemorySink::new().named("notify").with_interests(AUDIT_ONLY),
             wrote,
-        })
+        ))
         .install()
         .expect("no other pipeline is installed");
 
@@ -534,10 +457,7 @@ fn audit_held_for_a_stuck_sink_survives_a_flush_timeout() {
         .audit_capacity(1)
         .flush_timeout(Duration::from_millis(200))
         .sink(gated)
-        .sink(Notify {
-            inner: notify.clone(),
-            wrote,
-        })
+        .sink(notifying(notify.clone(), wrote))
         .install()
         .expect("no other pipeline is installed");
 

@@ -6,7 +6,10 @@
 use std::sync::{Arc, Barrier, Mutex, MutexGuard, PoisonError};
 use std::thread;
 
-use instrument::{ClockSource, Event, Outcome, PipelineGuard, SinkStatus, Snapshot};
+use instrument::{
+    Batch, ClockSource, Event, Interests, Outcome, PipelineGuard, Sink, SinkError, SinkStatus,
+    Snapshot,
+};
 use instrument_sinks::MemorySink;
 
 static LOCK: Mutex<()> = Mutex::new(());
@@ -89,3 +92,65 @@ macro_rules! name {
     };
 }
 pub(crate) use name;
+
+/// A `MemorySink` with test behaviour around it: `before_write` runs before each batch is stored
+/// and may fail the write, `after_write` after each stored batch, `before_flush` before each
+/// flush. Name, interests, flush and shutdown are the inner sink's.
+pub struct Hooked {
+    inner: MemorySink,
+    before_write: Box<dyn FnMut() -> Result<(), SinkError> + Send>,
+    after_write: Box<dyn FnMut() + Send>,
+    before_flush: Box<dyn FnMut() + Send>,
+}
+
+impl Hooked {
+    /// `inner`, with no behaviour added yet.
+    pub fn new(inner: MemorySink) -> Self {
+        Hooked {
+            inner,
+            before_write: Box::new(|| Ok(())),
+            after_write: Box::new(|| {}),
+            before_flush: Box::new(|| {}),
+        }
+    }
+
+    pub fn before_write(
+        mut self,
+        hook: impl FnMut() -> Result<(), SinkError> + Send + 'static,
+    ) -> Self {
+        self.before_write = Box::new(hook);
+        self
+    }
+
+    pub fn after_write(mut self, hook: impl FnMut() + Send + 'static) -> Self {
+        self.after_write = Box::new(hook);
+        self
+    }
+
+    pub fn before_flush(mut self, hook: impl FnMut() + Send + 'static) -> Self {
+        self.before_flush = Box::new(hook);
+        self
+    }
+}
+
+impl Sink for Hooked {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn interests(&self) -> Interests {
+        self.inner.interests()
+    }
+    fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        (self.before_write)()?;
+        self.inner.write(batch)?;
+        (self.after_write)();
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), SinkError> {
+        (self.before_flush)();
+        self.inner.flush()
+    }
+    fn shutdown(&mut self) -> Result<(), SinkError> {
+        self.inner.shutdown()
+    }
+}
