@@ -376,23 +376,29 @@ fn instrumented_body(
     let result = local("__instrument_result");
     let mutability = (!fields.is_empty()).then(|| quote!(mut));
     let set_fields = set_fields(&krate, &guard, fields);
+    let classify = classify(args, &krate, &guard, &result);
     let stmts = &block.stmts;
+    // The statements of a future timed across its awaits: `body` runs in an inner `async` block
+    // so that `return` and `?` end the body, not the future.
+    let timed_future = |body: TokenStream| {
+        quote! {
+            let #mutability #guard = #krate::__private::Guard::enter(&__INSTRUMENT_CALLSITE);
+            #set_fields
+            let #result = async move { #body }.await;
+            #classify
+            #result
+        }
+    };
 
     let tokens = if let Some((box_pin, inner)) = boxed {
         // `#[async_trait]` has already turned `async fn` into a function returning
         // `Box::pin(async move { .. })`: time the future, as for an `async fn`. The inner block
         // pins its own output type, so no fake return is needed.
-        let classify = classify(args, &krate, &guard, &result);
         let inner_stmts = &inner.block.stmts;
+        let timed = timed_future(quote!(#(#inner_stmts)*));
         quote! {
             #callsite
-            #box_pin(async move {
-                let #mutability #guard = #krate::__private::Guard::enter(&__INSTRUMENT_CALLSITE);
-                #set_fields
-                let #result = async move { #(#inner_stmts)* }.await;
-                #classify
-                #result
-            })
+            #box_pin(async move { #timed })
         }
     } else if returns_never(&sig.output) {
         quote! {
@@ -403,15 +409,11 @@ fn instrumented_body(
         }
     } else {
         let fake_return = fake_return(&sig.output);
-        let classify = classify(args, &krate, &guard, &result);
         if sig.asyncness.is_some() {
+            let timed = timed_future(quote!(#fake_return #(#stmts)*));
             quote! {
                 #callsite
-                let #mutability #guard = #krate::__private::Guard::enter(&__INSTRUMENT_CALLSITE);
-                #set_fields
-                let #result = async move { #fake_return #(#stmts)* }.await;
-                #classify
-                #result
+                #timed
             }
         } else {
             // The closure goes through a function taking `FnOnce` rather than being bound or

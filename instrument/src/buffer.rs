@@ -38,6 +38,12 @@ pub(crate) const SLOTS: usize = KINDS + 1 + KIND_SLOTS;
 pub(crate) const COUNTER_SLOT: usize = KINDS;
 /// Slot of the losses of error kind position 1; position `k` is at `KIND_SLOT_BASE + k - 1`.
 pub(crate) const KIND_SLOT_BASE: usize = KINDS + 1;
+
+/// The loss slot of error kind position `kind` (`Callsite::kind_slot`); `None` for 0, no kind.
+#[inline]
+fn kind_loss_slot(kind: u8) -> Option<usize> {
+    usize::from(kind).checked_sub(1).map(|i| KIND_SLOT_BASE + i)
+}
 const CHUNK_CALLSITES: usize = 128;
 const CHUNKS: usize = 512; // 65,536 callsites
 
@@ -112,8 +118,8 @@ impl ThreadBuffer {
     #[inline]
     fn lose(&self, callsite: u32, outcome: Outcome, kind: u8) {
         self.add(callsite, outcome.index(), 1);
-        if kind > 0 {
-            self.add(callsite, KIND_SLOT_BASE + usize::from(kind) - 1, 1);
+        if let Some(slot) = kind_loss_slot(kind) {
+            self.add(callsite, slot, 1);
         }
     }
 
@@ -266,8 +272,8 @@ pub(crate) fn push(callsite: &'static Callsite, mut record: Record, detail: Opti
 #[cold]
 fn orphan(callsite: &'static Callsite, outcome: Outcome, kind: u8) {
     callsite.orphaned[outcome.index()].fetch_add(1, Ordering::Relaxed);
-    if kind > 0 {
-        callsite.orphaned[KIND_SLOT_BASE + usize::from(kind) - 1].fetch_add(1, Ordering::Relaxed);
+    if let Some(slot) = kind_loss_slot(kind) {
+        callsite.orphaned[slot].fetch_add(1, Ordering::Relaxed);
     }
 }
 

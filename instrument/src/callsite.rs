@@ -272,6 +272,13 @@ pub struct Callsite {
 /// Error kinds per callsite that records name by position.
 pub(crate) const KIND_SLOTS: usize = 4;
 
+/// Whether two error kinds are the same. Kinds are `&'static str`s, usually the very same
+/// string each time, so the pointers are compared before the text.
+#[inline]
+pub(crate) fn same_kind(a: &str, b: &str) -> bool {
+    std::ptr::eq(a, b) || a == b
+}
+
 /// A gauge value, the pipeline state word it was set under, and a process-wide sequence number
 /// that orders sets across callsites.
 #[derive(Clone, Copy, Debug)]
@@ -309,7 +316,7 @@ impl Callsite {
                 Some(known) => *known,
                 None => *cell.get_or_init(|| kind),
             };
-            if std::ptr::eq(known, kind) || known == kind {
+            if same_kind(known, kind) {
                 return i as u8 + 1;
             }
         }

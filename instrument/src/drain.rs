@@ -130,7 +130,7 @@ impl CallsiteAgg {
         match self
             .kinds
             .iter_mut()
-            .find(|(k, _, _)| std::ptr::eq(*k, kind) || *k == kind)
+            .find(|(k, _, _)| callsite::same_kind(k, kind))
         {
             Some(entry) => entry.1 += n,
             None => self.kinds.push((kind, n, 0)),
