@@ -458,7 +458,7 @@ fn audited_calls_and_manual_entries_arrive_in_order() {
         .output("b.rs")
         .actor("etl")
         .field("bytes", &42);
-    instrument::audit(manual.clone()).unwrap();
+    let sequence = instrument::audit(manual.clone()).unwrap();
     audited("first", false).unwrap();
     let id = CorrelationId::new();
     instrument::with_correlation(id, || audited("second", true)).unwrap_err();
@@ -466,7 +466,13 @@ fn audited_calls_and_manual_entries_arrive_in_order() {
 
     let entries = sink.audit();
     assert_eq!(entries.len(), 3, "{entries:#?}");
-    assert_eq!(entries[0], manual);
+    let mut expected = manual;
+    expected.sequence = sequence;
+    assert_eq!(entries[0], expected);
+    assert!(
+        entries.windows(2).all(|w| w[0].sequence < w[1].sequence),
+        "sequence numbers follow the order of the entries: {entries:#?}"
+    );
 
     let first = &entries[1];
     assert_eq!(first.operation, name!("audited"));

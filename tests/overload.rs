@@ -413,11 +413,7 @@ fn audit_entries_all_arrive_under_load() {
     let memory = MemorySink::new();
     let slow = MemorySink::new()
         .named("slow-audit")
-        .with_interests(Interests {
-            events: false,
-            snapshots: false,
-            audit: true,
-        });
+        .with_interests(Interests::NONE.with_audit(true));
     let pipeline = woken_only(8)
         .audit_capacity(2)
         .sink_backlog(2)

@@ -23,7 +23,7 @@
 //! loom.
 
 use std::cell::{Cell, OnceCell, RefCell};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use rtrb::{Consumer, Producer, RingBuffer};
@@ -45,7 +45,9 @@ fn kind_loss_slot(kind: u8) -> Option<usize> {
     usize::from(kind).checked_sub(1).map(|i| KIND_SLOT_BASE + i)
 }
 const CHUNK_CALLSITES: usize = 128;
-const CHUNKS: usize = 512; // 65,536 callsites
+/// Callsites with a per-thread table: 65,536. Counts of callsites beyond it go to shared
+/// atomics on the callsite itself (`Callsite::orphaned`), exact but contended.
+const CHUNKS: usize = 512;
 
 type Chunk = Box<[SingleWriterCounter]>;
 
@@ -71,13 +73,13 @@ pub(crate) struct ThreadBuffer {
     /// The consumer ends; locked only by the drain, never by the recording thread.
     queue: Mutex<Rings>,
     pub(crate) capacity: usize,
-    pub(crate) thread_id: u32,
+    pub(crate) thread_id: u64,
     pub(crate) thread_name: Option<Arc<str>>,
     counters: Box<[OnceLock<Chunk>]>,
 }
 
 impl ThreadBuffer {
-    fn new(consumer: Rings, capacity: usize, thread_id: u32) -> Self {
+    fn new(consumer: Rings, capacity: usize, thread_id: u64) -> Self {
         ThreadBuffer {
             queue: Mutex::new(consumer),
             capacity,
@@ -105,21 +107,25 @@ impl ThreadBuffer {
         chunk.get((callsite % CHUNK_CALLSITES) * SLOTS + slot)
     }
 
-    /// Adds to one of this thread's counters. Called only by the owning thread.
+    /// Adds to one of this thread's counters. Called only by the owning thread. A callsite
+    /// beyond the table is counted on the callsite itself.
     #[inline]
-    pub(crate) fn add(&self, callsite: u32, slot: usize, n: u64) {
-        if let Some(cell) = self.slot(callsite, slot) {
-            cell.add(n);
+    pub(crate) fn add(&self, callsite: &'static Callsite, index: u32, slot: usize, n: u64) {
+        match self.slot(index, slot) {
+            Some(cell) => cell.add(n),
+            None => {
+                callsite.orphaned[slot].fetch_add(n, Ordering::Relaxed);
+            }
         }
     }
 
     /// Counts a record lost with `outcome` (and error kind position `kind`, 0 for none).
     /// Called only by the owning thread.
     #[inline]
-    fn lose(&self, callsite: u32, outcome: Outcome, kind: u8) {
-        self.add(callsite, outcome.index(), 1);
+    fn lose(&self, callsite: &'static Callsite, index: u32, outcome: Outcome, kind: u8) {
+        self.add(callsite, index, outcome.index(), 1);
         if let Some(slot) = kind_loss_slot(kind) {
-            self.add(callsite, slot, 1);
+            self.add(callsite, index, slot, 1);
         }
     }
 
@@ -153,7 +159,8 @@ fn detail_capacity(capacity: usize) -> usize {
 const OVERFLOW_SKIP: u32 = 64;
 
 static BUFFERS: Mutex<Vec<Arc<ThreadBuffer>>> = Mutex::new(Vec::new());
-static NEXT_THREAD_ID: AtomicU32 = AtomicU32::new(1);
+/// Thread ids: 64 bits, so a server starting a thread per request never reuses one.
+static NEXT_THREAD_ID: AtomicU64 = AtomicU64::new(1);
 
 fn registry() -> MutexGuard<'static, Vec<Arc<ThreadBuffer>>> {
     BUFFERS.lock().unwrap_or_else(PoisonError::into_inner)
@@ -237,18 +244,18 @@ pub(crate) fn push(callsite: &'static Callsite, mut record: Record, detail: Opti
         let writer = local.writer();
         let Ok(mut producer) = writer.producer.try_borrow_mut() else {
             // Re-entered while pushing (a recording panic hook or allocator): count only.
-            writer.buffer.lose(index, outcome, kind);
+            writer.buffer.lose(callsite, index, outcome, kind);
             return;
         };
         let skip = SKIP.get();
         if skip > 0 {
             SKIP.set(skip - 1);
-            writer.buffer.lose(index, outcome, kind);
+            writer.buffer.lose(callsite, index, outcome, kind);
         } else if !try_push(&mut producer, record, detail) {
             // Full: each further push would reload the drain's head index (a cache line the
             // drain keeps writing), so the next records are counted without trying the ring.
             SKIP.set(OVERFLOW_SKIP);
-            writer.buffer.lose(index, outcome, kind);
+            writer.buffer.lose(callsite, index, outcome, kind);
         }
         // Every 512 records, ask for an early drain if the ring is over half full. Waking is
         // only a latency optimisation (the drain also runs every interval and on flush), so it
@@ -260,7 +267,7 @@ pub(crate) fn push(callsite: &'static Callsite, mut record: Record, detail: Opti
             && (producer.records.slots() * 2 < writer.buffer.capacity
                 || producer.details.slots() * 2 < detail_capacity(writer.buffer.capacity))
         {
-            crate::pipeline::wake();
+            crate::wake::wake();
         }
     });
     if pushed.is_err() {
@@ -292,7 +299,7 @@ pub(crate) fn count_untimed(callsite: &'static Callsite, outcome: Outcome, kind:
     let index = callsite.index();
     let counted = LOCAL.try_with(|local| {
         SKIP.set(SKIP.get().saturating_sub(1));
-        local.writer().buffer.lose(index, outcome, kind);
+        local.writer().buffer.lose(callsite, index, outcome, kind);
     });
     if counted.is_err() {
         orphan(callsite, outcome, kind);
@@ -313,12 +320,21 @@ fn try_push(producer: &mut Producers, mut record: Record, detail: Option<Detail>
     producer.records.push(record).is_ok()
 }
 
+/// Additions at least this large go to the callsite's saturating total instead of the
+/// thread's table: a per-thread counter must not wrap between two reads by the drain, and
+/// 2^32 additions below this bound cannot happen between two reads (10 ms apart).
+const LARGE_ADD: u64 = 1 << 32;
+
 /// Adds to a `counter!` total on the calling thread.
 #[inline]
 pub(crate) fn count(callsite: &'static Callsite, n: u64) {
+    if n >= LARGE_ADD {
+        callsite.add_large(n);
+        return;
+    }
     let index = callsite.index();
     if LOCAL
-        .try_with(|local| local.writer().buffer.add(index, COUNTER_SLOT, n))
+        .try_with(|local| local.writer().buffer.add(callsite, index, COUNTER_SLOT, n))
         .is_err()
     {
         callsite.orphaned[COUNTER_SLOT].fetch_add(n, Ordering::Relaxed);

@@ -267,6 +267,8 @@ pub struct Callsite {
     /// one by its position (one byte instead of a string on the side), and a dropped record's
     /// kind is still counted by it.
     pub(crate) kinds: [OnceLock<&'static str>; KIND_SLOTS],
+    /// `counter!` additions of 2^32 or more, summed saturating at `u64::MAX`.
+    large: AtomicU64,
 }
 
 /// Error kinds per callsite that records name by position.
@@ -304,6 +306,7 @@ impl Callsite {
             }),
             orphaned: [const { AtomicU64::new(0) }; crate::buffer::SLOTS],
             kinds: [const { OnceLock::new() }; KIND_SLOTS],
+            large: AtomicU64::new(0),
         }
     }
 
@@ -321,6 +324,22 @@ impl Callsite {
             }
         }
         0
+    }
+
+    /// Adds a large `counter!` increment, saturating at `u64::MAX`.
+    #[cold]
+    pub(crate) fn add_large(&'static self, n: u64) {
+        let _ = self.index();
+        let _ = self
+            .large
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_add(n))
+            });
+    }
+
+    /// The saturating total of large increments.
+    pub(crate) fn large_added(&self) -> u64 {
+        self.large.load(Ordering::Relaxed)
     }
 
     /// The error kind at `slot` (as returned by `kind_slot`).

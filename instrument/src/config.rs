@@ -42,8 +42,16 @@ pub struct Config {
     pub queue_capacity: usize,
     /// Audit entries waiting for the drain before producers wait (default 65,536).
     pub audit_capacity: usize,
-    /// Batches waiting for one sink before event/snapshot batches are dropped (default 256).
+    /// Batches waiting for one sink before the oldest event/snapshot batches are dropped
+    /// (default 256).
     pub sink_backlog: usize,
+    /// Events, drop markers and notices waiting for one sink before the oldest batches are
+    /// dropped (default 65,536; a snapshot counts one per call group). Bounds what an error
+    /// storm behind a slow sink can hold.
+    pub sink_backlog_events: usize,
+    /// How often each sink's [`tick`](crate::Sink::tick) runs and its health is polled
+    /// (default 1 s).
+    pub sink_tick: Duration,
     /// How long `flush` waits for every sink (default 30 s).
     pub flush_timeout: Duration,
     /// Default `slow` threshold for callsites that set none (default: none).
@@ -62,6 +70,8 @@ impl Default for Config {
             queue_capacity: 8192,
             audit_capacity: 65_536,
             sink_backlog: 256,
+            sink_backlog_events: 65_536,
+            sink_tick: Duration::from_secs(1),
             flush_timeout: Duration::from_secs(30),
             slow_threshold: None,
             max_retries: 5,
@@ -78,6 +88,8 @@ struct Raw {
     queue_capacity: Option<usize>,
     audit_capacity: Option<usize>,
     sink_backlog: Option<usize>,
+    sink_backlog_events: Option<usize>,
+    sink_tick: Option<String>,
     flush_timeout: Option<String>,
     slow_threshold: Option<String>,
     max_retries: Option<u32>,
@@ -131,6 +143,9 @@ impl Config {
         if let Some(v) = raw.flush_timeout {
             config.flush_timeout = duration("flush_timeout", &v).map_err(fail)?;
         }
+        if let Some(v) = raw.sink_tick {
+            config.sink_tick = duration("sink_tick", &v).map_err(fail)?;
+        }
         if let Some(v) = raw.slow_threshold {
             config.slow_threshold = Some(duration("slow_threshold", &v).map_err(fail)?);
         }
@@ -148,37 +163,56 @@ impl Config {
         config.queue_capacity = raw.queue_capacity.unwrap_or(config.queue_capacity);
         config.audit_capacity = raw.audit_capacity.unwrap_or(config.audit_capacity);
         config.sink_backlog = raw.sink_backlog.unwrap_or(config.sink_backlog);
+        config.sink_backlog_events = raw
+            .sink_backlog_events
+            .unwrap_or(config.sink_backlog_events);
         config.max_retries = raw.max_retries.unwrap_or(config.max_retries);
         config.validate()?;
         Ok(config)
     }
 
-    /// Checks ranges.
+    /// Checks every value against its allowed range, so that whatever passes works: no
+    /// overflowing deadline, no allocation the process cannot make.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] naming the field.
+    /// [`Error::InvalidConfig`] naming the key, the value and the allowed range.
     pub fn validate(&self) -> Result<(), Error> {
-        let bad = |m: &str| Err(Error::InvalidConfig(m.to_owned()));
-        if self.drain_interval.is_zero() {
-            return bad("drain_interval must be greater than zero");
+        const HOUR: Duration = Duration::from_secs(3600);
+        const DAY: Duration = Duration::from_secs(86_400);
+        fn within(key: &str, value: Duration, max: Duration) -> Result<(), Error> {
+            if value.is_zero() || value > max {
+                return Err(Error::InvalidConfig(format!(
+                    "`{key}` = {} is out of range: allowed more than 0 and at most {}",
+                    humantime::format_duration(value),
+                    humantime::format_duration(max)
+                )));
+            }
+            Ok(())
         }
-        if self.window.is_zero() {
-            return bad("window must be greater than zero");
+        fn count(key: &str, value: usize, max: usize) -> Result<(), Error> {
+            if value == 0 || value > max {
+                return Err(Error::InvalidConfig(format!(
+                    "`{key}` = {value} is out of range: allowed 1 to {max}"
+                )));
+            }
+            Ok(())
         }
-        if self.queue_capacity == 0 || self.queue_capacity > 1 << 24 {
-            return bad("queue_capacity must be between 1 and 16,777,216");
+        within("drain_interval", self.drain_interval, HOUR)?;
+        within("window", self.window, DAY)?;
+        within("flush_timeout", self.flush_timeout, HOUR)?;
+        within("sink_tick", self.sink_tick, HOUR)?;
+        if let Some(slow) = self.slow_threshold {
+            within("slow_threshold", slow, DAY)?;
         }
-        if self.audit_capacity == 0 {
-            return bad("audit_capacity must be at least 1");
-        }
-        if self.sink_backlog == 0 {
-            return bad("sink_backlog must be at least 1");
-        }
-        if self.flush_timeout.is_zero() {
-            return bad("flush_timeout must be greater than zero");
-        }
-        if self.slow_threshold.is_some_and(|d| d.is_zero()) {
-            return bad("slow_threshold must be greater than zero when set");
+        count("queue_capacity", self.queue_capacity, 1 << 24)?;
+        count("audit_capacity", self.audit_capacity, 1 << 24)?;
+        count("sink_backlog", self.sink_backlog, 1 << 16)?;
+        count("sink_backlog_events", self.sink_backlog_events, 1 << 24)?;
+        if self.max_retries > 100 {
+            return Err(Error::InvalidConfig(format!(
+                "`max_retries` = {} is out of range: allowed 0 to 100",
+                self.max_retries
+            )));
         }
         Ok(())
     }
@@ -213,6 +247,29 @@ mod tests {
     fn out_of_range_values_are_rejected() {
         let err = Config::from_toml_str("queue_capacity = 0").unwrap_err();
         assert!(err.to_string().contains("queue_capacity"), "{err}");
+    }
+
+    /// Issue 7 of the core's second round: values that used to panic or abort at install.
+    #[test]
+    fn huge_values_are_rejected_naming_key_and_range() {
+        for (toml, key) in [
+            ("flush_timeout = \"100000000years\"", "flush_timeout"),
+            ("drain_interval = \"1000days\"", "drain_interval"),
+            ("window = \"400days\"", "window"),
+            ("sink_backlog = 18446744073709551615", "sink_backlog"),
+            ("audit_capacity = 18446744073709551615", "audit_capacity"),
+            ("queue_capacity = 18446744073709551615", "queue_capacity"),
+            ("sink_backlog_events = 0", "sink_backlog_events"),
+            ("max_retries = 4000000000", "max_retries"),
+        ] {
+            let err = Config::from_toml_str(toml).unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, Error::InvalidConfig(_)), "{toml}: {text}");
+            assert!(text.contains(key) && text.contains("allowed"), "{toml}: {text}");
+        }
+        let mut config = Config::default();
+        config.flush_timeout = Duration::MAX;
+        assert!(config.validate().unwrap_err().to_string().contains("flush_timeout"));
     }
 
     #[test]

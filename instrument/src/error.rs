@@ -1,9 +1,7 @@
 //! The runtime's error type.
 
 use std::path::PathBuf;
-use std::time::Duration;
-
-use crate::sink::SinkError;
+use crate::sink::SinkShortfall;
 
 /// Everything that can go wrong installing, configuring, flushing or shutting down a pipeline.
 #[derive(Debug, thiserror::Error)]
@@ -46,21 +44,28 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// Some sinks did not finish a flush in time.
-    #[error("flush did not finish within {timeout:?}; still waiting on sink(s): {}", sinks.join(", "))]
-    FlushTimeout {
-        /// The flush timeout.
-        timeout: Duration,
-        /// The sinks that did not answer.
-        sinks: Vec<String>,
+    /// Some sinks do not hold everything recorded before a flush or shutdown: named, each with
+    /// what went wrong and what it lacks.
+    #[error("{operation} incomplete: {}", sinks.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Incomplete {
+        /// `flush` or `shutdown`.
+        operation: &'static str,
+        /// The sinks concerned.
+        sinks: Vec<SinkShortfall>,
     },
-    /// A sink's flush or shutdown returned an error.
-    #[error("sink `{sink}` failed to flush")]
-    SinkFlush {
-        /// The sink.
-        sink: String,
-        /// Its error.
-        #[source]
-        source: SinkError,
+    /// The drain panicked since the last flush; the panic was caught and the drain went on, but
+    /// records it was handling may be missing from the aggregates.
+    #[error("the drain panicked {count} time(s) since the last flush (last: {message}); records it was handling may be missing")]
+    DrainPanicked {
+        /// Panics since the last flush.
+        count: u64,
+        /// The last panic's message.
+        message: String,
+    },
+    /// The drain stopped after panicking repeatedly; recording is off.
+    #[error("the drain stopped after repeated panics (last: {message}); recording is off")]
+    DrainFailed {
+        /// The last panic's message.
+        message: String,
     },
 }

@@ -35,7 +35,7 @@ impl Guard {
     /// Starts timing a call of `callsite`.
     #[inline(always)]
     pub fn enter(callsite: &'static Callsite) -> Guard {
-        Self::enter_with(callsite, crate::pipeline::STATE.load(Ordering::Relaxed))
+        Self::enter_with(callsite, crate::state::STATE.load(Ordering::Relaxed))
     }
 
     /// Starts timing a call of `callsite` under a state word the caller already loaded.

@@ -79,22 +79,29 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
+// Dependencies run one way, top to bottom: the data types sinks see; what a call touches; the
+// collector (drain and sink workers); the pipeline that installs it.
+mod error;
+pub mod histogram;
+mod record;
+pub mod sink;
 mod audit;
+mod config;
+mod source;
+
 mod buffer;
 mod callsite;
 mod clock;
-mod config;
 mod correlation;
-mod drain;
-mod error;
 mod fields;
 mod guard;
-pub mod histogram;
-mod pipeline;
-mod record;
 mod signal;
-pub mod sink;
+mod state;
 mod sync;
+mod wake;
+
+mod collector;
+mod pipeline;
 
 pub use crate::audit::{AuditEntry, audit};
 pub use crate::callsite::{CallsiteKind, Metadata};
@@ -110,9 +117,11 @@ pub use crate::pipeline::{Builder, PipelineGuard, builder};
 pub use crate::record::Outcome;
 pub use crate::sink::{
     Batch, CallStats, CounterValue, DropMarker, ErrorKindCount, Event, EventReason, GaugeValue,
-    Interests, NullSink, SelfMetrics, Sink, SinkError, SinkHealth, SinkStatus, Snapshot, Stats,
+    Interests, Level, Lost, Notice, NullSink, ProcessInfo, SelfMetrics, Sink, SinkError,
+    SinkHealth, SinkShortfall, SinkStatus, Snapshot, SnapshotReason, StartInfo, Stats,
     ThreadInfo,
 };
+pub use crate::source::{NOTICE_CAPACITY, publish};
 
 #[cfg(feature = "macros")]
 #[doc(inline)]
@@ -126,6 +135,13 @@ pub mod testing {
     pub fn advance(d: std::time::Duration) {
         crate::clock::advance_mock(d);
     }
+
+    /// Makes the installed pipeline's next drain cycle panic, to test how a host (or a sink)
+    /// copes: the panic is caught and counted in `SelfMetrics::drain_panics`, and the next
+    /// [`flush`](crate::PipelineGuard::flush) returns [`Error::DrainPanicked`](crate::Error::DrainPanicked).
+    pub fn panic_next_drain_cycle() {
+        crate::collector::PANIC_NEXT_CYCLE.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Not public API: what macro expansions call. Unstable; may change in any release.
@@ -135,13 +151,13 @@ pub mod __private {
     pub use crate::fields::Fields;
     pub use crate::guard::Guard;
     pub use crate::guard::classify::{KindViaTrait, KindViaTypeName, NoError, ViaAny, ViaResult};
-    pub use crate::pipeline::{counter_add, gauge_set};
+    pub use crate::state::{counter_add, gauge_set};
 
     /// The pipeline state word (one relaxed load), for expansions that branch on it.
     #[inline(always)]
     #[must_use]
     pub fn state() -> u32 {
-        crate::pipeline::STATE.load(core::sync::atomic::Ordering::Relaxed)
+        crate::state::STATE.load(core::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether `state` has a pipeline installed.

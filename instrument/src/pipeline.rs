@@ -1,133 +1,31 @@
-//! Installing a pipeline, and the global state the hot path reads.
+//! Installing a pipeline and the guard that flushes and stops it.
 //!
-//! The state word `STATE` is `generation << 8 | clock mode`; mode 0 means "not installed". The
-//! hot path loads it once per call (relaxed). Records carry the generation's low byte, so records
-//! written by a call that straddled a shutdown are recognised and discarded by the next pipeline.
+//! Install order: the drain and sink threads start, then audit intake opens, then the state word
+//! turns recording on. Stop order is the reverse: recording off and audit intake closed (an
+//! entry is accepted before that, and then drained, or refused with an error), the drain takes
+//! everything accepted and queues a shutdown marker for every sink and exits, the guard joins
+//! the drain, then waits for every sink's answer with one deadline for all of them (they shut
+//! down in parallel, each on its own worker). A sink that does not answer in time is named, its
+//! worker left to finish on its own; it shares nothing with a pipeline installed later.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::thread::{JoinHandle, Thread};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
+use crossbeam_channel::Sender;
 
-use crate::audit::AuditEntry;
-use crate::clock::{self, ClockSource, MODE_COUNTER, MODE_MOCK, MODE_OFF};
+use crate::audit::AuditQueue;
+use crate::clock::{self, ClockSource, MODE_COUNTER, MODE_MOCK};
+use crate::collector::delivery::Ticket;
+use crate::collector::{Control, Drain};
 use crate::config::Config;
-use crate::drain::{Control, Drain};
 use crate::error::Error;
-use crate::signal::WakeFlag;
 use crate::sink::{SelfMetrics, Sink};
+use crate::state::STATE;
 
-pub(crate) static STATE: AtomicU32 = AtomicU32::new(0);
 static GENERATION: AtomicU32 = AtomicU32::new(0);
 static INSTALLED: Mutex<bool> = Mutex::new(false);
-static SHARED: RwLock<Option<Arc<Shared>>> = RwLock::new(None);
-static WAKE: WakeFlag = WakeFlag {
-    pending: std::sync::atomic::AtomicBool::new(false),
-};
-static DRAIN_THREAD: Mutex<Option<Thread>> = Mutex::new(None);
-
-/// What producers of audit entries and control messages reach.
-pub(crate) struct Shared {
-    state: u32,
-    audit_tx: Sender<AuditEntry>,
-    audit_capacity: usize,
-}
-
-/// Asks the drain to run a cycle now, after the caller published its records. Cheap when a wake
-/// is already pending (a fence and one load); see [`WakeFlag`].
-pub(crate) fn wake() {
-    if WAKE.request()
-        && let Some(thread) = DRAIN_THREAD
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-    {
-        thread.unpark();
-    }
-}
-
-/// Called by the drain at the start of a cycle.
-pub(crate) fn clear_wake() {
-    WAKE.clear();
-}
-
-/// Converts a span of raw ticks under `state`'s clock to a duration.
-pub(crate) fn ticks_to_duration(state: u32, ticks: u64) -> Option<Duration> {
-    let mode = state & 0xff;
-    (mode != MODE_OFF).then(|| Duration::from_nanos(clock::ticks_to_nanos(mode, ticks)))
-}
-
-fn shared() -> Option<Arc<Shared>> {
-    SHARED
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone()
-}
-
-pub(crate) fn send_audit(entry: AuditEntry) -> Result<(), Error> {
-    let shared = shared().ok_or(Error::NotInstalled)?;
-    send_on(&shared, entry)
-}
-
-/// Sends the entry only if the pipeline of `state` is still the installed one.
-pub(crate) fn send_audit_for(state: u32, entry: AuditEntry) -> Result<(), Error> {
-    match shared() {
-        Some(shared) if shared.state == state => send_on(&shared, entry),
-        _ => Err(Error::NotInstalled),
-    }
-}
-
-fn send_on(shared: &Shared, mut entry: AuditEntry) -> Result<(), Error> {
-    loop {
-        match shared
-            .audit_tx
-            .send_timeout(entry, Duration::from_millis(1))
-        {
-            Ok(()) => {
-                if shared.audit_tx.len() * 2 >= shared.audit_capacity {
-                    wake();
-                }
-                return Ok(());
-            }
-            Err(SendTimeoutError::Timeout(back)) => {
-                entry = back;
-                wake();
-            }
-            Err(SendTimeoutError::Disconnected(_)) => return Err(Error::NotInstalled),
-        }
-    }
-}
-
-/// Adds to a counter (the `counter!` macro).
-#[doc(hidden)]
-#[inline]
-pub fn counter_add(callsite: &'static crate::callsite::Callsite, n: u64) {
-    if STATE.load(Ordering::Relaxed) & 0xff != MODE_OFF {
-        crate::buffer::count(callsite, n);
-    }
-}
-
-/// Sets a gauge (the `gauge!` macro).
-#[doc(hidden)]
-#[inline]
-pub fn gauge_set(callsite: &'static crate::callsite::Callsite, value: f64) {
-    // Gauges are set at a modest rate; a per-callsite lock keeps value, pipeline and order
-    // consistent so the drain can report the value set last.
-    static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    let state = STATE.load(Ordering::Relaxed);
-    if state & 0xff != MODE_OFF {
-        let _ = callsite.index();
-        let mut cell = callsite
-            .gauge
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        cell.state = state;
-        cell.sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
-        cell.value = value;
-    }
-}
 
 /// Starts configuring a pipeline.
 ///
@@ -242,11 +140,23 @@ impl Builder {
         self
     }
 
+    /// See [`Config::sink_backlog_events`].
+    pub fn sink_backlog_events(mut self, events: usize) -> Self {
+        self.config.sink_backlog_events = events;
+        self
+    }
+
+    /// See [`Config::sink_tick`].
+    pub fn sink_tick(mut self, tick: Duration) -> Self {
+        self.config.sink_tick = tick;
+        self
+    }
+
     /// Installs the pipeline: starts the drain and sink threads and turns recording on.
     ///
     /// # Errors
-    /// [`Error::AlreadyInstalled`] while another guard is alive, [`Error::InvalidConfig`],
-    /// [`Error::Spawn`] if a thread cannot be started.
+    /// [`Error::AlreadyInstalled`] while another guard is alive, [`Error::InvalidConfig`]
+    /// naming a key out of range, [`Error::Spawn`] if a thread cannot be started.
     pub fn install(self) -> Result<PipelineGuard, Error> {
         self.config.validate()?;
         let mut installed = INSTALLED.lock().unwrap_or_else(PoisonError::into_inner);
@@ -264,17 +174,19 @@ impl Builder {
         let state = (generation << 8) | mode;
         crate::buffer::QUEUE_CAPACITY.store(self.config.queue_capacity as u32, Ordering::Relaxed);
 
-        let (audit_tx, audit_rx) = crossbeam_channel::bounded(self.config.audit_capacity);
+        let audit = Arc::new(AuditQueue::new(self.config.audit_capacity));
         let (control_tx, control_rx) = crossbeam_channel::unbounded();
         let metrics = Arc::new(Mutex::new(SelfMetrics::default()));
-        let drain = Drain::new(
+        let wants_notices = self.sinks.iter().any(|s| s.interests().notices);
+        let mut drain = Drain::new(
             &self.config,
             self.sinks,
             state,
-            audit_rx,
+            Arc::clone(&audit),
             control_rx,
             Arc::clone(&metrics),
         )?;
+        let workers = drain.take_workers();
         let handle = std::thread::Builder::new()
             .name("instrument-drain".into())
             .spawn(move || drain.run())
@@ -282,18 +194,16 @@ impl Builder {
                 what: "drain".into(),
                 source,
             })?;
-        *DRAIN_THREAD.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some(handle.thread().clone());
-        *SHARED.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(Shared {
-            state,
-            audit_tx,
-            audit_capacity: self.config.audit_capacity,
-        }));
+        crate::wake::set_drain(Some(handle.thread().clone()));
+        crate::source::set_wanted(wants_notices);
+        crate::audit::set_current(Some(Arc::clone(&audit)));
         STATE.store(state, Ordering::Release);
         *installed = true;
         Ok(PipelineGuard {
             control: control_tx,
             drain: Some(handle),
+            workers,
+            audit,
             metrics,
             flush_timeout: self.config.flush_timeout,
         })
@@ -305,6 +215,8 @@ impl Builder {
 pub struct PipelineGuard {
     control: Sender<Control>,
     drain: Option<JoinHandle<()>>,
+    workers: Vec<(String, JoinHandle<()>)>,
+    audit: Arc<AuditQueue>,
     metrics: Arc<Mutex<SelfMetrics>>,
     flush_timeout: Duration,
 }
@@ -318,15 +230,26 @@ impl std::fmt::Debug for PipelineGuard {
 }
 
 impl PipelineGuard {
-    /// Returns once every record made before the call is in every sink and every sink has
-    /// flushed, with a snapshot of all aggregates delivered.
+    /// Returns `Ok` once every record, audit entry and notice made before the call is in every
+    /// sink and every sink has flushed, with a snapshot of all aggregates delivered. The drain
+    /// keeps draining while a flush waits; a stuck sink delays only the flush's answer.
     ///
     /// # Errors
-    /// [`Error::FlushTimeout`] naming the sinks that did not finish within the flush timeout,
-    /// [`Error::SinkFlush`] if a sink's flush failed.
+    /// [`Error::Incomplete`] naming each sink that did not answer within the flush timeout,
+    /// whose flush failed, or that lacks data (batches dropped or given up, audit entries not
+    /// taken) since the previous flush, and what it lacks; [`Error::DrainPanicked`] when a
+    /// drain cycle panicked since the previous flush; [`Error::DrainFailed`] when the drain
+    /// stopped.
     pub fn flush(&self) -> Result<(), Error> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        self.request(Control::Flush(tx), &rx)
+        let ticket = Ticket::new("flush");
+        self.control
+            .send(Control::Flush(Arc::clone(&ticket)))
+            .map_err(|_| Error::NotInstalled)?;
+        let Some(drain) = &self.drain else {
+            return Err(Error::NotInstalled);
+        };
+        drain.thread().unpark();
+        ticket.wait(self.flush_timeout, &|| !drain.is_finished())
     }
 
     /// The pipeline's own metrics as of the last drain cycle.
@@ -338,51 +261,44 @@ impl PipelineGuard {
             .clone()
     }
 
-    /// Flushes, shuts every sink down and stops the pipeline, reporting what went wrong.
+    /// Flushes, shuts every sink down and stops the pipeline, reporting what went wrong. Every
+    /// sink gets the whole flush timeout, in parallel; the pipeline counts as uninstalled only
+    /// once its drain thread has ended.
     ///
     /// # Errors
-    /// As [`PipelineGuard::flush`].
+    /// As [`PipelineGuard::flush`], with operation `shutdown`.
     pub fn shutdown(mut self) -> Result<(), Error> {
         self.stop()
     }
 
-    fn request(&self, control: Control, rx: &Receiver<Result<(), Error>>) -> Result<(), Error> {
-        self.control
-            .send(control)
-            .map_err(|_| Error::NotInstalled)?;
-        if let Some(handle) = &self.drain {
-            handle.thread().unpark();
-        }
-        // The drain answers within the flush timeout; the margin covers the drain cycle itself.
-        match rx.recv_timeout(self.flush_timeout + Duration::from_secs(5)) {
-            Ok(result) => result,
-            Err(_) => Err(Error::FlushTimeout {
-                timeout: self.flush_timeout,
-                sinks: vec!["(drain)".into()],
-            }),
-        }
-    }
-
     fn stop(&mut self) -> Result<(), Error> {
-        let Some(handle) = self.drain.take() else {
+        let Some(drain) = self.drain.take() else {
             return Ok(());
         };
         STATE.store(0, Ordering::Release);
-        *SHARED.write().unwrap_or_else(PoisonError::into_inner) = None;
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let _ = self.control.send(Control::Shutdown(tx));
-        handle.thread().unpark();
-        let result = match rx.recv_timeout(self.flush_timeout + Duration::from_secs(5)) {
-            Ok(result) => result,
-            Err(_) => Err(Error::FlushTimeout {
-                timeout: self.flush_timeout,
-                sinks: vec!["(drain)".into()],
+        self.audit.close();
+        crate::audit::set_current(None);
+        let ticket = Ticket::new("shutdown");
+        let _ = self.control.send(Control::Shutdown(Arc::clone(&ticket)));
+        drain.thread().unpark();
+        // The drain never waits for a sink, so this ends once it has taken what was accepted
+        // and queued the shutdown markers.
+        let drained = drain.join();
+        let result = match drained {
+            Ok(()) => ticket.wait(self.flush_timeout, &|| false),
+            Err(_) => Err(Error::DrainFailed {
+                message: "the drain thread panicked during shutdown".into(),
             }),
         };
-        if result.is_ok() {
-            let _ = handle.join();
+        for (index, (_, worker)) in std::mem::take(&mut self.workers).into_iter().enumerate() {
+            // A worker that answered ends right after; one that did not is left behind with
+            // its sink.
+            if ticket.answered(index) {
+                let _ = worker.join();
+            }
         }
-        *DRAIN_THREAD.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        crate::source::set_wanted(false);
+        crate::wake::set_drain(None);
         *INSTALLED.lock().unwrap_or_else(PoisonError::into_inner) = false;
         result
     }

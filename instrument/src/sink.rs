@@ -2,17 +2,61 @@
 //!
 //! # Contract
 //! - Each sink runs on its own worker thread, so its methods are never called concurrently and
-//!   take `&mut self`; a sink needs no locks of its own.
+//!   take `&mut self`; a sink needs no locks of its own. The worker calls [`Sink::start`] first,
+//!   then [`Sink::write`] for each batch, [`Sink::tick`] and [`Sink::health`] every tick (default
+//!   1 s, also when no data arrives), [`Sink::flush`] for each flush, and [`Sink::shutdown`] last.
+//! - The drain never waits for a sink. Each sink has its own bounded queue: event and snapshot
+//!   batches beyond `sink_backlog` batches or `sink_backlog_events` events are dropped, oldest
+//!   first, and counted as [`Lost`]; audit entries travel apart, in batches of their own, so a
+//!   failing event batch never delays them.
 //! - A method should not block indefinitely. If it does, only that sink falls behind: the drain
-//!   and the other sinks go on, the stuck sink's backlog is bounded (older event and snapshot
-//!   batches are dropped and counted; audit entries are held, and once its audit backlog is full
-//!   audit producers wait), and [`PipelineGuard::flush`](crate::PipelineGuard::flush) reports it
-//!   by name when its timeout passes.
-//! - An `Err` (or a panic, which is caught) is counted in `instrument_sink_errors_total{sink}`
-//!   and the same batch is retried with exponential backoff, up to the configured number of
-//!   retries for event/snapshot batches, without limit for batches carrying audit entries.
+//!   and the other sinks go on, and [`PipelineGuard::flush`](crate::PipelineGuard::flush) names
+//!   it when its timeout passes.
+//! - An `Err` (or a panic, which is caught) is counted in `instrument_sink_errors_total{sink}`.
+//!   A failed event/snapshot batch is retried with exponential backoff up to `max_retries`
+//!   times, then given up and counted as lost. A failed audit batch is retried without limit
+//!   (events keep flowing meanwhile); while it fails, the sink's audit backlog fills to
+//!   `audit_capacity` entries, after which further entries are lost *for that sink* and
+//!   reported by name. Audit producers wait only when every audit sink is full.
+//! - [`PipelineGuard::flush`](crate::PipelineGuard::flush) returns `Ok` only when every sink
+//!   holds everything recorded before it; otherwise its error names each sink and what it lacks.
+//!
+//! # Example: a sink keeping the latest snapshot and ticking
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use std::time::SystemTime;
+//! use instrument::{Batch, Sink, SinkError, StartInfo};
+//!
+//! #[derive(Clone, Default)]
+//! struct Watch(Arc<Mutex<(Option<u32>, u64, u64)>>); // (pid, ticks, snapshots)
+//!
+//! impl Sink for Watch {
+//!     fn name(&self) -> &str { "watch" }
+//!     fn start(&mut self, info: &StartInfo) -> Result<(), SinkError> {
+//!         self.0.lock().unwrap().0 = Some(info.process.pid);
+//!         Ok(())
+//!     }
+//!     fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+//!         if batch.snapshot.is_some() { self.0.lock().unwrap().2 += 1; }
+//!         Ok(())
+//!     }
+//!     fn tick(&mut self, _now: SystemTime) -> Result<(), SinkError> {
+//!         self.0.lock().unwrap().1 += 1; // rotate files, prune, reconnect...
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let watch = Watch::default();
+//! let pipeline = instrument::builder().sink(watch.clone()).install()?;
+//! pipeline.flush()?;
+//! let (pid, _ticks, snapshots) = *watch.0.lock().unwrap();
+//! assert_eq!(pid, Some(std::process::id()));
+//! assert!(snapshots >= 1);
+//! # Ok::<(), instrument::Error>(())
+//! ```
 
 use std::borrow::Cow;
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -54,8 +98,15 @@ impl SinkError {
 }
 
 /// What a sink wants delivered. Parts nobody wants are not built.
+///
+/// ```
+/// use instrument::Interests;
+/// let audit_only = Interests::NONE.with_audit(true);
+/// assert!(audit_only.audit && !audit_only.events);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[allow(clippy::struct_excessive_bools)]
+#[non_exhaustive]
 pub struct Interests {
     /// Per-call events (errors, panics, cancellations, slow and sampled calls) and loss markers.
     pub events: bool,
@@ -63,6 +114,9 @@ pub struct Interests {
     pub snapshots: bool,
     /// Audit entries.
     pub audit: bool,
+    /// Notices published by sources ([`publish`](crate::publish)): health changes, alerts,
+    /// log lines of bridged frameworks.
+    pub notices: bool,
 }
 
 impl Interests {
@@ -71,13 +125,88 @@ impl Interests {
         events: true,
         snapshots: true,
         audit: true,
+        notices: true,
     };
     /// Nothing (a sink that only wants to be flushed, or the null sink).
     pub const NONE: Interests = Interests {
         events: false,
         snapshots: false,
         audit: false,
+        notices: false,
     };
+
+    /// These interests, with events (and drop markers) on or off.
+    #[must_use]
+    pub const fn with_events(mut self, on: bool) -> Self {
+        self.events = on;
+        self
+    }
+
+    /// These interests, with snapshots on or off.
+    #[must_use]
+    pub const fn with_snapshots(mut self, on: bool) -> Self {
+        self.snapshots = on;
+        self
+    }
+
+    /// These interests, with audit entries on or off.
+    #[must_use]
+    pub const fn with_audit(mut self, on: bool) -> Self {
+        self.audit = on;
+        self
+    }
+
+    /// These interests, with notices on or off.
+    #[must_use]
+    pub const fn with_notices(mut self, on: bool) -> Self {
+        self.notices = on;
+        self
+    }
+}
+
+/// The process a pipeline runs in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProcessInfo {
+    /// The process id.
+    pub pid: u32,
+    /// The executable's file name, without directory.
+    pub name: String,
+    /// The host's name, when it can be read.
+    pub hostname: Option<String>,
+}
+
+impl ProcessInfo {
+    pub(crate) fn current() -> ProcessInfo {
+        let name = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "unknown".to_owned());
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok());
+        ProcessInfo {
+            pid: std::process::id(),
+            name,
+            hostname,
+        }
+    }
+}
+
+/// What a sink learns when its worker starts ([`Sink::start`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StartInfo {
+    /// When the pipeline was installed.
+    pub pipeline_start: SystemTime,
+    /// The aggregation window length.
+    pub window: Duration,
+    /// How often [`Sink::tick`] is called.
+    pub tick: Duration,
+    /// The process.
+    pub process: ProcessInfo,
 }
 
 /// A sink's own view of its health.
@@ -103,6 +232,25 @@ pub trait Sink: Send + 'static {
         Interests::ALL
     }
 
+    /// Called once on the sink's worker thread before anything else.
+    ///
+    /// # Errors
+    /// Any failure to start; counted and shown in the sink's status, and the worker goes on.
+    fn start(&mut self, info: &StartInfo) -> Result<(), SinkError> {
+        let _ = info;
+        Ok(())
+    }
+
+    /// Called every tick (default 1 s) whether or not data arrived: rotation, retention,
+    /// reconnects. [`Sink::health`] is polled right after.
+    ///
+    /// # Errors
+    /// Any failure; counted and shown in the sink's status.
+    fn tick(&mut self, now: SystemTime) -> Result<(), SinkError> {
+        let _ = now;
+        Ok(())
+    }
+
     /// Receives one batch. Only the parts the sink is interested in are filled, and a batch with
     /// none of them is not delivered.
     ///
@@ -126,7 +274,7 @@ pub trait Sink: Send + 'static {
         self.flush()
     }
 
-    /// The sink's own view of its health, polled after each delivery.
+    /// The sink's own view of its health, polled after each delivery and every tick.
     fn health(&self) -> SinkHealth {
         SinkHealth::Healthy
     }
@@ -138,6 +286,12 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     }
     fn interests(&self) -> Interests {
         (**self).interests()
+    }
+    fn start(&mut self, info: &StartInfo) -> Result<(), SinkError> {
+        (**self).start(info)
+    }
+    fn tick(&mut self, now: SystemTime) -> Result<(), SinkError> {
+        (**self).tick(now)
     }
     fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
         (**self).write(batch)
@@ -179,42 +333,44 @@ pub struct Batch {
     pub drops: Vec<DropMarker>,
     /// An aggregate snapshot, at the end of a window or on flush.
     pub snapshot: Option<Arc<Snapshot>>,
-    /// Audit entries.
+    /// Audit entries. They arrive in batches of their own, in sequence order, and never with
+    /// events or snapshots.
     pub audit: Vec<AuditEntry>,
+    /// Notices published by sources.
+    pub notices: Vec<Notice>,
 }
 
 impl Batch {
-    /// Whether `interests` wants every part this batch carries.
-    pub(crate) fn is_covered_by(&self, interests: Interests) -> bool {
-        (interests.events || (self.events.is_empty() && self.drops.is_empty()))
-            && (interests.snapshots || self.snapshot.is_none())
-            && (interests.audit || self.audit.is_empty())
+    /// The parts of this batch that `interests` asks for; `None` when that is nothing.
+    pub(crate) fn view(self: &Arc<Self>, interests: Interests) -> Option<Arc<Batch>> {
+        let events = interests.events && (!self.events.is_empty() || !self.drops.is_empty());
+        let snapshot = interests.snapshots && self.snapshot.is_some();
+        let notices = interests.notices && !self.notices.is_empty();
+        if !(events || snapshot || notices) {
+            return None;
+        }
+        let all = (events || (self.events.is_empty() && self.drops.is_empty()))
+            && (snapshot || self.snapshot.is_none())
+            && (notices || self.notices.is_empty());
+        if all {
+            return Some(Arc::clone(self));
+        }
+        Some(Arc::new(Batch {
+            events: if events { self.events.clone() } else { Vec::new() },
+            drops: if events { self.drops.clone() } else { Vec::new() },
+            snapshot: if snapshot { self.snapshot.clone() } else { None },
+            audit: Vec::new(),
+            notices: if notices { self.notices.clone() } else { Vec::new() },
+        }))
     }
 
-    /// The parts of this batch that `interests` asks for.
-    pub(crate) fn view(&self, interests: Interests) -> Batch {
-        Batch {
-            events: if interests.events {
-                self.events.clone()
-            } else {
-                Vec::new()
-            },
-            drops: if interests.events {
-                self.drops.clone()
-            } else {
-                Vec::new()
-            },
-            snapshot: if interests.snapshots {
-                self.snapshot.clone()
-            } else {
-                None
-            },
-            audit: if interests.audit {
-                self.audit.clone()
-            } else {
-                Vec::new()
-            },
-        }
+    /// Events and markers in the batch, the unit of `sink_backlog_events`; a snapshot counts
+    /// as one per call group.
+    pub(crate) fn weight(&self) -> usize {
+        self.events.len()
+            + self.drops.len()
+            + self.notices.len()
+            + self.snapshot.as_ref().map_or(0, |s| 1 + s.calls.len())
     }
 
     /// Whether the batch carries nothing.
@@ -224,6 +380,94 @@ impl Batch {
             && self.drops.is_empty()
             && self.snapshot.is_none()
             && self.audit.is_empty()
+            && self.notices.is_empty()
+    }
+}
+
+/// How severe a [`Notice`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Level {
+    /// Detail for debugging.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Something operators should look at.
+    Warn,
+    /// Something failed.
+    Error,
+}
+
+impl Level {
+    /// `debug`, `info`, `warn` or `error`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something a source that is not a call publishes on its own schedule: a health status change,
+/// an alert firing, a log line of a bridged framework. Published with
+/// [`publish`](crate::publish), delivered to sinks interested in notices.
+///
+/// ```
+/// use instrument::{Level, Notice};
+/// let notice = Notice::new("health", Level::Warn, "disk 91% full")
+///     .field("component", "disk")
+///     .field("status", "degraded");
+/// assert_eq!(notice.fields[1].1, "degraded");
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Notice {
+    /// When it happened.
+    pub time: SystemTime,
+    /// Who published it, e.g. `health`, `alerts`, `tracing`.
+    pub source: Cow<'static, str>,
+    /// How severe it is.
+    pub level: Level,
+    /// What happened, for people.
+    pub message: String,
+    /// Structured detail as key/value pairs.
+    pub fields: Vec<(Cow<'static, str>, String)>,
+    /// The unit of work it belongs to; defaults to the current id on the publishing thread.
+    pub correlation: Option<CorrelationId>,
+}
+
+impl Notice {
+    /// A notice stamped now, with the current correlation id.
+    #[must_use]
+    pub fn new(
+        source: impl Into<Cow<'static, str>>,
+        level: Level,
+        message: impl Into<String>,
+    ) -> Self {
+        Notice {
+            time: SystemTime::now(),
+            source: source.into(),
+            level,
+            message: message.into(),
+            fields: Vec::new(),
+            correlation: CorrelationId::current(),
+        }
+    }
+
+    /// Adds a key/value field.
+    #[must_use]
+    pub fn field(mut self, key: impl Into<Cow<'static, str>>, value: impl fmt::Display) -> Self {
+        self.fields.push((key.into(), value.to_string()));
+        self
     }
 }
 
@@ -241,15 +485,17 @@ pub enum EventReason {
 
 /// The thread a call ran on.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ThreadInfo {
-    /// A small process-unique number.
-    pub id: u32,
+    /// A process-unique number, never reused.
+    pub id: u64,
     /// The thread's name, if it had one.
     pub name: Option<Arc<str>>,
 }
 
 /// One call, sent to event sinks.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Event {
     /// The instrumented function.
     pub callsite: &'static Metadata,
@@ -273,6 +519,7 @@ pub struct Event {
 
 /// Records whose durations were lost because a queue was full. Their calls are still counted.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DropMarker {
     /// The callsite whose records were dropped.
     pub callsite: &'static Metadata,
@@ -286,6 +533,7 @@ pub struct DropMarker {
 
 /// Aggregates of one group of calls over an interval.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// Calls, exact, including those whose durations were dropped.
     pub count: u64,
@@ -311,6 +559,7 @@ pub struct Stats {
 
 /// Error-kind breakdown of a callsite's `error` outcomes.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ErrorKindCount {
     /// The error kind.
     pub kind: &'static str,
@@ -324,6 +573,7 @@ pub struct ErrorKindCount {
 
 /// Aggregates of one callsite and outcome.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct CallStats {
     /// The callsite.
     pub callsite: &'static Metadata,
@@ -335,12 +585,17 @@ pub struct CallStats {
     pub total: Stats,
     /// Timed durations since install, for exporters that need the full distribution.
     pub histogram: Arc<crate::histogram::Histogram>,
+    /// Timed durations of this window only. Windows' histograms merge
+    /// ([`Histogram::merge`](crate::Histogram::merge)), so a store keeping them can compute
+    /// percentiles over any range of windows later.
+    pub window_histogram: Arc<crate::histogram::Histogram>,
     /// For `error`: counts per error kind.
     pub error_kinds: Vec<ErrorKindCount>,
 }
 
 /// A `counter!` total.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CounterValue {
     /// The counter.
     pub callsite: &'static Metadata,
@@ -352,6 +607,7 @@ pub struct CounterValue {
 
 /// A `gauge!` value.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct GaugeValue {
     /// The gauge.
     pub callsite: &'static Metadata,
@@ -361,6 +617,7 @@ pub struct GaugeValue {
 
 /// The pipeline's measurements of itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SelfMetrics {
     /// Records that reached the drain since install (`instrument_events_recorded_total`).
     pub events_recorded: u64,
@@ -375,12 +632,22 @@ pub struct SelfMetrics {
     pub memory_bytes: u64,
     /// Thread buffers registered.
     pub threads: u64,
+    /// Drain cycles that panicked (caught; the drain goes on).
+    pub drain_panics: u64,
+    /// Audit entries waiting for the drain.
+    pub audit_queued: u64,
+    /// Audit entries of audited calls that ended while no pipeline was installed, since the
+    /// process started.
+    pub audit_orphaned: u64,
+    /// Notices dropped because the notice queue was full.
+    pub notices_dropped: u64,
     /// Per sink.
     pub sinks: Vec<SinkStatus>,
 }
 
 /// A sink's state as seen by the pipeline.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SinkStatus {
     /// The sink's name.
     pub name: String,
@@ -394,15 +661,135 @@ pub struct SinkStatus {
     pub dropped_batches: u64,
     /// Batches waiting for the sink (`instrument_sink_lag_batches{sink}`).
     pub backlog: u64,
+    /// Events, markers and notices in those batches.
+    pub backlog_events: u64,
+    /// Audit entries waiting for the sink.
+    pub audit_backlog: u64,
+    /// Audit entries delivered.
+    pub audit_delivered: u64,
+    /// What the sink lost since install.
+    pub lost: Lost,
     /// The most recent error, if any.
     pub last_error: Option<String>,
     /// The sink's own health report.
     pub health: SinkHealth,
 }
 
+/// Why a snapshot was cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SnapshotReason {
+    /// The window's time was up.
+    Window,
+    /// [`PipelineGuard::flush`](crate::PipelineGuard::flush) asked for it.
+    Flush,
+    /// The pipeline is shutting down.
+    Shutdown,
+}
+
+impl SnapshotReason {
+    /// `window`, `flush` or `shutdown`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotReason::Window => "window",
+            SnapshotReason::Flush => "flush",
+            SnapshotReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// What a sink lacks: data the pipeline gave up delivering to it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Lost {
+    /// Event/notice batches dropped (full backlog) or given up after retries.
+    pub batches: u64,
+    /// Events, drop markers and notices in those batches.
+    pub events: u64,
+    /// Snapshots in those batches.
+    pub snapshots: u64,
+    /// Audit entries the sink did not get (its audit backlog was full) or had not taken when
+    /// a flush or shutdown ended.
+    pub audit_entries: u64,
+}
+
+impl Lost {
+    /// Whether nothing is lost.
+    #[must_use]
+    pub fn is_none(&self) -> bool {
+        *self == Lost::default()
+    }
+
+    pub(crate) fn add(&mut self, other: Lost) {
+        self.batches += other.batches;
+        self.events += other.events;
+        self.snapshots += other.snapshots;
+        self.audit_entries += other.audit_entries;
+    }
+}
+
+impl fmt::Display for Lost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if self.batches > 0 {
+            parts.push(format!(
+                "{} batch(es) with {} event(s) and {} snapshot(s)",
+                self.batches, self.events, self.snapshots
+            ));
+        }
+        if self.audit_entries > 0 {
+            parts.push(format!("{} audit entries", self.audit_entries));
+        }
+        if parts.is_empty() {
+            f.write_str("nothing")
+        } else {
+            f.write_str(&parts.join(" and "))
+        }
+    }
+}
+
+/// One sink's part in an incomplete flush or shutdown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SinkShortfall {
+    /// The sink's name.
+    pub sink: String,
+    /// It did not finish before the timeout.
+    pub timed_out: bool,
+    /// Its `flush` or `shutdown` failed, with the error's chain.
+    pub error: Option<String>,
+    /// What it lacks of the data recorded before the flush.
+    pub lost: Lost,
+}
+
+impl fmt::Display for SinkShortfall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sink `{}`", self.sink)?;
+        let mut sep = " ";
+        if self.timed_out {
+            write!(f, "{sep}did not finish in time")?;
+            sep = ", ";
+        }
+        if let Some(error) = &self.error {
+            write!(f, "{sep}failed: {error}")?;
+            sep = ", ";
+        }
+        if !self.lost.is_none() {
+            write!(f, "{sep}lacks {}", self.lost)?;
+        }
+        Ok(())
+    }
+}
+
 /// All aggregates at the end of a window.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Snapshot {
+    /// Numbered from 1 in the order snapshots are cut by this pipeline.
+    pub sequence: u64,
+    /// Why it was cut.
+    pub reason: SnapshotReason,
     /// Start of the window.
     pub window_start: SystemTime,
     /// End of the window.
