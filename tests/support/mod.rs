@@ -85,6 +85,22 @@ pub fn on_threads(threads: usize, calls: impl Fn(usize) + Send + Sync + 'static)
     }
 }
 
+/// Runs `f` on a new thread and returns its result, or panics naming `what` when it has not
+/// finished within `limit` (a guard against hanging, not a timing assertion: the limits are
+/// generous, and the failure modes they catch block for ever or for the whole flush timeout).
+pub fn within<T: Send + 'static>(
+    what: &str,
+    limit: std::time::Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
+}
+
 /// The default name of an instrumented function of the calling module.
 macro_rules! name {
     ($name:literal) => {
@@ -101,6 +117,7 @@ pub struct Hooked {
     before_write: Box<dyn FnMut() -> Result<(), SinkError> + Send>,
     after_write: Box<dyn FnMut() + Send>,
     before_flush: Box<dyn FnMut() + Send>,
+    before_shutdown: Box<dyn FnMut() + Send>,
 }
 
 impl Hooked {
@@ -111,6 +128,7 @@ impl Hooked {
             before_write: Box::new(|| Ok(())),
             after_write: Box::new(|| {}),
             before_flush: Box::new(|| {}),
+            before_shutdown: Box::new(|| {}),
         }
     }
 
@@ -129,6 +147,11 @@ impl Hooked {
 
     pub fn before_flush(mut self, hook: impl FnMut() + Send + 'static) -> Self {
         self.before_flush = Box::new(hook);
+        self
+    }
+
+    pub fn before_shutdown(mut self, hook: impl FnMut() + Send + 'static) -> Self {
+        self.before_shutdown = Box::new(hook);
         self
     }
 }
@@ -151,6 +174,7 @@ impl Sink for Hooked {
         self.inner.flush()
     }
     fn shutdown(&mut self) -> Result<(), SinkError> {
+        (self.before_shutdown)();
         self.inner.shutdown()
     }
 }
