@@ -195,6 +195,13 @@ impl PartialEq for Metadata {
 
 impl Eq for Metadata {}
 
+/// Hashes the address, consistent with the identity comparison of `PartialEq`.
+impl std::hash::Hash for Metadata {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(self, state);
+    }
+}
+
 const fn str_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len() != b.len() {
@@ -408,5 +415,20 @@ mod tests {
         registered_since(0, &mut all);
         assert!(std::ptr::eq(all[a as usize], &raw const A));
         assert!(std::ptr::eq(all[b as usize], &raw const B));
+    }
+
+    #[test]
+    fn metadata_is_a_map_key_by_identity() {
+        static A: Callsite = Callsite::new(Metadata::new("same", "m", "f", 1, CallsiteKind::Timer));
+        static B: Callsite = Callsite::new(Metadata::new("same", "m", "f", 1, CallsiteKind::Timer));
+        let mut seen: std::collections::HashMap<&'static Metadata, u32> =
+            std::collections::HashMap::new();
+        *seen.entry(A.metadata()).or_default() += 1;
+        *seen.entry(B.metadata()).or_default() += 10;
+        *seen.entry(A.metadata()).or_default() += 1;
+        // Equal in every field, yet two callsites: two keys.
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[A.metadata()], 2);
+        assert_eq!(seen[B.metadata()], 10);
     }
 }
