@@ -22,6 +22,57 @@ pub enum CallsiteKind {
     Gauge,
 }
 
+/// The unit of a metric's values, for exporters (a Prometheus `# UNIT` line, an OTLP unit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Unit {
+    /// A number of things.
+    Count,
+    /// Bytes.
+    Bytes,
+    /// Seconds.
+    Seconds,
+    /// Milliseconds.
+    Milliseconds,
+    /// Microseconds.
+    Microseconds,
+    /// Nanoseconds.
+    Nanoseconds,
+    /// A ratio, 1.0 meaning all.
+    Ratio,
+    /// A percentage, 100.0 meaning all.
+    Percent,
+}
+
+impl Unit {
+    /// The unit's lower-case plural name, as Prometheus metric names end:
+    /// `count`, `bytes`, `seconds`, `milliseconds`, `microseconds`, `nanoseconds`, `ratio`,
+    /// `percent`.
+    ///
+    /// ```
+    /// assert_eq!(instrument::Unit::Bytes.as_str(), "bytes");
+    /// ```
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Count => "count",
+            Unit::Bytes => "bytes",
+            Unit::Seconds => "seconds",
+            Unit::Milliseconds => "milliseconds",
+            Unit::Microseconds => "microseconds",
+            Unit::Nanoseconds => "nanoseconds",
+            Unit::Ratio => "ratio",
+            Unit::Percent => "percent",
+        }
+    }
+}
+
+impl std::fmt::Display for Unit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Static description of a callsite: where it is and how it was configured.
 #[derive(Debug)]
 pub struct Metadata {
@@ -35,6 +86,9 @@ pub struct Metadata {
     sample: f64,
     audit: bool,
     captures: bool,
+    unit: Option<Unit>,
+    /// Empty for none.
+    description: &'static str,
 }
 
 /// Label names the exporters use themselves. Twin of `RESERVED_LABELS` in
@@ -74,6 +128,8 @@ impl Metadata {
             sample: 0.0,
             audit: false,
             captures: false,
+            unit: None,
+            description: "",
         }
     }
 
@@ -122,6 +178,20 @@ impl Metadata {
     #[must_use]
     pub const fn captures(mut self) -> Self {
         self.captures = true;
+        self
+    }
+
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn with_unit(mut self, unit: Unit) -> Self {
+        self.unit = Some(unit);
+        self
+    }
+
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn with_description(mut self, description: &'static str) -> Self {
+        self.description = description;
         self
     }
 
@@ -183,6 +253,18 @@ impl Metadata {
     #[must_use]
     pub fn captures_arguments(&self) -> bool {
         self.captures
+    }
+
+    /// The unit of the metric's values, if one was given.
+    #[must_use]
+    pub fn unit(&self) -> Option<Unit> {
+        self.unit
+    }
+
+    /// What the metric measures, if a description was given (a Prometheus `# HELP` text).
+    #[must_use]
+    pub fn description(&self) -> Option<&'static str> {
+        (!self.description.is_empty()).then_some(self.description)
     }
 }
 
@@ -343,7 +425,6 @@ impl Callsite {
     pub fn metadata(&'static self) -> &'static Metadata {
         &self.meta
     }
-
     /// Dense index of the callsite, registering it on first use.
     #[inline(always)]
     pub(crate) fn index(&'static self) -> u32 {
@@ -430,5 +511,16 @@ mod tests {
         assert_eq!(seen.len(), 2);
         assert_eq!(seen[A.metadata()], 2);
         assert_eq!(seen[B.metadata()], 10);
+    }
+
+    #[test]
+    fn unit_and_description_default_to_none() {
+        let plain = Metadata::new("queue_depth", "m", "f", 1, CallsiteKind::Gauge);
+        assert_eq!((plain.unit(), plain.description()), (None, None));
+        let described = Metadata::new("read_bytes", "m", "f", 1, CallsiteKind::Counter)
+            .with_unit(Unit::Bytes)
+            .with_description("Bytes per read call.");
+        assert_eq!(described.unit(), Some(Unit::Bytes));
+        assert_eq!(described.description(), Some("Bytes per read call."));
     }
 }
