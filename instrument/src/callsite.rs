@@ -20,6 +20,11 @@ pub enum CallsiteKind {
     Counter,
     /// A gauge from [`gauge!`](crate::gauge).
     Gauge,
+    /// A histogram of plain values (bytes, rows, queue depths). Its values are aggregated
+    /// like durations but never converted from clock ticks: in its [`CallStats`](crate::CallStats)
+    /// (outcome `ok`), each [`Stats`](crate::Stats) field of type `Duration` holds a value as
+    /// nanoseconds (`stats.p50.as_nanos()` is the median value), and `histogram` the values.
+    Histogram,
 }
 
 /// The unit of a metric's values, for exporters (a Prometheus `# UNIT` line, an OTLP unit).
@@ -114,7 +119,10 @@ impl Metadata {
         kind: CallsiteKind,
     ) -> Self {
         assert!(
-            !matches!(kind, CallsiteKind::Counter | CallsiteKind::Gauge) || is_metric_name(name),
+            !matches!(
+                kind,
+                CallsiteKind::Counter | CallsiteKind::Gauge | CallsiteKind::Histogram
+            ) || is_metric_name(name),
             "metric names must match [a-zA-Z_:][a-zA-Z0-9_:]*"
         );
         Metadata {
@@ -425,6 +433,13 @@ impl Callsite {
     pub fn metadata(&'static self) -> &'static Metadata {
         &self.meta
     }
+    /// Whether the callsite records plain values rather than durations
+    /// (`CallsiteKind::Histogram`).
+    #[inline]
+    pub(crate) fn is_value_histogram(&self) -> bool {
+        self.meta.kind == CallsiteKind::Histogram
+    }
+
     /// Dense index of the callsite, registering it on first use.
     #[inline(always)]
     pub(crate) fn index(&'static self) -> u32 {
