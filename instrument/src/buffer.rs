@@ -45,7 +45,10 @@ fn kind_loss_slot(kind: u8) -> Option<usize> {
     usize::from(kind).checked_sub(1).map(|i| KIND_SLOT_BASE + i)
 }
 const CHUNK_CALLSITES: usize = 128;
-const CHUNKS: usize = 512; // 65,536 callsites
+const CHUNKS: usize = 512;
+/// Callsites a thread's counter table can count for (65,536): calls of a callsite with a higher
+/// index are recorded, but their losses and `counter!` increments are not counted.
+pub(crate) const MAX_CALLSITES: usize = CHUNK_CALLSITES * CHUNKS;
 
 type Chunk = Box<[SingleWriterCounter]>;
 

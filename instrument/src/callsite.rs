@@ -1,4 +1,5 @@
-//! Callsites: one `static` per instrumented function or manual metric.
+//! Callsites: one `static` per instrumented function or manual metric, or one leaked at run time
+//! per metric name and label set (`dynamic.rs`).
 //!
 //! A callsite is registered lazily on its first recorded call: one relaxed load of its id after
 //! that. Registration assigns a dense index so the drain can aggregate by array lookup.
@@ -20,7 +21,8 @@ pub enum CallsiteKind {
     Counter,
     /// A gauge from [`gauge!`](crate::gauge).
     Gauge,
-    /// A histogram of plain values (bytes, rows, queue depths). Its values are aggregated
+    /// A histogram of plain values (bytes, rows, queue depths) from
+    /// [`MetricBuilder::histogram`](crate::MetricBuilder::histogram). Its values are aggregated
     /// like durations but never converted from clock ticks: in its [`CallStats`](crate::CallStats)
     /// (outcome `ok`), each [`Stats`](crate::Stats) field of type `Duration` holds a value as
     /// nanoseconds (`stats.p50.as_nanos()` is the median value), and `histogram` the values.
@@ -79,6 +81,26 @@ impl std::fmt::Display for Unit {
 }
 
 /// Static description of a callsite: where it is and how it was configured.
+///
+/// Sinks receive `&'static Metadata` for callsites declared by the macros and for callsites
+/// registered at run time (see [`metric`](crate::metric)) alike. Metadata is compared and hashed
+/// by identity (its address), so `&'static Metadata` is a cheap map key for a sink's own
+/// per-callsite state: two callsites with the same name are different keys unless they are the
+/// same callsite.
+///
+/// ```
+/// use std::collections::HashMap;
+///
+/// let parsed = instrument::metric("files_parsed_total").counter()?.metadata();
+/// let read = instrument::metric("bytes_read_total").counter()?.metadata();
+/// let mut totals: HashMap<&'static instrument::Metadata, u64> = HashMap::new();
+/// *totals.entry(parsed).or_default() += 3;
+/// *totals.entry(read).or_default() += 4096;
+/// *totals.entry(parsed).or_default() += 1;
+/// assert_eq!(totals[parsed], 4);
+/// assert_eq!(totals.len(), 2);
+/// # Ok::<(), instrument::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Metadata {
     name: &'static str,
@@ -209,13 +231,14 @@ impl Metadata {
         self.name
     }
 
-    /// The module the callsite is in.
+    /// The module the callsite is in; empty for a callsite registered at run time.
     #[must_use]
     pub fn module_path(&self) -> &'static str {
         self.module_path
     }
 
-    /// The source file of the callsite.
+    /// The source file of the callsite; for one registered at run time, of its first
+    /// registration.
     #[must_use]
     pub fn file(&self) -> &'static str {
         self.file
@@ -233,7 +256,8 @@ impl Metadata {
         self.kind
     }
 
-    /// Static labels, validated against Prometheus label rules.
+    /// Labels, validated against Prometheus label rules: as written for a static callsite,
+    /// sorted by name for one registered at run time.
     #[must_use]
     pub fn labels_slice(&self) -> &'static [(&'static str, &'static str)] {
         self.labels
@@ -532,7 +556,7 @@ mod tests {
     fn unit_and_description_default_to_none() {
         let plain = Metadata::new("queue_depth", "m", "f", 1, CallsiteKind::Gauge);
         assert_eq!((plain.unit(), plain.description()), (None, None));
-        let described = Metadata::new("read_bytes", "m", "f", 1, CallsiteKind::Counter)
+        let described = Metadata::new("read_bytes", "m", "f", 1, CallsiteKind::Histogram)
             .with_unit(Unit::Bytes)
             .with_description("Bytes per read call.");
         assert_eq!(described.unit(), Some(Unit::Bytes));

@@ -48,6 +48,12 @@
 //! application installs a pipeline, each annotated call costs one relaxed atomic load and
 //! records nothing.
 //!
+//! Metrics and timed operations whose names or labels are known only at run time (per disk, per
+//! `tracing` span, per `metrics` key) are registered with [`metric`], which returns a handle
+//! ([`Counter`], [`Gauge`], [`ValueHistogram`], [`TimerHandle`]) that records at the macros'
+//! cost. Each name keeps at most 10,000 label sets; later ones share its `overflow="true"`
+//! series.
+//!
 //! # In applications
 //! Install a pipeline once in `main` with [`builder`]; keep the returned [`PipelineGuard`] alive.
 //! [`PipelineGuard::flush`] returns when everything recorded before it is in every sink;
@@ -68,8 +74,9 @@
 //! # Crate features
 //! - `macros` (default): re-exports `#[instrument_performance]`, `#[no_instrument]` and
 //!   `#[derive(ErrorKind)]`.
-//! - `enabled` (default): instrumentation on. Without it the attribute returns items unchanged
-//!   and the manual macros compile to nothing, so a build can remove every trace of it.
+//! - `enabled` (default): instrumentation on. Without it the attribute returns items unchanged,
+//!   the manual macros compile to nothing and the handles [`metric`] returns record nothing, so
+//!   a build can remove every trace of it.
 //!
 //! # Performance
 //! Not installed: one relaxed load and a predictable branch per call. Installed: two reads of
@@ -86,6 +93,7 @@ mod clock;
 mod config;
 mod correlation;
 mod drain;
+mod dynamic;
 mod error;
 mod fields;
 mod guard;
@@ -103,6 +111,7 @@ pub use crate::config::Config;
 pub use crate::correlation::{
     Correlated, CorrelationId, CorrelationScope, FutureExt, with_correlation,
 };
+pub use crate::dynamic::{Counter, Gauge, MetricBuilder, TimerHandle, ValueHistogram, metric};
 pub use crate::error::Error;
 pub use crate::guard::{ErrorKind, Timer};
 pub use crate::histogram::Histogram;
