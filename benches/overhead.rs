@@ -13,6 +13,7 @@
 //! | `instrument_performance` | annotated, pipeline installed with `NullSink`, drain thread running |
 //! | `instrument_performance_err` | as above, the call returns `Err` |
 //! | `instrument_performance_capture` | as `instrument_performance`, with `capture(x)` |
+//! | `instrument_dynamic_callsite` | as `instrument_performance`, timed through a function callsite registered at run time (`instrument::metric`) once, before the loop |
 //! | `tracing_instrument_fmt` | `#[tracing::instrument]` (argument recorded as a field) with a `fmt` subscriber writing to `io::sink` |
 //! | `tracing_instrument_fmt_no_fields` | as above with `skip_all`: no fields |
 //! | `tracing_instrument_fmt_close` | as `tracing_instrument_fmt`, plus `FmtSpan::CLOSE`: a line with the duration per call |
@@ -43,7 +44,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 
-use shared::{Drops, instrumented, instrumented_capture, instrumented_err, run_on_threads, work};
+use shared::{
+    Drops, dynamic_timed, instrumented, instrumented_capture, instrumented_err, run_on_threads,
+    work,
+};
 
 /// The workload under `tracing`'s attribute as written by default: the argument becomes a field.
 #[tracing::instrument]
@@ -136,6 +140,15 @@ fn overhead(c: &mut Criterion) {
         b.iter(|| instrumented_capture(black_box(7)));
     });
     drops.report("overhead/instrument_performance_capture", &pipeline);
+    // Registered once: the lock and lookup are paid here, not per call.
+    let dynamic = instrument::metric("bench_dynamic")
+        .label("stage", "bench")
+        .function()
+        .expect("a valid registration");
+    group.bench_function("instrument_dynamic_callsite", |b| {
+        b.iter(|| dynamic_timed(dynamic, black_box(7)));
+    });
+    drops.report("overhead/instrument_dynamic_callsite", &pipeline);
     pipeline.shutdown().expect("shutdown");
 
     let fmt = || tracing_subscriber::fmt().with_writer(std::io::sink);

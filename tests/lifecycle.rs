@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use instrument::testing::advance;
 use instrument::{
-    AuditEntry, CallsiteKind, ClockSource, CorrelationId, Error, EventReason, Outcome,
+    AuditEntry, CallsiteKind, ClockSource, CorrelationId, Error, EventReason, Outcome, Unit,
     instrument_performance,
 };
 use instrument_sinks::MemorySink;
@@ -315,6 +315,35 @@ fn counters_gauges_and_timers_reach_the_snapshot() {
         .map(|c| c.window)
         .sum();
     assert_eq!(window, 3);
+}
+
+#[test]
+fn counter_and_gauge_options_reach_the_metadata() {
+    let _serial = serial();
+    let sink = MemorySink::new();
+    let pipeline = install(&sink);
+    instrument::counter!("lifecycle_described_total", 2, "stage" => "read"; unit = Bytes,
+        description = "Bytes read.");
+    instrument::counter!("lifecycle_described_total"; description = "Bytes read.",);
+    instrument::gauge!("lifecycle_described_ratio", 0.25; unit = Ratio);
+    let snapshot = flushed_snapshot(&pipeline, &sink);
+    assert_eq!(snapshot.counter("lifecycle_described_total"), Some(3));
+    let labelled = snapshot
+        .counters
+        .iter()
+        .find(|c| c.callsite.name() == "lifecycle_described_total" && c.total == 2)
+        .unwrap();
+    assert_eq!(labelled.callsite.unit(), Some(Unit::Bytes));
+    assert_eq!(labelled.callsite.description(), Some("Bytes read."));
+    assert_eq!(labelled.callsite.labels_slice(), [("stage", "read")]);
+    let ratio = snapshot
+        .gauges
+        .iter()
+        .find(|g| g.callsite.name() == "lifecycle_described_ratio")
+        .unwrap();
+    assert_eq!(snapshot.gauge("lifecycle_described_ratio"), Some(0.25));
+    assert_eq!(ratio.callsite.unit(), Some(Unit::Ratio));
+    assert_eq!(ratio.callsite.description(), None);
 }
 
 #[test]

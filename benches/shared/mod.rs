@@ -27,6 +27,16 @@ pub(crate) fn instrumented(x: u64) -> u64 {
     black_box(x).wrapping_mul(3)
 }
 
+/// The same workload timed through a function callsite registered at run time
+/// (`instrument::metric(..).function()`), its handle registered once by the caller.
+#[inline(never)]
+pub(crate) fn dynamic_timed(call: instrument::TimerHandle, x: u64) -> u64 {
+    let timer = call.start();
+    let out = black_box(x).wrapping_mul(3);
+    timer.finish();
+    out
+}
+
 /// The same workload with its argument captured (`x=7` attached to the call's event).
 #[instrument_performance(capture(x))]
 #[inline(never)]

@@ -48,6 +48,8 @@ const CHUNK_CALLSITES: usize = 128;
 /// Callsites with a per-thread table: 65,536. Counts of callsites beyond it go to shared
 /// atomics on the callsite itself (`Callsite::orphaned`), exact but contended.
 const CHUNKS: usize = 512;
+/// Callsites a thread's counter table covers (65,536).
+pub(crate) const MAX_CALLSITES: usize = CHUNK_CALLSITES * CHUNKS;
 
 type Chunk = Box<[SingleWriterCounter]>;
 

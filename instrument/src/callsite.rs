@@ -1,4 +1,5 @@
-//! Callsites: one `static` per instrumented function or manual metric.
+//! Callsites: one `static` per instrumented function or manual metric, or one leaked at run time
+//! per metric name and label set (`dynamic.rs`).
 //!
 //! A callsite is registered lazily on its first recorded call: one relaxed load of its id after
 //! that. Registration assigns a dense index so the drain can aggregate by array lookup.
@@ -20,9 +21,86 @@ pub enum CallsiteKind {
     Counter,
     /// A gauge from [`gauge!`](crate::gauge).
     Gauge,
+    /// A histogram of plain values (bytes, rows, queue depths) from
+    /// [`MetricBuilder::histogram`](crate::MetricBuilder::histogram). Its values are aggregated
+    /// like durations but never converted from clock ticks: in its [`CallStats`](crate::CallStats)
+    /// (outcome `ok`), each [`Stats`](crate::Stats) field of type `Duration` holds a value as
+    /// nanoseconds (`stats.p50.as_nanos()` is the median value), and `histogram` the values.
+    Histogram,
+}
+
+/// The unit of a metric's values, for exporters (a Prometheus `# UNIT` line, an OTLP unit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Unit {
+    /// A number of things.
+    Count,
+    /// Bytes.
+    Bytes,
+    /// Seconds.
+    Seconds,
+    /// Milliseconds.
+    Milliseconds,
+    /// Microseconds.
+    Microseconds,
+    /// Nanoseconds.
+    Nanoseconds,
+    /// A ratio, 1.0 meaning all.
+    Ratio,
+    /// A percentage, 100.0 meaning all.
+    Percent,
+}
+
+impl Unit {
+    /// The unit's lower-case plural name, as Prometheus metric names end:
+    /// `count`, `bytes`, `seconds`, `milliseconds`, `microseconds`, `nanoseconds`, `ratio`,
+    /// `percent`.
+    ///
+    /// ```
+    /// assert_eq!(instrument::Unit::Bytes.as_str(), "bytes");
+    /// ```
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Count => "count",
+            Unit::Bytes => "bytes",
+            Unit::Seconds => "seconds",
+            Unit::Milliseconds => "milliseconds",
+            Unit::Microseconds => "microseconds",
+            Unit::Nanoseconds => "nanoseconds",
+            Unit::Ratio => "ratio",
+            Unit::Percent => "percent",
+        }
+    }
+}
+
+impl std::fmt::Display for Unit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Static description of a callsite: where it is and how it was configured.
+///
+/// Sinks receive `&'static Metadata` for callsites declared by the macros and for callsites
+/// registered at run time (see [`metric`](crate::metric)) alike. Metadata is compared and hashed
+/// by identity (its address), so `&'static Metadata` is a cheap map key for a sink's own
+/// per-callsite state: two callsites with the same name are different keys unless they are the
+/// same callsite.
+///
+/// ```
+/// use std::collections::HashMap;
+///
+/// let parsed = instrument::metric("files_parsed_total").counter()?.metadata();
+/// let read = instrument::metric("bytes_read_total").counter()?.metadata();
+/// let mut totals: HashMap<&'static instrument::Metadata, u64> = HashMap::new();
+/// *totals.entry(parsed).or_default() += 3;
+/// *totals.entry(read).or_default() += 4096;
+/// *totals.entry(parsed).or_default() += 1;
+/// assert_eq!(totals[parsed], 4);
+/// assert_eq!(totals.len(), 2);
+/// # Ok::<(), instrument::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Metadata {
     name: &'static str,
@@ -35,6 +113,9 @@ pub struct Metadata {
     sample: f64,
     audit: bool,
     captures: bool,
+    unit: Option<Unit>,
+    /// Empty for none.
+    description: &'static str,
 }
 
 /// Label names the exporters use themselves. Twin of `RESERVED_LABELS` in
@@ -60,7 +141,10 @@ impl Metadata {
         kind: CallsiteKind,
     ) -> Self {
         assert!(
-            !matches!(kind, CallsiteKind::Counter | CallsiteKind::Gauge) || is_metric_name(name),
+            !matches!(
+                kind,
+                CallsiteKind::Counter | CallsiteKind::Gauge | CallsiteKind::Histogram
+            ) || is_metric_name(name),
             "metric names must match [a-zA-Z_:][a-zA-Z0-9_:]*"
         );
         Metadata {
@@ -74,6 +158,8 @@ impl Metadata {
             sample: 0.0,
             audit: false,
             captures: false,
+            unit: None,
+            description: "",
         }
     }
 
@@ -125,19 +211,34 @@ impl Metadata {
         self
     }
 
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn with_unit(mut self, unit: Unit) -> Self {
+        self.unit = Some(unit);
+        self
+    }
+
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn with_description(mut self, description: &'static str) -> Self {
+        self.description = description;
+        self
+    }
+
     /// The callsite's name: `module::function` unless set with `name = "..."`.
     #[must_use]
     pub fn name(&self) -> &'static str {
         self.name
     }
 
-    /// The module the callsite is in.
+    /// The module the callsite is in; empty for a callsite registered at run time.
     #[must_use]
     pub fn module_path(&self) -> &'static str {
         self.module_path
     }
 
-    /// The source file of the callsite.
+    /// The source file of the callsite; for one registered at run time, of its first
+    /// registration.
     #[must_use]
     pub fn file(&self) -> &'static str {
         self.file
@@ -155,7 +256,8 @@ impl Metadata {
         self.kind
     }
 
-    /// Static labels, validated against Prometheus label rules.
+    /// Labels, validated against Prometheus label rules: as written for a static callsite,
+    /// sorted by name for one registered at run time.
     #[must_use]
     pub fn labels_slice(&self) -> &'static [(&'static str, &'static str)] {
         self.labels
@@ -184,6 +286,18 @@ impl Metadata {
     pub fn captures_arguments(&self) -> bool {
         self.captures
     }
+
+    /// The unit of the metric's values, if one was given.
+    #[must_use]
+    pub fn unit(&self) -> Option<Unit> {
+        self.unit
+    }
+
+    /// What the metric measures, if a description was given (a Prometheus `# HELP` text).
+    #[must_use]
+    pub fn description(&self) -> Option<&'static str> {
+        (!self.description.is_empty()).then_some(self.description)
+    }
 }
 
 /// Callsites are compared by identity: two metadata are equal only if they are the same static.
@@ -194,6 +308,13 @@ impl PartialEq for Metadata {
 }
 
 impl Eq for Metadata {}
+
+/// Hashes the address, consistent with the identity comparison of `PartialEq`.
+impl std::hash::Hash for Metadata {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(self, state);
+    }
+}
 
 const fn str_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
@@ -355,6 +476,12 @@ impl Callsite {
     pub fn metadata(&'static self) -> &'static Metadata {
         &self.meta
     }
+    /// Whether the callsite records plain values rather than durations
+    /// (`CallsiteKind::Histogram`).
+    #[inline]
+    pub(crate) fn is_value_histogram(&self) -> bool {
+        self.meta.kind == CallsiteKind::Histogram
+    }
 
     /// Dense index of the callsite, registering it on first use.
     #[inline(always)]
@@ -427,5 +554,31 @@ mod tests {
         registered_since(0, &mut all);
         assert!(std::ptr::eq(all[a as usize], &raw const A));
         assert!(std::ptr::eq(all[b as usize], &raw const B));
+    }
+
+    #[test]
+    fn metadata_is_a_map_key_by_identity() {
+        static A: Callsite = Callsite::new(Metadata::new("same", "m", "f", 1, CallsiteKind::Timer));
+        static B: Callsite = Callsite::new(Metadata::new("same", "m", "f", 1, CallsiteKind::Timer));
+        let mut seen: std::collections::HashMap<&'static Metadata, u32> =
+            std::collections::HashMap::new();
+        *seen.entry(A.metadata()).or_default() += 1;
+        *seen.entry(B.metadata()).or_default() += 10;
+        *seen.entry(A.metadata()).or_default() += 1;
+        // Equal in every field, yet two callsites: two keys.
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[A.metadata()], 2);
+        assert_eq!(seen[B.metadata()], 10);
+    }
+
+    #[test]
+    fn unit_and_description_default_to_none() {
+        let plain = Metadata::new("queue_depth", "m", "f", 1, CallsiteKind::Gauge);
+        assert_eq!((plain.unit(), plain.description()), (None, None));
+        let described = Metadata::new("read_bytes", "m", "f", 1, CallsiteKind::Histogram)
+            .with_unit(Unit::Bytes)
+            .with_description("Bytes per read call.");
+        assert_eq!(described.unit(), Some(Unit::Bytes));
+        assert_eq!(described.description(), Some("Bytes per read call."));
     }
 }

@@ -49,6 +49,9 @@ pub struct Config {
     /// dropped (default 65,536; a snapshot counts one per call group). Bounds what an error
     /// storm behind a slow sink can hold.
     pub sink_backlog_events: usize,
+    /// Label sets each metric name registered at run time ([`metric`](crate::metric)) may
+    /// have before further ones fold into the name's `overflow="true"` series (default 10,000).
+    pub cardinality_limit: usize,
     /// How often each sink's [`tick`](crate::Sink::tick) runs and its health is polled
     /// (default 1 s).
     pub sink_tick: Duration,
@@ -71,6 +74,7 @@ impl Default for Config {
             audit_capacity: 65_536,
             sink_backlog: 256,
             sink_backlog_events: 65_536,
+            cardinality_limit: 10_000,
             sink_tick: Duration::from_secs(1),
             flush_timeout: Duration::from_secs(30),
             slow_threshold: None,
@@ -89,6 +93,7 @@ struct Raw {
     audit_capacity: Option<usize>,
     sink_backlog: Option<usize>,
     sink_backlog_events: Option<usize>,
+    cardinality_limit: Option<usize>,
     sink_tick: Option<String>,
     flush_timeout: Option<String>,
     slow_threshold: Option<String>,
@@ -163,6 +168,7 @@ impl Config {
         config.queue_capacity = raw.queue_capacity.unwrap_or(config.queue_capacity);
         config.audit_capacity = raw.audit_capacity.unwrap_or(config.audit_capacity);
         config.sink_backlog = raw.sink_backlog.unwrap_or(config.sink_backlog);
+        config.cardinality_limit = raw.cardinality_limit.unwrap_or(config.cardinality_limit);
         config.sink_backlog_events = raw
             .sink_backlog_events
             .unwrap_or(config.sink_backlog_events);
@@ -208,6 +214,7 @@ impl Config {
         count("audit_capacity", self.audit_capacity, 1 << 24)?;
         count("sink_backlog", self.sink_backlog, 1 << 16)?;
         count("sink_backlog_events", self.sink_backlog_events, 1 << 24)?;
+        count("cardinality_limit", self.cardinality_limit, 1 << 20)?;
         if self.max_retries > 100 {
             return Err(Error::InvalidConfig(format!(
                 "`max_retries` = {} is out of range: allowed 0 to 100",

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use crate::sink::SinkShortfall;
 
-/// Everything that can go wrong installing, configuring, flushing or shutting down a pipeline.
+/// Everything that can go wrong installing, configuring, flushing or shutting down a pipeline,
+/// or registering a metric at run time.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -67,5 +68,41 @@ pub enum Error {
     DrainFailed {
         /// The last panic's message.
         message: String,
+    },
+    /// A metric registered at run time has a name that breaks the metric name rule.
+    #[error("invalid metric name `{name}`: metric names must match [a-zA-Z_:][a-zA-Z0-9_:]*")]
+    InvalidMetricName {
+        /// The name.
+        name: String,
+    },
+    /// A metric registered at run time has a label name that breaks a label name rule.
+    #[error("invalid label name `{label}` on metric `{metric}`: {rule}")]
+    InvalidLabelName {
+        /// The metric's name.
+        metric: String,
+        /// The label name.
+        label: String,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
+    /// A metric registered at run time names the same label twice.
+    #[error("label `{label}` is given twice on metric `{metric}`: label names must be unique")]
+    DuplicateLabel {
+        /// The metric's name.
+        metric: String,
+        /// The label name.
+        label: String,
+    },
+    /// The process holds as many callsites registered at run time as it can count, and the
+    /// metric's name has no overflow series yet to fold a new label set into.
+    #[error(
+        "cannot register metric `{metric}`: the process already holds {limit} callsites \
+         registered at run time"
+    )]
+    TooManyCallsites {
+        /// The metric's name.
+        metric: String,
+        /// The process-wide limit.
+        limit: usize,
     },
 }

@@ -48,6 +48,12 @@
 //! application installs a pipeline, each annotated call costs one relaxed atomic load and
 //! records nothing.
 //!
+//! Metrics and timed operations whose names or labels are known only at run time (per disk, per
+//! `tracing` span, per `metrics` key) are registered with [`metric`], which returns a handle
+//! ([`Counter`], [`Gauge`], [`ValueHistogram`], [`TimerHandle`]) that records at the macros'
+//! cost. Each name keeps at most 10,000 label sets; later ones share its `overflow="true"`
+//! series.
+//!
 //! # In applications
 //! Install a pipeline once in `main` with [`builder`]; keep the returned [`PipelineGuard`] alive.
 //! [`PipelineGuard::flush`] returns when everything recorded before it is in every sink;
@@ -68,8 +74,9 @@
 //! # Crate features
 //! - `macros` (default): re-exports `#[instrument_performance]`, `#[no_instrument]` and
 //!   `#[derive(ErrorKind)]`.
-//! - `enabled` (default): instrumentation on. Without it the attribute returns items unchanged
-//!   and the manual macros compile to nothing, so a build can remove every trace of it.
+//! - `enabled` (default): instrumentation on. Without it the attribute returns items unchanged,
+//!   the manual macros compile to nothing and the handles [`metric`] returns record nothing, so
+//!   a build can remove every trace of it.
 //!
 //! # Performance
 //! Not installed: one relaxed load and a predictable branch per call. Installed: two reads of
@@ -93,6 +100,7 @@ mod buffer;
 mod callsite;
 mod clock;
 mod correlation;
+mod dynamic;
 mod fields;
 mod guard;
 mod signal;
@@ -104,12 +112,13 @@ mod collector;
 mod pipeline;
 
 pub use crate::audit::{AuditEntry, audit};
-pub use crate::callsite::{CallsiteKind, Metadata};
+pub use crate::callsite::{CallsiteKind, Metadata, Unit};
 pub use crate::clock::ClockSource;
 pub use crate::config::Config;
 pub use crate::correlation::{
     Correlated, CorrelationId, CorrelationScope, FutureExt, with_correlation,
 };
+pub use crate::dynamic::{Counter, Gauge, MetricBuilder, TimerHandle, ValueHistogram, metric};
 pub use crate::error::Error;
 pub use crate::guard::{ErrorKind, Timer};
 pub use crate::histogram::Histogram;
@@ -185,24 +194,31 @@ pub mod __private {
 /// Names follow Prometheus metric rules and label names Prometheus label rules; both are checked
 /// at compile time. Each thread counts into its own table, so counting scales with cores.
 ///
+/// After a `;`, options for exporters may follow: `unit = ` a [`Unit`] variant and
+/// `description = ` a string literal, read through the callsite's [`Metadata`].
+///
 /// ```
 /// let _pipeline = instrument::builder().install()?;
 /// instrument::counter!("files_parsed_total");
 /// instrument::counter!("bytes_read_total", 4096, "stage" => "read");
+/// instrument::counter!("bytes_written_total", 512; unit = Bytes, description = "Bytes written.");
 /// # Ok::<(), instrument::Error>(())
 /// ```
 #[macro_export]
 macro_rules! counter {
-    ($name:literal $(, $key:literal => $value:literal)* $(,)?) => {
-        $crate::counter!($name, 1u64 $(, $key => $value)*)
+    ($name:literal $(, $key:literal => $value:literal)* $(,)? $(; $($option:tt)*)?) => {
+        $crate::counter!($name, 1u64 $(, $key => $value)* $(; $($option)*)?)
     };
-    ($name:literal, $n:expr $(, $key:literal => $value:literal)* $(,)?) => {{
+    ($name:literal, $n:expr $(, $key:literal => $value:literal)* $(,)? $(; $($option:tt)*)?) => {{
         static __INSTRUMENT_CALLSITE: $crate::__private::Callsite = $crate::__private::Callsite::new(
-            $crate::__private::Metadata::new(
-                $name, ::core::module_path!(), ::core::file!(), ::core::line!(),
-                $crate::__private::CallsiteKind::Counter,
-            )
-            .labels(&[$(($key, $value)),*]),
+            $crate::__metadata_options!(
+                $crate::__private::Metadata::new(
+                    $name, ::core::module_path!(), ::core::file!(), ::core::line!(),
+                    $crate::__private::CallsiteKind::Counter,
+                )
+                .labels(&[$(($key, $value)),*])
+                $(, $($option)*)?
+            ),
         );
         if $crate::__private::ENABLED {
             $crate::__private::counter_add(&__INSTRUMENT_CALLSITE, $n);
@@ -210,28 +226,47 @@ macro_rules! counter {
     }};
 }
 
-/// Sets a gauge to a value: `gauge!("queue_depth", 17.0)`, with optional static labels as for
-/// [`counter!`].
+/// Sets a gauge to a value: `gauge!("queue_depth", 17.0)`, with optional static labels and
+/// options (`unit`, `description`) as for [`counter!`].
 ///
 /// ```
 /// let _pipeline = instrument::builder().install()?;
 /// instrument::gauge!("pending_files", 12.0, "stage" => "parse");
+/// instrument::gauge!("heap_used_bytes", 3.5e6; unit = Bytes, description = "Heap in use.");
 /// # Ok::<(), instrument::Error>(())
 /// ```
 #[macro_export]
 macro_rules! gauge {
-    ($name:literal, $v:expr $(, $key:literal => $value:literal)* $(,)?) => {{
+    ($name:literal, $v:expr $(, $key:literal => $value:literal)* $(,)? $(; $($option:tt)*)?) => {{
         static __INSTRUMENT_CALLSITE: $crate::__private::Callsite = $crate::__private::Callsite::new(
-            $crate::__private::Metadata::new(
-                $name, ::core::module_path!(), ::core::file!(), ::core::line!(),
-                $crate::__private::CallsiteKind::Gauge,
-            )
-            .labels(&[$(($key, $value)),*]),
+            $crate::__metadata_options!(
+                $crate::__private::Metadata::new(
+                    $name, ::core::module_path!(), ::core::file!(), ::core::line!(),
+                    $crate::__private::CallsiteKind::Gauge,
+                )
+                .labels(&[$(($key, $value)),*])
+                $(, $($option)*)?
+            ),
         );
         if $crate::__private::ENABLED {
             $crate::__private::gauge_set(&__INSTRUMENT_CALLSITE, $v);
         }
     }};
+}
+
+/// Applies the options of [`counter!`] and [`gauge!`] to a `Metadata` expression, one at a time.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __metadata_options {
+    ($meta:expr $(,)?) => {
+        $meta
+    };
+    ($meta:expr, unit = $unit:ident $(, $($rest:tt)*)?) => {
+        $crate::__metadata_options!($meta.with_unit($crate::Unit::$unit) $(, $($rest)*)?)
+    };
+    ($meta:expr, description = $text:literal $(, $($rest:tt)*)?) => {
+        $crate::__metadata_options!($meta.with_description($text) $(, $($rest)*)?)
+    };
 }
 
 /// Times a block: returns a [`Timer`] that records when dropped (`ok`, or `panic` if dropped

@@ -146,6 +146,12 @@ impl Builder {
         self
     }
 
+    /// See [`Config::cardinality_limit`].
+    pub fn cardinality_limit(mut self, label_sets: usize) -> Self {
+        self.config.cardinality_limit = label_sets;
+        self
+    }
+
     /// See [`Config::sink_tick`].
     pub fn sink_tick(mut self, tick: Duration) -> Self {
         self.config.sink_tick = tick;
@@ -172,6 +178,7 @@ impl Builder {
         };
         let generation = GENERATION.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
         let state = (generation << 8) | mode;
+        crate::dynamic::set_cardinality_limit(self.config.cardinality_limit);
         crate::buffer::QUEUE_CAPACITY.store(self.config.queue_capacity as u32, Ordering::Relaxed);
 
         let audit = Arc::new(AuditQueue::new(self.config.audit_capacity));
@@ -309,5 +316,40 @@ impl Drop for PipelineGuard {
         if let Err(e) = self.stop() {
             eprintln!("instrument: shutdown incomplete: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    /// Issue 12 of the core's second round: a wake request left pending by an earlier pipeline
+    /// made the next drain ignore wake-ups until its first full drain interval had passed, so
+    /// audit producers waiting for room crawled.
+    #[test]
+    fn a_wake_request_left_over_does_not_mute_the_next_drain() {
+        let pipeline = super::Builder::default()
+            .drain_interval(Duration::from_secs(3600))
+            .window(Duration::from_secs(3600))
+            .audit_capacity(1)
+            .install()
+            .unwrap();
+        drop(pipeline);
+        crate::wake::leave_pending();
+        let _pipeline = super::Builder::default()
+            .drain_interval(Duration::from_secs(3600))
+            .window(Duration::from_secs(3600))
+            .audit_capacity(1)
+            .install()
+            .unwrap();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            for i in 0..3 {
+                crate::audit(crate::AuditEntry::new("step").input(i.to_string())).unwrap();
+            }
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("audit producers waiting for room wake the drain");
     }
 }

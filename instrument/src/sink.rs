@@ -641,6 +641,9 @@ pub struct SelfMetrics {
     pub audit_orphaned: u64,
     /// Notices dropped because the notice queue was full.
     pub notices_dropped: u64,
+    /// Run-time registrations folded into a name's overflow series by the cardinality limit,
+    /// since the process started (`instrument_callsite_overflow_total`).
+    pub callsite_overflows: u64,
     /// Per sink.
     pub sinks: Vec<SinkStatus>,
 }

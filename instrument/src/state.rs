@@ -33,7 +33,6 @@ pub fn counter_add(callsite: &'static crate::callsite::Callsite, n: u64) {
 pub fn gauge_set(callsite: &'static crate::callsite::Callsite, value: f64) {
     // Gauges are set at a modest rate; a per-callsite lock keeps value, pipeline and order
     // consistent so the drain can report the value set last.
-    static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let state = STATE.load(Ordering::Relaxed);
     if state & 0xff != MODE_OFF {
         let _ = callsite.index();
@@ -42,7 +41,15 @@ pub fn gauge_set(callsite: &'static crate::callsite::Callsite, value: f64) {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         cell.state = state;
-        cell.sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        cell.sequence = next_gauge_sequence();
         cell.value = value;
     }
+}
+
+/// Orders gauge sets and moves across callsites naming the same series.
+static GAUGE_SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// The next gauge sequence number.
+pub(crate) fn next_gauge_sequence() -> u64 {
+    GAUGE_SEQUENCE.fetch_add(1, Ordering::Relaxed)
 }

@@ -211,7 +211,7 @@ impl Aggregates {
         self.metrics.events_recorded += 1;
         let Detail { error_kind, fields } = detail.unwrap_or_default();
         let error_kind = error_kind.or_else(|| self.aggs[index].callsite.kind_at(record.kind));
-        let nanos = self.timebase.nanos(record.duration);
+        let nanos = record.value(self.aggs[index].callsite, &self.timebase);
         let agg = &mut self.aggs[index];
         agg.touched = true;
         agg.outcomes[record.outcome.index()].window.record(nanos);

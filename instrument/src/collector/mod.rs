@@ -331,9 +331,23 @@ impl Drain {
         // recording off before asking): take everything that was accepted.
         for _ in 0..1000 {
             self.guarded_cycle(Some(SnapshotReason::Shutdown));
-            if self.failed || (self.audit.len() == 0 && self.aggregates.rings_empty()) {
+            if self.failed || self.aggregates.rings_empty() {
                 break;
             }
+        }
+        // The last accepted entries go to every audit sink past its bound (by at most
+        // `audit_capacity`, the size of the closed queue): accepted means delivered or named.
+        self.audit_scratch.clear();
+        self.audit.take(usize::MAX, &mut self.audit_scratch);
+        if let Some(last) = self.audit_scratch.last() {
+            self.audit_upto = last.sequence;
+        }
+        let unbounded = Bounds {
+            audit: usize::MAX,
+            ..self.bounds
+        };
+        for sink in self.sinks.iter().filter(|s| s.interests.audit) {
+            sink.push_audit(&self.audit_scratch, unbounded);
         }
         let report = self.take_panic_report();
         self.queue_markers(ticket, report, true);
@@ -360,6 +374,7 @@ impl Drain {
         metrics.audit_queued = self.audit.len() as u64;
         metrics.audit_orphaned = crate::audit::orphaned();
         metrics.notices_dropped = crate::source::dropped();
+        metrics.callsite_overflows = crate::dynamic::overflowed_registrations();
         let backlog: u64 = metrics
             .sinks
             .iter()

@@ -118,7 +118,8 @@ impl Tally {
     }
 }
 
-/// Uses every manual macro: `counter!`, `gauge!` and `timer!`, and returns the sum of `values`.
+/// Uses every manual macro (`counter!`, `gauge!`, `timer!`) and every handle `metric` returns,
+/// and returns the sum of `values`.
 #[must_use]
 pub fn manual_metrics(values: &[u64]) -> u64 {
     let _timer = instrument::timer!("sum_values", "stage" => "sum");
@@ -128,5 +129,30 @@ pub fn manual_metrics(values: &[u64]) -> u64 {
     instrument::gauge!("last_sum", sum as f64);
     let failed = instrument::timer!("failing_block");
     failed.error("Always");
+    // Registered at run time: the handles exist, and record nothing either.
+    let disk = instrument::metric("disk_reads_total")
+        .label("disk", "sda")
+        .counter()
+        .expect("a valid metric");
+    disk.add(sum);
+    let depth = instrument::metric("queue_depth")
+        .gauge()
+        .expect("a valid metric");
+    depth.set(1.0);
+    depth.add(2.0);
+    let sizes = instrument::metric("value_sizes")
+        .histogram()
+        .expect("a valid metric");
+    sizes.record(sum);
+    let step = instrument::metric("step")
+        .function()
+        .expect("a valid metric");
+    step.start().finish();
+    drop(
+        instrument::metric("block")
+            .timer()
+            .expect("a valid metric")
+            .start(),
+    );
     sum
 }
