@@ -105,11 +105,17 @@ fn an_audited_call_that_outlives_its_pipeline_is_not_lost_silently() {
     let started = Arc::new(AtomicBool::new(false));
     let (finish, finished) = crossbeam_channel::bounded::<()>(0);
     let before = {
-        let pipeline = instrument::builder().clock(ClockSource::Mock).install().unwrap();
+        let pipeline = instrument::builder()
+            .clock(ClockSource::Mock)
+            .install()
+            .unwrap();
         pipeline.flush().unwrap();
         pipeline.self_metrics().audit_orphaned
     };
-    let pipeline = instrument::builder().clock(ClockSource::Mock).install().unwrap();
+    let pipeline = instrument::builder()
+        .clock(ClockSource::Mock)
+        .install()
+        .unwrap();
     let call = {
         let started = Arc::clone(&started);
         std::thread::spawn(move || long_audited(&started, &finished))
@@ -120,7 +126,10 @@ fn an_audited_call_that_outlives_its_pipeline_is_not_lost_silently() {
     drop(pipeline);
     drop(finish);
     call.join().unwrap();
-    let pipeline = instrument::builder().clock(ClockSource::Mock).install().unwrap();
+    let pipeline = instrument::builder()
+        .clock(ClockSource::Mock)
+        .install()
+        .unwrap();
     pipeline.flush().unwrap();
     assert_eq!(pipeline.self_metrics().audit_orphaned, before + 1);
 }

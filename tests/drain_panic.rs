@@ -61,5 +61,8 @@ fn a_drain_that_keeps_panicking_turns_recording_off_and_says_so() {
         .unwrap();
     work();
     pipeline.flush().unwrap();
-    assert_eq!(count(&sink.last_snapshot().unwrap(), name!("work"), Outcome::Ok), 1);
+    assert_eq!(
+        count(&sink.last_snapshot().unwrap(), name!("work"), Outcome::Ok),
+        1
+    );
 }

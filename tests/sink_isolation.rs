@@ -171,7 +171,11 @@ fn failing_panicking_and_blocked_sinks_do_not_disturb_a_healthy_one() {
         let _ = op(i);
     }
     let err = pipeline.flush().expect_err("the blocked sink cannot flush");
-    assert!(err.to_string().contains("sink `blocked` did not finish in time"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("sink `blocked` did not finish in time"),
+        "{err}"
+    );
     // The failing and panicking sinks gave their batch up: the flush names them too, with
     // what they lack.
     let Error::Incomplete { sinks, .. } = &err else {
@@ -179,7 +183,11 @@ fn failing_panicking_and_blocked_sinks_do_not_disturb_a_healthy_one() {
     };
     let named: Vec<_> = sinks.iter().map(|s| s.sink.as_str()).collect();
     assert_eq!(named, ["failing", "panicking", "blocked"], "{err}");
-    assert_eq!((sinks[0].lost.batches, sinks[0].lost.events), (1, 10), "{err}");
+    assert_eq!(
+        (sinks[0].lost.batches, sinks[0].lost.events),
+        (1, 10),
+        "{err}"
+    );
     assert!(!sinks[0].timed_out && sinks[2].timed_out, "{err}");
     blocked_entered.recv().unwrap();
 
@@ -223,7 +231,9 @@ fn failing_panicking_and_blocked_sinks_do_not_disturb_a_healthy_one() {
     // Once the blocked sink moves again, it shuts down cleanly; the failing and panicking
     // sinks lose the final batch too, and the shutdown says so.
     drop(release);
-    let err = pipeline.shutdown().expect_err("two sinks lack the final batch");
+    let err = pipeline
+        .shutdown()
+        .expect_err("two sinks lack the final batch");
     let Error::Incomplete { sinks, .. } = &err else {
         panic!("{err:?}")
     };
@@ -316,11 +326,18 @@ fn event_batches_are_given_up_after_the_retries() {
     let shortfall = only_shortfall(pipeline.flush());
     assert_eq!(shortfall.sink, "flaky");
     assert_eq!(
-        (shortfall.lost.batches, shortfall.lost.events, shortfall.lost.snapshots),
+        (
+            shortfall.lost.batches,
+            shortfall.lost.events,
+            shortfall.lost.snapshots
+        ),
         (1, 1, 1),
         "{shortfall}"
     );
-    assert!(!shortfall.timed_out && shortfall.error.is_none(), "{shortfall}");
+    assert!(
+        !shortfall.timed_out && shortfall.error.is_none(),
+        "{shortfall}"
+    );
     assert!(inner.events().is_empty());
     let _ = op(6);
     pipeline.flush().unwrap();
@@ -354,7 +371,10 @@ fn audit_batches_are_retried_beyond_the_retry_limit() {
     instrument::audit(AuditEntry::new("load").input("a.rs")).unwrap();
     // The flush cannot keep its promise while the sink fails...
     let shortfall = only_shortfall(pipeline.flush());
-    assert_eq!((shortfall.sink.as_str(), shortfall.lost.audit_entries), ("flaky", 1));
+    assert_eq!(
+        (shortfall.sink.as_str(), shortfall.lost.audit_entries),
+        ("flaky", 1)
+    );
     // ...but the entry is never given up: retried in the background, it arrives.
     pipeline.flush().expect("the sink recovered");
     let audit = inner.audit();

@@ -18,7 +18,11 @@ const GUARD: Duration = Duration::from_secs(20);
 
 #[instrument::instrument_performance]
 fn op(i: u32) -> Result<u32, std::fmt::Error> {
-    if i.is_multiple_of(2) { Ok(i) } else { Err(std::fmt::Error) }
+    if i.is_multiple_of(2) {
+        Ok(i)
+    } else {
+        Err(std::fmt::Error)
+    }
 }
 
 /// A sink that blocks in its first `write` until the returned sender is dropped, signalling
@@ -53,8 +57,11 @@ fn timed_out(result: Result<(), Error>) -> Vec<String> {
 #[test]
 fn a_stuck_sink_that_wants_no_audit_never_blocks_audit() {
     let _serial = serial();
-    let (blocked, entered, release) =
-        stuck(MemorySink::new().named("stuck-events").with_interests(Interests::NONE.with_events(true)));
+    let (blocked, entered, release) = stuck(
+        MemorySink::new()
+            .named("stuck-events")
+            .with_interests(Interests::NONE.with_events(true)),
+    );
     let audit = MemorySink::new()
         .named("audit")
         .with_interests(Interests::NONE.with_audit(true));
@@ -113,7 +120,9 @@ fn an_audit_sink_failing_for_ever_holds_back_only_its_audit() {
     for i in 0..10 {
         let _ = op(i);
     }
-    let err = pipeline.flush().expect_err("the failing sink lacks audit entries");
+    let err = pipeline
+        .flush()
+        .expect_err("the failing sink lacks audit entries");
     let Error::Incomplete { sinks, .. } = &err else {
         panic!("{err:?}")
     };
@@ -124,7 +133,10 @@ fn an_audit_sink_failing_for_ever_holds_back_only_its_audit() {
     // Its events arrived all the same.
     assert_eq!(failing_inner.events().len(), 5);
     let snapshot = failing_inner.last_snapshot().unwrap();
-    assert_eq!(snapshot.call(name!("op"), Outcome::Ok).unwrap().total.count, 5);
+    assert_eq!(
+        snapshot.call(name!("op"), Outcome::Ok).unwrap().total.count,
+        5
+    );
     drop(pipeline);
 }
 
@@ -184,7 +196,10 @@ fn the_drain_keeps_draining_while_a_flush_waits() {
     assert_eq!(delivered.len(), 1);
     assert_eq!(delivered[0].outcome, Outcome::Error);
     drop(release);
-    flushing.join().unwrap().expect("the released sink answers the flush");
+    flushing
+        .join()
+        .unwrap()
+        .expect("the released sink answers the flush");
 }
 
 /// Failure mode 3: every sink gets the whole timeout to shut down, in parallel, and each one
@@ -209,7 +224,10 @@ fn a_stuck_shutdown_does_not_cost_the_later_sinks_theirs() {
     let _ = op(0);
     let result = within("shutdown", GUARD, move || pipeline.shutdown());
     assert_eq!(timed_out(result), ["first"]);
-    assert!(later.is_shut_down(), "the later sink's shutdown was not waited for");
+    assert!(
+        later.is_shut_down(),
+        "the later sink's shutdown was not waited for"
+    );
     // The pipeline is gone: a new one installs and works beside the stuck worker.
     let next = MemorySink::new();
     let pipeline = instrument::builder()

@@ -272,11 +272,22 @@ mod tests {
             let err = Config::from_toml_str(toml).unwrap_err();
             let text = err.to_string();
             assert!(matches!(err, Error::InvalidConfig(_)), "{toml}: {text}");
-            assert!(text.contains(key) && text.contains("allowed"), "{toml}: {text}");
+            assert!(
+                text.contains(key) && text.contains("allowed"),
+                "{toml}: {text}"
+            );
         }
-        let mut config = Config::default();
-        config.flush_timeout = Duration::MAX;
-        assert!(config.validate().unwrap_err().to_string().contains("flush_timeout"));
+        let config = Config {
+            flush_timeout: Duration::MAX,
+            ..Config::default()
+        };
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("flush_timeout")
+        );
     }
 
     #[test]

@@ -32,8 +32,8 @@ use crate::callsite::{
 use crate::clock::MODE_OFF;
 use crate::error::Error;
 use crate::guard::Timer;
-use crate::state::STATE;
 use crate::record::{Outcome, Record};
+use crate::state::STATE;
 
 /// Label sets per metric name before further ones fold into the name's overflow series.
 pub(crate) const DEFAULT_CARDINALITY_LIMIT: usize = 10_000;

@@ -1,7 +1,7 @@
 //! The runtime's error type.
 
-use std::path::PathBuf;
 use crate::sink::SinkShortfall;
+use std::path::PathBuf;
 
 /// Everything that can go wrong installing, configuring, flushing or shutting down a pipeline,
 /// or registering a metric at run time.
@@ -56,7 +56,9 @@ pub enum Error {
     },
     /// The drain panicked since the last flush; the panic was caught and the drain went on, but
     /// records it was handling may be missing from the aggregates.
-    #[error("the drain panicked {count} time(s) since the last flush (last: {message}); records it was handling may be missing")]
+    #[error(
+        "the drain panicked {count} time(s) since the last flush (last: {message}); records it was handling may be missing"
+    )]
     DrainPanicked {
         /// Panics since the last flush.
         count: u64,

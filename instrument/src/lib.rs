@@ -88,12 +88,12 @@
 
 // Dependencies run one way, top to bottom: the data types sinks see; what a call touches; the
 // collector (drain and sink workers); the pipeline that installs it.
+mod audit;
+mod config;
 mod error;
 pub mod histogram;
 mod record;
 pub mod sink;
-mod audit;
-mod config;
 mod source;
 
 mod buffer;
@@ -127,8 +127,7 @@ pub use crate::record::Outcome;
 pub use crate::sink::{
     Batch, CallStats, CounterValue, DropMarker, ErrorKindCount, Event, EventReason, GaugeValue,
     Interests, Level, Lost, Notice, NullSink, ProcessInfo, SelfMetrics, Sink, SinkError,
-    SinkHealth, SinkShortfall, SinkStatus, Snapshot, SnapshotReason, StartInfo, Stats,
-    ThreadInfo,
+    SinkHealth, SinkShortfall, SinkStatus, Snapshot, SnapshotReason, StartInfo, Stats, ThreadInfo,
 };
 pub use crate::source::{NOTICE_CAPACITY, publish};
 

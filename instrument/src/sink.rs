@@ -356,11 +356,27 @@ impl Batch {
             return Some(Arc::clone(self));
         }
         Some(Arc::new(Batch {
-            events: if events { self.events.clone() } else { Vec::new() },
-            drops: if events { self.drops.clone() } else { Vec::new() },
-            snapshot: if snapshot { self.snapshot.clone() } else { None },
+            events: if events {
+                self.events.clone()
+            } else {
+                Vec::new()
+            },
+            drops: if events {
+                self.drops.clone()
+            } else {
+                Vec::new()
+            },
+            snapshot: if snapshot {
+                self.snapshot.clone()
+            } else {
+                None
+            },
             audit: Vec::new(),
-            notices: if notices { self.notices.clone() } else { Vec::new() },
+            notices: if notices {
+                self.notices.clone()
+            } else {
+                Vec::new()
+            },
         }))
     }
 

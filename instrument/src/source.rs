@@ -72,7 +72,10 @@ pub fn publish(notice: Notice) -> bool {
 
 /// Sets whether notices are wanted (at install and shutdown), clearing leftovers.
 pub(crate) fn set_wanted(wanted: bool) {
-    NOTICES.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    NOTICES
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clear();
     WANTED.store(wanted, Ordering::Relaxed);
 }
 

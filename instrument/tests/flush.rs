@@ -47,7 +47,10 @@ fn flush_reaches_a_sink_whose_backlog_is_full() {
         Err(Error::Incomplete { sinks, .. }) => {
             assert_eq!(sinks.len(), 1, "{sinks:?}");
             assert_eq!(sinks[0].sink, "slow");
-            assert!(!sinks[0].timed_out && sinks[0].lost.snapshots > 0, "{sinks:?}");
+            assert!(
+                !sinks[0].timed_out && sinks[0].lost.snapshots > 0,
+                "{sinks:?}"
+            );
         }
         other => panic!("expected the slow sink's losses, got {other:?}"),
     }

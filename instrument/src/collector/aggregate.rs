@@ -197,7 +197,13 @@ impl Aggregates {
     }
 
     #[inline]
-    fn take(&mut self, record: Record, detail: Option<Detail>, buf: &ThreadBuffer, batch: &mut Batch) {
+    fn take(
+        &mut self,
+        record: Record,
+        detail: Option<Detail>,
+        buf: &ThreadBuffer,
+        batch: &mut Batch,
+    ) {
         if record.generation != self.generation {
             return;
         }
@@ -334,8 +340,10 @@ impl Aggregates {
         let mut any = false;
         for agg in &mut self.aggs {
             if agg.drops_unmarked > 0 {
-                self.metrics.events_dropped =
-                    self.metrics.events_dropped.saturating_add(agg.drops_unmarked);
+                self.metrics.events_dropped = self
+                    .metrics
+                    .events_dropped
+                    .saturating_add(agg.drops_unmarked);
                 if self.wants_events {
                     batch.drops.push(DropMarker {
                         callsite: agg.callsite.metadata(),

@@ -244,7 +244,11 @@ impl Ticket {
 
     /// Waits until every sink answered or `timeout` passed, then reports. `drain_alive` tells
     /// whether the drain can still queue the markers.
-    pub(crate) fn wait(&self, timeout: Duration, drain_alive: &dyn Fn() -> bool) -> Result<(), Error> {
+    pub(crate) fn wait(
+        &self,
+        timeout: Duration,
+        drain_alive: &dyn Fn() -> bool,
+    ) -> Result<(), Error> {
         let deadline = Instant::now() + timeout;
         let mut state = self.lock();
         loop {

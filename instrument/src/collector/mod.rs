@@ -29,9 +29,7 @@ use self::delivery::{Bounds, Item, Marker, SinkHandle, SinkQueue, Ticket};
 use crate::audit::AuditQueue;
 use crate::config::Config;
 use crate::error::Error;
-use crate::sink::{
-    Batch, Interests, SelfMetrics, Sink, SinkStatus, SnapshotReason, StartInfo,
-};
+use crate::sink::{Batch, Interests, SelfMetrics, Sink, SinkStatus, SnapshotReason, StartInfo};
 
 /// Drain cycles that may panic in a row before the drain gives up and turns recording off.
 pub(crate) const MAX_PANICS_IN_A_ROW: u32 = 3;
@@ -212,9 +210,10 @@ impl Drain {
     /// One pass: thread queues and tables, audit, then (at window end or when `closing`) a
     /// snapshot, then delivery.
     fn cycle(&mut self, closing: Option<SnapshotReason>) {
-        if PANIC_NEXT_CYCLE.swap(false, Ordering::Relaxed) {
-            panic!("panic injected into a drain cycle");
-        }
+        assert!(
+            !PANIC_NEXT_CYCLE.swap(false, Ordering::Relaxed),
+            "panic injected into a drain cycle"
+        );
         let started = Instant::now();
         self.busy = self.aggregates.drain_buffers(&mut self.batch);
         self.aggregates.scan_tables(closing.is_some());
@@ -294,13 +293,12 @@ impl Drain {
         // One view per distinct set of interests; with one kind of sink there is one batch.
         let mut views: Vec<(Interests, Option<Arc<Batch>>)> = Vec::new();
         for sink in &self.sinks {
-            let view = match views.iter().find(|(i, _)| *i == sink.interests) {
-                Some((_, view)) => view.clone(),
-                None => {
-                    let view = batch.view(sink.interests);
-                    views.push((sink.interests, view.clone()));
-                    view
-                }
+            let view = if let Some((_, view)) = views.iter().find(|(i, _)| *i == sink.interests) {
+                view.clone()
+            } else {
+                let view = batch.view(sink.interests);
+                views.push((sink.interests, view.clone()));
+                view
             };
             if let Some(view) = view {
                 sink.push_batch(view, keep, self.bounds);

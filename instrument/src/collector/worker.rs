@@ -275,4 +275,3 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     text
 }
-
