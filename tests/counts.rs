@@ -529,3 +529,59 @@ fn every_error_kind_is_counted_however_many_a_callsite_has() {
         ]
     );
 }
+
+/// Issue 7 of the core's second round: `counter!(name, u64::MAX)` twice killed the drain in
+/// debug builds and wrapped in release. A counter saturates at `u64::MAX`.
+#[test]
+fn a_counter_saturates_instead_of_overflowing() {
+    let _serial = serial();
+    let sink = MemorySink::new();
+    let pipeline = support::install(&sink);
+    instrument::counter!("saturating_total", u64::MAX);
+    instrument::counter!("saturating_total", u64::MAX);
+    instrument::counter!("saturating_total", 1);
+    let snapshot = support::flushed_snapshot(&pipeline, &sink);
+    assert_eq!(snapshot.counter("saturating_total"), Some(u64::MAX));
+    // The drain lives on.
+    instrument::counter!("after_saturation_total", 3);
+    let snapshot = support::flushed_snapshot(&pipeline, &sink);
+    assert_eq!(snapshot.counter("after_saturation_total"), Some(3));
+}
+
+/// 64 distinct counter callsites, each first used by its own short-lived thread.
+macro_rules! fresh_counters {
+    ($($n:literal)*) => {
+        fn bump_fresh(index: usize, by: u64) {
+            match index {
+                $($n => instrument::counter!("fresh_total", by),)*
+                _ => unreachable!(),
+            }
+        }
+    };
+}
+
+fresh_counters!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29
+    30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61
+    62 63);
+
+/// Issue 4 of the core's second round: a thread that registered a callsite during a drain cycle
+/// and exited before the next one lost that callsite's counts. Threads here register a new
+/// counter callsite each and exit at once while the drain cycles every millisecond.
+#[test]
+fn counts_of_callsites_registered_by_threads_that_exit_at_once_are_kept() {
+    let _serial = serial();
+    let sink = MemorySink::new();
+    let pipeline = instrument::builder()
+        .drain_interval(std::time::Duration::from_millis(1))
+        .sink(sink.clone())
+        .install()
+        .unwrap();
+    let threads: Vec<_> = (0..64)
+        .map(|i| std::thread::spawn(move || bump_fresh(i, i as u64 + 1)))
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let snapshot = support::flushed_snapshot(&pipeline, &sink);
+    assert_eq!(snapshot.counter("fresh_total"), Some((1..=64).sum::<u64>()));
+}

@@ -839,7 +839,7 @@ impl Snapshot {
             .iter()
             .filter(|c| c.callsite.name() == name)
             .map(|c| c.total)
-            .reduce(|a, b| a + b)
+            .reduce(u64::saturating_add)
     }
 
     /// The value of the gauge named `name`, if it was set.

@@ -39,7 +39,9 @@ pub(super) struct CallsiteAgg {
 }
 
 impl CallsiteAgg {
-    fn new(callsite: &'static Callsite, default_slow: Option<Duration>) -> Self {
+    /// `existing`: the callsite was registered before this pipeline, whose counts recorded on
+    /// the callsite itself so far belong to earlier pipelines.
+    fn new(callsite: &'static Callsite, default_slow: Option<Duration>, existing: bool) -> Self {
         let meta = callsite.metadata();
         let slow = meta
             .slow_threshold()
@@ -52,7 +54,13 @@ impl CallsiteAgg {
             (sample * u64::MAX as f64) as u64
         };
         // Orphans counted before this pipeline belong to an earlier one.
-        let orphans_seen = std::array::from_fn(|i| callsite.orphaned[i].load(Ordering::Relaxed));
+        let orphans_seen = std::array::from_fn(|i| {
+            if existing {
+                callsite.orphaned[i].load(Ordering::Relaxed)
+            } else {
+                0
+            }
+        });
         CallsiteAgg {
             callsite,
             outcomes: Default::default(),
@@ -63,7 +71,7 @@ impl CallsiteAgg {
             counter_total: 0,
             drops_unmarked: 0,
             orphans_seen,
-            large_seen: callsite.large_added(),
+            large_seen: if existing { callsite.large_added() } else { 0 },
             touched: false,
         }
     }
@@ -121,6 +129,8 @@ pub(super) struct Aggregates {
     last_marker: SystemTime,
     pub(super) snapshots: u64,
     pub(super) metrics: SelfMetrics,
+    /// Set once the install-time baseline is taken: callsites found later are new.
+    started: bool,
 }
 
 impl Aggregates {
@@ -142,18 +152,22 @@ impl Aggregates {
             last_marker: now,
             snapshots: 0,
             metrics: SelfMetrics::default(),
+            started: false,
         };
         // Counts already in thread tables belong to earlier pipelines: start from them.
         aggregates.refresh_callsites();
         aggregates.scan_buffers(true);
+        aggregates.started = true;
         aggregates
     }
 
     fn refresh_callsites(&mut self) {
         let before = self.registered.len();
         callsite::registered_since(before, &mut self.registered);
+        let existing = !self.started;
         for &cs in &self.registered[before..] {
-            self.aggs.push(CallsiteAgg::new(cs, self.default_slow));
+            self.aggs
+                .push(CallsiteAgg::new(cs, self.default_slow, existing));
         }
     }
 
