@@ -227,8 +227,11 @@ impl Drop for Guard {
                     Outcome::Ok
                 }
             }
-            // A function or an `async fn` being polled is only dropped by its own unwinding.
-            Phase::Running => Outcome::Panic,
+            // A function or an `async fn` being polled is dropped by its own unwinding; a
+            // guard dropped otherwise (a run-time `function()` handle's timer left unfinished)
+            // never returned: cancelled.
+            Phase::Running if std::thread::panicking() => Outcome::Panic,
+            Phase::Running => Outcome::Cancelled,
         };
         self.finish(outcome, None);
     }
