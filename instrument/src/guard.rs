@@ -216,7 +216,6 @@ impl Drop for Guard {
     fn drop(&mut self) {
         let outcome = match self.phase {
             Phase::Finished => return,
-            Phase::Suspended => Outcome::Cancelled,
             Phase::StartedUnwinding => Outcome::Ok,
             // A timer's scope ends normally too; it panicked only if the thread is unwinding
             // now and was not when the timer started.
@@ -230,8 +229,9 @@ impl Drop for Guard {
             // A function or an `async fn` being polled is dropped by its own unwinding; a
             // guard dropped otherwise (a run-time `function()` handle's timer left unfinished)
             // never returned: cancelled.
+            // A future dropped between polls (`Suspended`) is cancelled too.
             Phase::Running if std::thread::panicking() => Outcome::Panic,
-            Phase::Running => Outcome::Cancelled,
+            Phase::Running | Phase::Suspended => Outcome::Cancelled,
         };
         self.finish(outcome, None);
     }
