@@ -175,3 +175,31 @@ fn a_timer_dropped_by_unwinding_records_a_panic() {
     assert_eq!(count(&snapshot, "panicky_block", Outcome::Ok), 1);
     assert_eq!(count(&snapshot, "panicky_block", Outcome::Cancelled), 0);
 }
+
+#[instrument_performance(skip(reason))]
+fn stop(job: u32, reason: &str) -> ! {
+    advance(Duration::from_micros(40));
+    panic!("job {job} stopped: {reason}");
+}
+
+#[test]
+fn a_never_returning_function_records_its_captured_arguments_when_it_panics() {
+    let _serial = serial();
+    let sink = MemorySink::new();
+    let pipeline = install(&sink);
+
+    let payload = payload_of(|| stop(17, "shutdown"));
+    assert_eq!(
+        payload.downcast_ref::<String>().map(String::as_str),
+        Some("job 17 stopped: shutdown")
+    );
+
+    let snapshot = flushed_snapshot(&pipeline, &sink);
+    let panicked = snapshot.call(name!("stop"), Outcome::Panic).unwrap();
+    assert_eq!(panicked.total.count, 1);
+    assert_eq!(panicked.total.sum, Duration::from_micros(40));
+    let events = support::events_of(&sink, name!("stop"));
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0].outcome, Outcome::Panic);
+    assert_eq!(events[0].fields.as_deref(), Some("job=17"));
+}

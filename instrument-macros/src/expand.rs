@@ -401,9 +401,10 @@ fn instrumented_body(
             #box_pin(async move { #timed })
         }
     } else if returns_never(&sig.output) {
+        // The guard is mutable when arguments are captured into it, as in the other shapes.
         quote! {
             #callsite
-            let #guard = #krate::__private::Guard::enter(&__INSTRUMENT_CALLSITE);
+            let #mutability #guard = #krate::__private::Guard::enter(&__INSTRUMENT_CALLSITE);
             #set_fields
             #(#stmts)*
         }
@@ -938,6 +939,39 @@ mod tests {
             ),
         );
         assert!(!out.contains("__instrument_fake_return") && !out.contains("__instrument_result"));
+    }
+
+    #[test]
+    #[cfg(feature = "enabled")]
+    fn never_returning_function_captures_into_a_mutable_guard() {
+        let out = expand(
+            quote!(capture(x)),
+            quote!(
+                fn run(x: u32) -> ! {
+                    loop {}
+                }
+            ),
+        );
+        assert!(
+            contains(
+                &out,
+                &quote!(let mut __instrument_guard = ::instrument::__private::Guard::enter(&__INSTRUMENT_CALLSITE);)
+            ),
+            "{out}"
+        );
+        let set = out.find("__instrument_guard . set_fields").unwrap();
+        let body = out.find("loop { }").unwrap();
+        assert!(set < body, "{out}");
+        // Without captures the guard is only dropped: no `mut`, which would warn.
+        let out = expand(
+            quote!(),
+            quote!(
+                fn run(x: u32) -> ! {
+                    loop {}
+                }
+            ),
+        );
+        assert!(contains(&out, &quote!(let __instrument_guard =)), "{out}");
     }
 
     #[test]
