@@ -355,7 +355,8 @@ fn local(name: &str) -> Ident {
 //             // async fns: let mut __instrument_guard = Guard::enter(&__INSTRUMENT_CALLSITE);
 //             if __instrument_guard.wants_fields() { __instrument_guard.set_fields(format!(..)); }
 //             let __instrument_result = __instrument_body();
-//             //  async fn:             async move { <fake return> body }.await;
+//             //  async fn: { let mut p = pin!(async move { <fake return> body });
+//             //              poll_fn(|cx| __instrument_guard.poll_body(Pin::as_mut(&mut p), cx)).await }
 //             { use ViaResult as _, ..; match (&__instrument_result).__instrument_error() { .. } }
 //             __instrument_result
 //         }
@@ -379,12 +380,22 @@ fn instrumented_body(
     let classify = classify(args, &krate, &guard, &result);
     let stmts = &block.stmts;
     // The statements of a future timed across its awaits: `body` runs in an inner `async` block
-    // so that `return` and `?` end the body, not the future.
+    // so that `return` and `?` end the body, not the future. The guard polls it, so that it
+    // knows whether a drop comes from a panic in the body's own poll (`panic`) or happens
+    // between polls (`cancelled`, even when unrelated code is unwinding).
     let timed_future = |body: TokenStream| {
+        let pinned = local("__instrument_pinned");
+        let cx = local("__instrument_cx");
         quote! {
-            let #mutability #guard = #krate::__private::Guard::enter(&__INSTRUMENT_CALLSITE);
+            let mut #guard = #krate::__private::Guard::enter(&__INSTRUMENT_CALLSITE);
             #set_fields
-            let #result = async move { #body }.await;
+            let #result = {
+                let mut #pinned = ::core::pin::pin!(async move { #body });
+                ::core::future::poll_fn(|#cx| {
+                    #guard.poll_body(::core::pin::Pin::as_mut(&mut #pinned), #cx)
+                })
+                .await
+            };
             #classify
             #result
         }
@@ -770,15 +781,17 @@ mod tests {
         );
         assert!(contains(&out, &quote!(CallsiteKind::Async)), "{out}");
         assert!(
-            out.contains("Box :: pin (async move { let __instrument_guard"),
+            out.contains("Box :: pin (async move { let mut __instrument_guard"),
             "{out}"
         );
         assert!(
             out.contains(
-                "let __instrument_result = async move { let __self = self ; Ok (1) } . await ;"
+                "let mut __instrument_pinned = :: core :: pin :: pin ! (async move { let __self \
+                 = self ; Ok (1) }) ;"
             ),
             "{out}"
         );
+        assert!(contains(&out, &polled_by_the_guard()), "{out}");
         assert!(contains(
             &out,
             &quote!(__instrument_guard.err(kind(__instrument_e)))
@@ -828,15 +841,30 @@ mod tests {
         );
         assert!(contains(&out, &quote!(CallsiteKind::Async)));
         assert!(
-            out.contains("let __instrument_result = async move {"),
+            out.contains(
+                "let __instrument_result = { let mut __instrument_pinned = :: core :: pin :: pin \
+                 ! (async move {"
+            ),
             "{out}"
         );
         assert!(contains(
             &out,
             &quote!(let __instrument_fake_return : Result < u64 , E > = loop { } ;)
         ));
-        assert!(out.contains("Ok (id) } . await ;"), "{out}");
+        assert!(out.contains("Ok (id) }) ;"), "{out}");
+        // The guard polls the body, so it can tell a panic in its poll from a drop between polls.
+        assert!(contains(&out, &polled_by_the_guard()), "{out}");
         assert!(!out.contains("__instrument_once"));
+    }
+
+    #[cfg(feature = "enabled")]
+    fn polled_by_the_guard() -> TokenStream {
+        quote! {
+            ::core::future::poll_fn(|__instrument_cx| {
+                __instrument_guard.poll_body(::core::pin::Pin::as_mut(&mut __instrument_pinned), __instrument_cx)
+            })
+            .await
+        }
     }
 
     #[test]

@@ -2,12 +2,19 @@
 //!
 //! `Guard::enter` loads the global state word once (relaxed). With no pipeline installed that is
 //! the whole cost. Otherwise it reads the clock; `ok`/`err` read it again and push one fixed-size
-//! record into the thread's queue. A guard dropped without `ok`/`err` records `panic` when the
-//! thread is unwinding, else `cancelled` (an `async fn` future dropped early), or `ok` for block
-//! timers, which end by going out of scope.
+//! record into the thread's queue. A guard dropped without `ok`/`err` records what ended the
+//! call, which is not always what the thread is doing when it is dropped (see [`Phase`]):
+//! - a function: `panic`, since only unwinding out of its body drops it;
+//! - an `async fn`: `panic` when a panic unwound out of the future's own poll, `cancelled` when
+//!   the future was dropped between polls, even by unrelated code that is unwinding;
+//! - a block timer, which ends by going out of scope: `ok`, or `panic` when the thread started
+//!   unwinding after the timer started.
 
+use std::future::Future;
 use std::mem::ManuallyDrop;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 
 use crate::callsite::{Callsite, CallsiteKind};
 use crate::clock::{self, MODE_OFF};
@@ -25,7 +32,29 @@ pub struct Guard {
     /// For `async fn`: the correlation id current when the call started (0: read at the end).
     correlation: u64,
     fields: Fields,
-    finished: bool,
+    phase: Phase,
+}
+
+/// Where a guard is in its call, which decides the outcome recorded if it is dropped unfinished.
+///
+/// `std::thread::panicking()` at drop time cannot tell a call's own panic from unrelated
+/// unwinding that happens to drop it: an `async fn` future owned by a struct whose owner panics,
+/// or a timer living in a `Drop` impl that runs during a panic. So a guard remembers where it
+/// was instead. Sync functions never leave `Running` before `ok`/`err`, so their hot path pays
+/// nothing beyond initialising this byte (which replaced a `finished` flag).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Inside the call: the body runs (or, for an `async fn`, the future is being polled, or has
+    /// completed and is being classified). Dropped now, the drop is unwinding from the call.
+    Running,
+    /// An `async fn` future between polls: dropped now, it was cancelled, whatever the thread
+    /// is doing.
+    Suspended,
+    /// A block timer started while its thread was already unwinding: dropped now, the block
+    /// ended normally, inside that unwinding.
+    StartedUnwinding,
+    /// `ok`/`err` recorded the call.
+    Finished,
 }
 
 /// `Guard::start` of a call that is not timed: no pipeline, or its thread was shedding.
@@ -62,7 +91,7 @@ impl Guard {
             state,
             correlation,
             fields: Fields::default(),
-            finished: false,
+            phase: Phase::Running,
         }
     }
 
@@ -76,6 +105,24 @@ impl Guard {
     /// Attaches formatted argument values to this call's event.
     pub fn set_fields(&mut self, fields: Fields) {
         self.fields = fields;
+    }
+
+    /// Polls the body of the `async fn` this guard times: `poll_fn(|cx| guard.poll_body(body,
+    /// cx))`. Between polls the guard is `Suspended`, so dropping the future then records
+    /// `cancelled`; a panic unwinding out of `body.poll` leaves it `Running`, and the drop that
+    /// follows records `panic`.
+    #[inline(always)]
+    pub fn poll_body<F: Future + ?Sized>(
+        &mut self,
+        body: Pin<&mut F>,
+        cx: &mut Context<'_>,
+    ) -> Poll<F::Output> {
+        self.phase = Phase::Running;
+        let poll = body.poll(cx);
+        if poll.is_pending() {
+            self.phase = Phase::Suspended;
+        }
+        poll
     }
 
     /// The call returned normally.
@@ -95,7 +142,7 @@ impl Guard {
     /// Records the call. Consumes `fields`; the caller must not drop the guard afterwards.
     #[inline(always)]
     fn finish(&mut self, outcome: Outcome, error_kind: Option<&'static str>) {
-        self.finished = true;
+        self.phase = Phase::Finished;
         let mode = self.state & 0xff;
         if mode == MODE_OFF {
             // `wants_fields` is false when off, so there is nothing to free.
@@ -167,22 +214,32 @@ impl Guard {
 impl Drop for Guard {
     #[inline]
     fn drop(&mut self) {
-        if self.finished {
-            return;
-        }
-        let outcome = if std::thread::panicking() {
-            Outcome::Panic
-        } else if self.callsite.metadata().kind() == CallsiteKind::Timer {
-            Outcome::Ok
-        } else {
-            Outcome::Cancelled
+        let outcome = match self.phase {
+            Phase::Finished => return,
+            Phase::Suspended => Outcome::Cancelled,
+            Phase::StartedUnwinding => Outcome::Ok,
+            // A timer's scope ends normally too; it panicked only if the thread is unwinding
+            // now and was not when the timer started.
+            Phase::Running if self.callsite.metadata().kind() == CallsiteKind::Timer => {
+                if std::thread::panicking() {
+                    Outcome::Panic
+                } else {
+                    Outcome::Ok
+                }
+            }
+            // A function or an `async fn` being polled is only dropped by its own unwinding.
+            Phase::Running => Outcome::Panic,
         };
         self.finish(outcome, None);
     }
 }
 
 /// A block timer from [`timer!`](crate::timer): measures until dropped (outcome `ok`, or
-/// `panic` when dropped by unwinding) or until [`Timer::error`] is called.
+/// `panic` when dropped by a panic raised after it started) or until [`Timer::error`] is called.
+///
+/// A timer started while its thread is already unwinding (in a `Drop` impl that runs during a
+/// panic) records `ok` when its scope ends: that panic is not the block's. A second panic raised
+/// inside such a block and caught there is not told apart from it either.
 #[derive(Debug)]
 #[must_use = "a timer measures until it is dropped; bind it with `let _timer = ...`"]
 pub struct Timer(Guard);
@@ -191,7 +248,12 @@ impl Timer {
     #[doc(hidden)]
     #[inline(always)]
     pub fn start(callsite: &'static Callsite) -> Timer {
-        Timer(Guard::enter(callsite))
+        let mut guard = Guard::enter(callsite);
+        // One relaxed load of the process's panic count; only timers pay it, at start.
+        if guard.state & 0xff != MODE_OFF && std::thread::panicking() {
+            guard.phase = Phase::StartedUnwinding;
+        }
+        Timer(guard)
     }
 
     #[doc(hidden)]
@@ -203,7 +265,7 @@ impl Timer {
             state: 0,
             correlation: 0,
             fields: Fields::default(),
-            finished: false,
+            phase: Phase::Running,
         })
     }
 

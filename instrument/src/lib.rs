@@ -219,7 +219,8 @@ macro_rules! gauge {
 }
 
 /// Times a block: returns a [`Timer`] that records when dropped (`ok`, or `panic` if dropped
-/// by unwinding), or when [`Timer::error`] is called. The name is used as given.
+/// by unwinding that began after it started), or when [`Timer::error`] is called. The name is
+/// used as given.
 ///
 /// ```
 /// let _pipeline = instrument::builder().install()?;
