@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::callsite::{Callsite, Metadata};
 use crate::correlation::CorrelationId;
+use crate::fields::Fields;
 use crate::record::Outcome;
 
 /// One audit entry: an operation with its data lineage.
@@ -31,7 +32,8 @@ pub struct AuditEntry {
     pub error_kind: Option<&'static str>,
     /// How long the operation took, when known.
     pub duration: Option<Duration>,
-    /// Free-form key/value fields (captured arguments for instrumented calls).
+    /// Free-form key/value fields. For instrumented calls, one per captured argument: its name
+    /// and its value as [`FieldValue`](crate::FieldValue)'s `Display` writes it.
     pub fields: Vec<(Cow<'static, str>, String)>,
     /// The callsite that made the entry, for entries made by instrumented calls.
     pub callsite: Option<&'static Metadata>,
@@ -131,7 +133,7 @@ pub(crate) fn from_call(
     duration_ticks: u64,
     outcome: Outcome,
     error_kind: Option<&'static str>,
-    fields: Option<&str>,
+    fields: &Fields,
     correlation: u64,
 ) {
     let meta = callsite.metadata();
@@ -143,11 +145,11 @@ pub(crate) fn from_call(
     entry.error_kind = error_kind;
     entry.duration = crate::pipeline::ticks_to_duration(state, duration_ticks);
     entry.callsite = Some(meta);
-    if let Some(fields) = fields {
-        entry
-            .fields
-            .push((Cow::Borrowed("arguments"), fields.to_owned()));
-    }
+    entry.fields = fields
+        .pairs()
+        .into_iter()
+        .map(|(name, value)| (Cow::Borrowed(name), value.to_string()))
+        .collect();
     // Only the pipeline that timed the call takes its entry; a call that outlived its
     // pipeline has nowhere to go.
     let _ = crate::pipeline::send_audit_for(state, entry);

@@ -144,7 +144,7 @@ impl ThreadBuffer {
 }
 
 /// Slots of a thread's detail ring: half its record ring. A detail is two records' size (it
-/// holds up to 46 bytes of captured arguments in place), and only some calls have one.
+/// holds up to 38 bytes of captured argument values in place), and only some calls have one.
 fn detail_capacity(capacity: usize) -> usize {
     (capacity / 2).max(1)
 }

@@ -395,7 +395,7 @@ impl Drain {
                     name: buf.thread_name.clone(),
                 },
                 correlation: crate::CorrelationId::from_u64(record.correlation),
-                fields: fields.into_boxed_str(),
+                fields: fields.pairs(),
                 reason,
             });
         }

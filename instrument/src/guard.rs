@@ -186,7 +186,7 @@ impl Guard {
                 duration,
                 outcome,
                 error_kind,
-                fields.as_str(),
+                &fields,
                 self.correlation,
             );
         }

@@ -104,6 +104,7 @@ pub use crate::correlation::{
     Correlated, CorrelationId, CorrelationScope, FutureExt, with_correlation,
 };
 pub use crate::error::Error;
+pub use crate::fields::FieldValue;
 pub use crate::guard::{ErrorKind, Timer};
 pub use crate::histogram::Histogram;
 pub use crate::pipeline::{Builder, PipelineGuard, builder};
@@ -132,7 +133,8 @@ pub mod testing {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::callsite::{Callsite, CallsiteKind, Metadata};
-    pub use crate::fields::Fields;
+    pub use crate::fields::capture::{Capture, ViaDebug, ViaDisplay, ViaRaw};
+    pub use crate::fields::{FieldNames, Fields};
     pub use crate::guard::Guard;
     pub use crate::guard::classify::{KindViaTrait, KindViaTypeName, NoError, ViaAny, ViaResult};
     pub use crate::pipeline::{counter_add, gauge_set};
