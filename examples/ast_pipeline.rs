@@ -482,11 +482,16 @@ impl Report<'_> {
         );
         for event in slow.iter().take(5) {
             let thread = event.thread.name.as_deref().unwrap_or("?");
+            let fields: Vec<_> = event
+                .fields
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect();
             let _ = writeln!(
                 out,
                 "  {:>9}  {}  [{thread}]",
                 human_duration(event.duration),
-                event.fields.as_deref().unwrap_or("")
+                fields.join(" ")
             );
         }
         // Everything recorded under the slowest file's correlation id: its own stage events and

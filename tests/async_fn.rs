@@ -13,7 +13,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use instrument::{CallsiteKind, CorrelationId, Event, FutureExt, Outcome, instrument_performance};
+use instrument::{
+    CallsiteKind, CorrelationId, Event, FieldValue, FutureExt, Outcome, instrument_performance,
+};
 use instrument_sinks::MemorySink;
 use tokio::sync::{Mutex, oneshot};
 use tokio::time::{sleep, timeout};
@@ -222,14 +224,12 @@ async fn job(task: usize) -> Result<(), FetchError> {
     Err(FetchError::Missing)
 }
 
-/// The task number captured in an event's fields (`task=N`).
+/// The task number captured in an event's fields (`task`).
 fn task_of(event: &Event) -> usize {
-    event
-        .fields
-        .as_deref()
-        .and_then(|f| f.strip_prefix("task="))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no task field: {event:?}"))
+    match event.fields[..] {
+        [("task", FieldValue::U64(task))] => usize::try_from(task).unwrap(),
+        _ => panic!("no task field: {event:?}"),
+    }
 }
 
 const TASKS: usize = 16;

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use instrument::testing::advance;
 use instrument::{
-    AuditEntry, CallsiteKind, ClockSource, CorrelationId, Error, EventReason, Outcome, Unit,
-    instrument_performance,
+    AuditEntry, CallsiteKind, ClockSource, CorrelationId, Error, EventReason, FieldValue, Outcome,
+    Unit, instrument_performance,
 };
 use instrument_sinks::MemorySink;
 
@@ -456,18 +456,114 @@ fn captured_arguments_are_attached_to_events() {
     pipeline.flush().unwrap();
 
     let fields: Vec<_> = events_of(&sink, name!("captured"))
-        .iter()
-        .map(|e| (e.outcome, e.fields.as_deref().map(str::to_owned)))
+        .into_iter()
+        .map(|e| (e.outcome, e.fields))
         .collect();
     assert_eq!(
         fields,
         [
-            (Outcome::Ok, Some("a=1 b=x".to_owned())),
-            (Outcome::Error, Some("a=0 b=y z".to_owned())),
+            (
+                Outcome::Ok,
+                vec![
+                    ("a", FieldValue::U64(1)),
+                    ("b", FieldValue::Str("x".into()))
+                ]
+            ),
+            (
+                Outcome::Error,
+                vec![
+                    ("a", FieldValue::U64(0)),
+                    ("b", FieldValue::Str("y z".into()))
+                ]
+            ),
         ]
     );
+    // A string captured with `Debug` is still the string, not its quoted form.
     let debug = events_of(&sink, name!("debug_captured"));
-    assert_eq!(debug[0].fields.as_deref(), Some("text=\"quoted\""));
+    assert_eq!(
+        debug[0].fields,
+        [("text", FieldValue::Str("quoted".into()))]
+    );
+}
+
+#[derive(Debug)]
+struct Opaque {
+    id: u8,
+}
+
+impl std::fmt::Display for Opaque {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "opaque #{}", self.id)
+    }
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    clippy::needless_pass_by_value,
+    clippy::trivially_copy_pass_by_ref,
+    reason = "one argument of each captured type, references included"
+)]
+#[instrument_performance(capture(signed, unsigned, small, ratio, half, flag, letter, shown, %displayed, maybe, long), sample = 1)]
+fn typed(
+    signed: i64,
+    unsigned: &usize,
+    small: u8,
+    ratio: f64,
+    half: f32,
+    flag: bool,
+    letter: char,
+    shown: Opaque,
+    displayed: &Opaque,
+    maybe: Option<u8>,
+    long: String,
+) -> usize {
+    let _ = (
+        signed, unsigned, small, ratio, half, flag, letter, shown, displayed, maybe,
+    );
+    long.len()
+}
+
+#[test]
+fn captured_values_arrive_as_typed_name_value_pairs() {
+    let _serial = serial();
+    let sink = MemorySink::new();
+    let pipeline = install(&sink);
+
+    // More than fits in place: the values move to the heap on the way.
+    let long = "é".repeat(40);
+    typed(
+        -7,
+        &9,
+        200,
+        2.5,
+        0.1,
+        true,
+        'z',
+        Opaque { id: 1 },
+        &Opaque { id: 2 },
+        Some(4),
+        long.clone(),
+    );
+    pipeline.flush().unwrap();
+
+    let events = events_of(&sink, name!("typed"));
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(
+        events[0].fields,
+        [
+            ("signed", FieldValue::I64(-7)),
+            ("unsigned", FieldValue::U64(9)),
+            ("small", FieldValue::U64(200)),
+            ("ratio", FieldValue::F64(2.5)),
+            ("half", FieldValue::F64(0.1)),
+            ("flag", FieldValue::Bool(true)),
+            ("letter", FieldValue::Str("z".into())),
+            ("shown", FieldValue::Formatted("Opaque { id: 1 }".into())),
+            ("displayed", FieldValue::Formatted("opaque #2".into())),
+            ("maybe", FieldValue::Formatted("Some(4)".into())),
+            ("long", FieldValue::Str(long.into())),
+        ]
+    );
 }
 
 #[instrument_performance(audit, capture(%id))]
@@ -512,7 +608,7 @@ fn audited_calls_and_manual_entries_arrive_in_order() {
         first.callsite.map(instrument::Metadata::name),
         Some(name!("audited"))
     );
-    assert_eq!(first.fields, [("arguments".into(), "id=first".to_owned())]);
+    assert_eq!(first.fields, [("id".into(), "first".to_owned())]);
     assert_eq!(first.correlation, None);
 
     let second = &entries[2];
@@ -520,10 +616,7 @@ fn audited_calls_and_manual_entries_arrive_in_order() {
     assert_eq!(second.outcome, Some(Outcome::Error));
     assert_eq!(second.error_kind, Some("lifecycle::TooSlow"));
     assert_eq!(second.duration, Some(Duration::from_millis(2)));
-    assert_eq!(
-        second.fields,
-        [("arguments".into(), "id=second".to_owned())]
-    );
+    assert_eq!(second.fields, [("id".into(), "second".to_owned())]);
     assert_eq!(second.correlation, Some(id));
 
     // The audited calls are counted like any other.

@@ -12,7 +12,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use instrument::{
-    CallsiteKind, ErrorKind, Outcome, Snapshot, instrument_performance, no_instrument,
+    CallsiteKind, ErrorKind, FieldValue, Outcome, Snapshot, instrument_performance, no_instrument,
 };
 use instrument_sinks::MemorySink;
 
@@ -187,7 +187,13 @@ fn options_reach_the_callsite_and_events() {
     assert_eq!(meta.kind(), CallsiteKind::Function);
     assert_eq!(meta.file(), file!());
     assert_eq!(meta.module_path(), module_path!());
-    assert_eq!(event.fields.as_deref(), Some("id=3 label=ab"));
+    assert_eq!(
+        event.fields,
+        [
+            ("id", FieldValue::U64(3)),
+            ("label", FieldValue::Str("ab".into()))
+        ]
+    );
     assert!(
         sink.audit()
             .iter()
@@ -198,7 +204,13 @@ fn options_reach_the_callsite_and_events() {
         .iter()
         .find(|e| e.callsite.name() == name!("with_skip"))
         .unwrap();
-    assert_eq!(skip.fields.as_deref(), Some("user=\"ann\" attempt=1"));
+    assert_eq!(
+        skip.fields,
+        [
+            ("user", FieldValue::Str("ann".into())),
+            ("attempt", FieldValue::U64(1))
+        ]
+    );
 }
 
 #[instrument_performance]

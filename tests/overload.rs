@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use instrument::{AuditEntry, ClockSource, Interests, Outcome, Snapshot, instrument_performance};
+use instrument::{
+    AuditEntry, ClockSource, FieldValue, Interests, Outcome, Snapshot, instrument_performance,
+};
 use instrument_sinks::MemorySink;
 
 mod support;
@@ -204,11 +206,9 @@ fn error_kinds_and_fields_stay_with_their_calls_when_queues_overflow() {
     let events = events_of(&memory, name!("judged"));
     let mut kinds: HashMap<&str, u64> = HashMap::new();
     for event in &events {
-        let fields = event.fields.as_deref().expect("captured i");
-        let i: u32 = fields
-            .strip_prefix("i=")
-            .and_then(|i| i.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected fields {fields}"));
+        let [("i", FieldValue::U64(i))] = event.fields[..] else {
+            panic!("unexpected fields {:?}", event.fields);
+        };
         let expected = match i % 3 {
             0 => (Outcome::Error, Some("Small")),
             1 => (Outcome::Error, Some("Large")),
@@ -396,11 +396,10 @@ fn audit_ids(entries: &[AuditEntry]) -> Vec<String> {
         .iter()
         .map(|entry| match entry.operation.as_ref() {
             "manual" => entry.inputs[0].clone(),
-            name!("audited") => entry.fields[0]
-                .1
-                .strip_prefix("id=")
-                .expect("captured id")
-                .to_owned(),
+            name!("audited") => {
+                assert_eq!(entry.fields[0].0, "id");
+                entry.fields[0].1.clone()
+            }
             other => panic!("unexpected audit entry {other}"),
         })
         .collect()

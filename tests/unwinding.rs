@@ -17,7 +17,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use instrument::testing::advance;
-use instrument::{Outcome, instrument_performance};
+use instrument::{FieldValue, Outcome, instrument_performance};
 use instrument_sinks::MemorySink;
 
 mod support;
@@ -181,8 +181,8 @@ fn futures_dropped_in_a_drop_impl_during_a_panic_are_cancelled() {
     assert_eq!(
         parked,
         [
-            (Outcome::Cancelled, Some("id=5".into())),
-            (Outcome::Cancelled, Some("id=6".into()))
+            (Outcome::Cancelled, vec![("id", FieldValue::U64(5))]),
+            (Outcome::Cancelled, vec![("id", FieldValue::U64(6))])
         ]
     );
 }

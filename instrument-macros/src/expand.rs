@@ -9,7 +9,7 @@
 use std::hash::{Hash as _, Hasher as _};
 
 use proc_macro2::{Literal, Span, TokenStream};
-use quote::{ToTokens, quote};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::ext::IdentExt as _;
 use syn::visit_mut::VisitMut;
 use syn::{
@@ -577,21 +577,48 @@ fn set_fields(krate: &TokenStream, guard: &Ident, fields: &[Field]) -> Option<To
     })
 }
 
-/// `format!("a={:?} b={}", a, b)` over the captured arguments; `None` when nothing is captured.
+// Input:  capture(a, %b)
+// Output: {
+//             static __INSTRUMENT_FIELDS: FieldNames = FieldNames::new(&["a", "b"]);
+//             use ViaRaw as _, ViaDebug as _, ViaDisplay as _;
+//             let mut __instrument_captured = Fields::new(&__INSTRUMENT_FIELDS);
+//             (&Capture(&a)).__instrument_debug_kind().push(&mut __instrument_captured, &a);
+//             (&Capture(&b)).__instrument_display_kind().push(&mut __instrument_captured, &b);
+//             __instrument_captured
+//         }
+//         An expression building the captured arguments' `Fields`; `None` when nothing is
+//         captured. Autoref specialisation copies values of common types raw and formats the
+//         others in place (`Debug`, or `Display` for `%b`); the second `&a` is spanned at the
+//         argument, so a type that is neither raw nor `Debug` is reported there.
 fn format_fields(krate: &TokenStream, fields: &[Field]) -> Option<TokenStream> {
     if fields.is_empty() {
         return None;
     }
-    let format = fields
-        .iter()
-        .map(|field| {
-            let spec = if field.display { "{}" } else { "{:?}" };
-            format!("{}={spec}", field.ident.unraw())
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
-    let idents = fields.iter().map(|field| &field.ident);
-    Some(quote!(#krate::__private::Fields::format(::core::format_args!(#format, #(#idents),*))))
+    let captured = local("__instrument_captured");
+    let names = fields.iter().map(|field| field.ident.unraw().to_string());
+    let pushes = fields.iter().map(|field| {
+        let ident = &field.ident;
+        let kind = if field.display {
+            quote!(__instrument_display_kind)
+        } else {
+            quote!(__instrument_debug_kind)
+        };
+        let value = quote_spanned!(ident.span()=> &#ident);
+        quote! {
+            (&#krate::__private::Capture(&#ident)).#kind().push(&mut #captured, #value);
+        }
+    });
+    Some(quote! {
+        {
+            static __INSTRUMENT_FIELDS: #krate::__private::FieldNames =
+                #krate::__private::FieldNames::new(&[#(#names),*]);
+            #[allow(unused_imports)]
+            use #krate::__private::{ViaDebug as _, ViaDisplay as _, ViaRaw as _};
+            let mut #captured = #krate::__private::Fields::new(&__INSTRUMENT_FIELDS);
+            #(#pushes)*
+            #captured
+        }
+    })
 }
 
 // Input:  -> R
@@ -882,19 +909,35 @@ mod tests {
             &quote!(. labels (& [("region" , "eu")]) . slow_ns (5000000) . sample (0.5f64) . audit () . captures ())
         ));
         assert!(contains(&out, &quote!(let mut __instrument_guard)));
-        // Arguments are formatted before the body's closure takes them, only when installed.
-        assert!(contains(
-            &out,
-            &quote!(
-                let __instrument_fields = if ::instrument::__private::wants_fields(__instrument_state) {
-                    ::core::option::Option::Some(::instrument::__private::Fields::format(
-                        ::core::format_args!("a={:?} b={}", a, b)
-                    ))
-                } else {
-                    ::core::option::Option::None
-                };
-            )
-        ));
+        // Arguments are captured before the body's closure takes them, only when installed:
+        // raw or formatted, as their types decide.
+        assert!(
+            contains(
+                &out,
+                &quote!(
+                    let __instrument_fields = if ::instrument::__private::wants_fields(__instrument_state) {
+                        ::core::option::Option::Some({
+                            static __INSTRUMENT_FIELDS: ::instrument::__private::FieldNames =
+                                ::instrument::__private::FieldNames::new(&["a", "b"]);
+                            #[allow(unused_imports)]
+                            use ::instrument::__private::{ViaDebug as _, ViaDisplay as _, ViaRaw as _};
+                            let mut __instrument_captured =
+                                ::instrument::__private::Fields::new(&__INSTRUMENT_FIELDS);
+                            (&::instrument::__private::Capture(&a))
+                                .__instrument_debug_kind()
+                                .push(&mut __instrument_captured, &a);
+                            (&::instrument::__private::Capture(&b))
+                                .__instrument_display_kind()
+                                .push(&mut __instrument_captured, &b);
+                            __instrument_captured
+                        })
+                    } else {
+                        ::core::option::Option::None
+                    };
+                )
+            ),
+            "{out}"
+        );
         let formatted = out.find("let __instrument_fields").unwrap();
         let closure = out.find("let __instrument_body").unwrap();
         assert!(formatted < closure, "{out}");

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::callsite::{Callsite, Metadata};
 use crate::correlation::CorrelationId;
+use crate::fields::Fields;
 use crate::record::Outcome;
 
 /// One audit entry: an operation with its data lineage.
@@ -43,7 +44,8 @@ pub struct AuditEntry {
     pub error_kind: Option<&'static str>,
     /// How long the operation took, when known.
     pub duration: Option<Duration>,
-    /// Free-form key/value fields (captured arguments for instrumented calls).
+    /// Free-form key/value fields. For instrumented calls, one per captured argument: its name
+    /// and its value as [`FieldValue`](crate::FieldValue)'s `Display` writes it.
     pub fields: Vec<(Cow<'static, str>, String)>,
     /// The callsite that made the entry, for entries made by instrumented calls.
     pub callsite: Option<&'static Metadata>,
@@ -148,7 +150,7 @@ pub(crate) fn from_call(
     duration_ticks: u64,
     outcome: Outcome,
     error_kind: Option<&'static str>,
-    fields: Option<&str>,
+    fields: &Fields,
     correlation: u64,
 ) {
     let meta = callsite.metadata();
@@ -160,11 +162,11 @@ pub(crate) fn from_call(
     entry.error_kind = error_kind;
     entry.duration = crate::state::ticks_to_duration(state, duration_ticks);
     entry.callsite = Some(meta);
-    if let Some(fields) = fields {
-        entry
-            .fields
-            .push((Cow::Borrowed("arguments"), fields.to_owned()));
-    }
+    entry.fields = fields
+        .pairs()
+        .into_iter()
+        .map(|(name, value)| (Cow::Borrowed(name), value.to_string()))
+        .collect();
     // A call that outlived the pipeline that timed it goes to the pipeline installed now; with
     // none, it is counted (`SelfMetrics::audit_orphaned` of the next pipeline) rather than lost
     // without a trace.

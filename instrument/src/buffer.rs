@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use rtrb::{Consumer, Producer, RingBuffer};
 
 use crate::callsite::{Callsite, KIND_SLOTS};
+use crate::fields::Fields;
 use crate::record::{Detail, KINDS, Outcome, Record};
 use crate::signal::SingleWriterCounter;
 
@@ -152,7 +153,7 @@ impl ThreadBuffer {
 }
 
 /// Slots of a thread's detail ring: half its record ring. A detail is two records' size (it
-/// holds up to 46 bytes of captured arguments in place), and only some calls have one.
+/// holds up to 38 bytes of captured argument values in place), and only some calls have one.
 fn detail_capacity(capacity: usize) -> usize {
     (capacity / 2).max(1)
 }
@@ -232,10 +233,21 @@ thread_local! {
     static SKIP: Cell<u32> = const { Cell::new(0) };
 }
 
-/// Writes a record (and its detail, if any) into the calling thread's rings; when a ring is
-/// full, counts the loss in the thread's counter table instead so call counts stay exact.
+/// Writes a record (and its detail, if it has an error kind to carry or captured `fields`) into
+/// the calling thread's rings; when a ring is full, counts the loss in the thread's counter table
+/// instead so call counts stay exact. Queued fields are taken; others are left in place.
+///
+/// The fields are borrowed, not moved in: they are read once, straight into the detail ring's
+/// slot. Passed by value through the calls between, they were copied on the stack at each step,
+/// and each copy read bytes stored moments before in pieces of other sizes, which cannot be
+/// forwarded from the store buffer and stalled until the stores retired.
 #[inline]
-pub(crate) fn push(callsite: &'static Callsite, mut record: Record, detail: Option<Detail>) {
+pub(crate) fn push(
+    callsite: &'static Callsite,
+    mut record: Record,
+    error_kind: Option<&'static str>,
+    fields: &mut Fields,
+) {
     let index = callsite.index();
     record.callsite = index;
     let (outcome, kind) = (record.outcome, record.kind);
@@ -253,7 +265,7 @@ pub(crate) fn push(callsite: &'static Callsite, mut record: Record, detail: Opti
         if skip > 0 {
             SKIP.set(skip - 1);
             writer.buffer.lose(callsite, index, outcome, kind);
-        } else if !try_push(&mut producer, record, detail) {
+        } else if !try_push(&mut producer, record, error_kind, fields) {
             // Full: each further push would reload the drain's head index (a cache line the
             // drain keeps writing), so the next records are counted without trying the ring.
             SKIP.set(OVERFLOW_SKIP);
@@ -312,9 +324,21 @@ pub(crate) fn count_untimed(callsite: &'static Callsite, outcome: Outcome, kind:
 /// is full. The record ring is checked first: a detail pushed without its record would be read
 /// as the detail of a later record.
 #[inline(always)]
-fn try_push(producer: &mut Producers, mut record: Record, detail: Option<Detail>) -> bool {
-    if let Some(detail) = detail {
-        if producer.records.is_full() || producer.details.push(detail).is_err() {
+fn try_push(
+    producer: &mut Producers,
+    mut record: Record,
+    error_kind: Option<&'static str>,
+    fields: &mut Fields,
+) -> bool {
+    if error_kind.is_some() || !fields.is_empty() {
+        if producer.records.is_full() || producer.details.is_full() {
+            return false;
+        }
+        let detail = Detail {
+            error_kind,
+            fields: std::mem::take(fields),
+        };
+        if producer.details.push(detail).is_err() {
             return false;
         }
         record.detailed = true;

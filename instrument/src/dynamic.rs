@@ -703,6 +703,7 @@ fn record_value(callsite: &'static Callsite, state: u32, value: u64) {
             kind: 0,
         },
         None,
+        &mut crate::fields::Fields::default(),
     );
 }
 

@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 use crate::callsite::{Callsite, CallsiteKind};
 use crate::clock::{self, MODE_OFF};
 use crate::fields::Fields;
-use crate::record::{Detail, Outcome, Record};
+use crate::record::{Outcome, Record};
 
 /// An in-flight timed call. Created by `#[instrument_performance]` and [`timer!`](crate::timer).
 #[doc(hidden)]
@@ -172,13 +172,6 @@ impl Guard {
     #[inline(never)]
     fn record(&mut self, end: u64, outcome: Outcome, error_kind: Option<&'static str>) {
         let duration = end.saturating_sub(self.start);
-        // Read the tag before moving the whole value: the guard was written a byte at a time
-        // moments ago, and a wide load of those bytes would wait for the stores to retire.
-        let fields = if self.fields.is_empty() {
-            Fields::default()
-        } else {
-            std::mem::take(&mut self.fields)
-        };
         if self.callsite.metadata().is_audited() {
             crate::audit::from_call(
                 self.callsite,
@@ -186,7 +179,7 @@ impl Guard {
                 duration,
                 outcome,
                 error_kind,
-                fields.as_str(),
+                &self.fields,
                 self.correlation,
             );
         }
@@ -206,8 +199,15 @@ impl Guard {
                 detailed: false,
                 kind,
             },
-            Detail::of(detail_kind, fields),
+            detail_kind,
+            &mut self.fields,
         );
+        // Not queued (the ring was full): free them here, since `ok`/`err` skip the drop glue.
+        // Read the tag before moving the whole value: the guard was written a byte at a time
+        // moments ago, and a wide load of those bytes would wait for the stores to retire.
+        if !self.fields.is_empty() {
+            drop(std::mem::take(&mut self.fields));
+        }
     }
 }
 

@@ -120,6 +120,7 @@ pub use crate::correlation::{
 };
 pub use crate::dynamic::{Counter, Gauge, MetricBuilder, TimerHandle, ValueHistogram, metric};
 pub use crate::error::Error;
+pub use crate::fields::FieldValue;
 pub use crate::guard::{ErrorKind, Timer};
 pub use crate::histogram::Histogram;
 pub use crate::pipeline::{Builder, PipelineGuard, builder};
@@ -156,7 +157,8 @@ pub mod testing {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::callsite::{Callsite, CallsiteKind, Metadata};
-    pub use crate::fields::Fields;
+    pub use crate::fields::capture::{Capture, ViaDebug, ViaDisplay, ViaRaw};
+    pub use crate::fields::{FieldNames, Fields};
     pub use crate::guard::Guard;
     pub use crate::guard::classify::{KindViaTrait, KindViaTypeName, NoError, ViaAny, ViaResult};
     pub use crate::state::{counter_add, gauge_set};

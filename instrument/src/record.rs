@@ -102,14 +102,6 @@ pub(crate) struct Detail {
     pub(crate) fields: Fields,
 }
 
-impl Detail {
-    /// The detail of a call, or `None` when it carries nothing beyond its record.
-    #[inline]
-    pub(crate) fn of(error_kind: Option<&'static str>, fields: Fields) -> Option<Detail> {
-        (error_kind.is_some() || !fields.is_empty()).then_some(Detail { error_kind, fields })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,6 +63,7 @@ use std::time::{Duration, SystemTime};
 use crate::audit::AuditEntry;
 use crate::callsite::Metadata;
 use crate::correlation::CorrelationId;
+use crate::fields::FieldValue;
 use crate::record::Outcome;
 
 /// Why a sink failed. Keeps its cause for `source()` chains.
@@ -527,8 +528,9 @@ pub struct Event {
     pub thread: ThreadInfo,
     /// The correlation id current when it ran.
     pub correlation: Option<CorrelationId>,
-    /// Captured argument values, `name=value` separated by spaces.
-    pub fields: Option<Box<str>>,
+    /// Captured arguments (`capture(..)`/`skip(..)`) as name/value pairs, in capture order;
+    /// empty when the callsite captures nothing.
+    pub fields: Vec<(&'static str, FieldValue)>,
     /// Why it is an event.
     pub reason: EventReason,
 }

@@ -268,7 +268,7 @@ impl Aggregates {
                     name: buf.thread_name.clone(),
                 },
                 correlation: crate::CorrelationId::from_u64(record.correlation),
-                fields: fields.into_boxed_str(),
+                fields: fields.pairs(),
                 reason,
             });
         }
