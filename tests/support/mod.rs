@@ -85,6 +85,21 @@ pub fn on_threads(threads: usize, calls: impl Fn(usize) + Send + Sync + 'static)
     }
 }
 
+/// Checks the snapshot's books two independent ways: the durations in the histograms
+/// (`timed`, summed over every callsite and outcome) are the records the drain took off the
+/// queues (`events_recorded`), and the calls counted without a duration (`dropped`) are the ones
+/// the loss tables and drop markers accounted for (`events_dropped`).
+pub fn assert_accounted(snapshot: &Snapshot) {
+    let timed: u64 = snapshot.calls.iter().map(|c| c.total.timed).sum();
+    let dropped: u64 = snapshot.calls.iter().map(|c| c.total.dropped).sum();
+    let metrics = &snapshot.self_metrics;
+    assert_eq!(
+        (timed, dropped),
+        (metrics.events_recorded, metrics.events_dropped),
+        "(timed, dropped) summed over the snapshot against the records drained and dropped"
+    );
+}
+
 /// Runs `f` on a new thread and returns its result, or panics naming `what` when it has not
 /// finished within `limit` (a guard against hanging, not a timing assertion: the limits are
 /// generous, and the failure modes they catch block for ever or for the whole flush timeout).
