@@ -142,17 +142,17 @@ impl Worker {
     /// (or shuts down), and reports what the sink lacks since the last flush whose caller read
     /// the answer (a loss answered to a flush that had timed out is reported again).
     fn finish(&mut self, marker: &Marker, shutdown: bool) {
-        let answer = self.answer(marker, shutdown);
-        let reported = match &answer {
-            Ok(()) => Lost::default(),
-            Err(shortfall) => shortfall.lost,
-        };
+        let (answer, taken) = self.answer(marker, shutdown);
         if !marker.ticket.answer(marker.index, answer) {
-            self.queue.lock().lost.add(reported);
+            // Nobody read it: what was lost for good is reported to the next flush. Audit
+            // entries still waiting are not: the next flush finds them itself if they are
+            // still not written.
+            self.queue.lock().lost.add(taken);
         }
     }
 
-    fn answer(&mut self, marker: &Marker, shutdown: bool) -> Result<(), SinkShortfall> {
+    /// The answer, and what it took out of the sink's lost count.
+    fn answer(&mut self, marker: &Marker, shutdown: bool) -> (Result<(), SinkShortfall>, Lost) {
         let due: Vec<_> = {
             let mut state = self.queue.lock();
             let n = state
@@ -200,7 +200,8 @@ impl Worker {
             guarded(&self.status, || self.sink.flush())
         };
         self.poll_health();
-        let mut lost = std::mem::take(&mut self.queue.lock().lost);
+        let taken = std::mem::take(&mut self.queue.lock().lost);
+        let mut lost = taken;
         lost.audit_entries += missing_audit;
         if shutdown {
             // What is still queued will never be written.
@@ -208,7 +209,7 @@ impl Worker {
             lost.audit_entries += state.audit.len() as u64;
         }
         if result.is_ok() && lost.is_none() {
-            return Ok(());
+            return (Ok(()), taken);
         }
         let name = self
             .status
@@ -216,12 +217,13 @@ impl Worker {
             .unwrap_or_else(PoisonError::into_inner)
             .name
             .clone();
-        Err(SinkShortfall {
+        let shortfall = SinkShortfall {
             sink: name,
             timed_out: false,
             error: result.err().map(|e| error_chain(&e)),
             lost,
-        })
+        };
+        (Err(shortfall), taken)
     }
 
     fn poll_health(&self) {
