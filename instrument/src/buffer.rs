@@ -366,3 +366,27 @@ pub(crate) fn count(callsite: &'static Callsite, n: u64) {
         callsite.orphaned[COUNTER_SLOT].fetch_add(n, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::callsite::{CallsiteKind, Metadata};
+
+    /// Issue 4 of the core's second round: a callsite past the table's 65,536 lost its counts
+    /// silently. They now go to the callsite's shared counters, which the drain reads.
+    #[test]
+    fn counts_of_callsites_beyond_the_table_go_to_the_callsite() {
+        static FAR: Callsite =
+            Callsite::new(Metadata::new("far_total", "m", "f", 1, CallsiteKind::Counter));
+        let (_, records) = RingBuffer::new(1);
+        let (_, details) = RingBuffer::new(1);
+        let buffer = ThreadBuffer::new(Rings { records, details }, 1, 1);
+        let beyond = u32::try_from(MAX_CALLSITES).unwrap() + 5;
+        buffer.add(&FAR, beyond, COUNTER_SLOT, 7);
+        buffer.lose(&FAR, beyond, Outcome::Error, 0);
+        assert_eq!(FAR.orphaned[COUNTER_SLOT].load(Ordering::Relaxed), 7);
+        assert_eq!(FAR.orphaned[Outcome::Error.index()].load(Ordering::Relaxed), 1);
+        let mut seen = 0;
+        assert_eq!(buffer.take_delta(beyond, COUNTER_SLOT, &mut seen), 0);
+    }
+}
