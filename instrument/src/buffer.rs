@@ -376,8 +376,13 @@ mod tests {
     /// silently. They now go to the callsite's shared counters, which the drain reads.
     #[test]
     fn counts_of_callsites_beyond_the_table_go_to_the_callsite() {
-        static FAR: Callsite =
-            Callsite::new(Metadata::new("far_total", "m", "f", 1, CallsiteKind::Counter));
+        static FAR: Callsite = Callsite::new(Metadata::new(
+            "far_total",
+            "m",
+            "f",
+            1,
+            CallsiteKind::Counter,
+        ));
         let (_, records) = RingBuffer::new(1);
         let (_, details) = RingBuffer::new(1);
         let buffer = ThreadBuffer::new(Rings { records, details }, 1, 1);
@@ -385,7 +390,10 @@ mod tests {
         buffer.add(&FAR, beyond, COUNTER_SLOT, 7);
         buffer.lose(&FAR, beyond, Outcome::Error, 0);
         assert_eq!(FAR.orphaned[COUNTER_SLOT].load(Ordering::Relaxed), 7);
-        assert_eq!(FAR.orphaned[Outcome::Error.index()].load(Ordering::Relaxed), 1);
+        assert_eq!(
+            FAR.orphaned[Outcome::Error.index()].load(Ordering::Relaxed),
+            1
+        );
         let mut seen = 0;
         assert_eq!(buffer.take_delta(beyond, COUNTER_SLOT, &mut seen), 0);
     }

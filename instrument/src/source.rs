@@ -6,33 +6,6 @@
 //! [`NOTICE_CAPACITY`] notices between drain cycles, and a notice that finds it full is dropped
 //! and counted in `SelfMetrics::notices_dropped`. An evaluator that needs every snapshot is a
 //! [`Sink`](crate::Sink) interested in snapshots, and publishes what it concludes as notices.
-//!
-//! ```
-//! use std::sync::{Arc, Mutex};
-//! use instrument::{Batch, Interests, Level, Notice, Sink, SinkError, publish};
-//!
-//! #[derive(Clone, Default)]
-//! struct Notices(Arc<Mutex<Vec<Notice>>>);
-//!
-//! impl Sink for Notices {
-//!     fn name(&self) -> &str { "notices" }
-//!     fn interests(&self) -> Interests { Interests::NONE.with_notices(true) }
-//!     fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-//!         self.0.lock().unwrap().extend(batch.notices.iter().cloned());
-//!         Ok(())
-//!     }
-//! }
-//!
-//! let notices = Notices::default();
-//! let pipeline = instrument::builder().sink(notices.clone()).install()?;
-//! // A health checker running on its own thread and schedule:
-//! std::thread::spawn(|| publish(Notice::new("health", Level::Warn, "disk 91% full")))
-//!     .join()
-//!     .unwrap();
-//! pipeline.flush()?;
-//! assert_eq!(notices.0.lock().unwrap()[0].message, "disk 91% full");
-//! # Ok::<(), instrument::Error>(())
-//! ```
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -51,6 +24,36 @@ static WANTED: AtomicBool = AtomicBool::new(false);
 /// Publishes a notice to every sink interested in notices. Never blocks; returns whether the
 /// notice was queued (`false`: no pipeline with such a sink is installed, or the queue was full
 /// and the notice was dropped and counted).
+///
+/// A health checker on its own thread publishes a status change; a sink interested only in
+/// notices receives it:
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use instrument::{Batch, Interests, Level, Notice, Sink, SinkError, publish};
+///
+/// #[derive(Clone, Default)]
+/// struct Notices(Arc<Mutex<Vec<Notice>>>);
+///
+/// impl Sink for Notices {
+///     fn name(&self) -> &str { "notices" }
+///     fn interests(&self) -> Interests { Interests::NONE.with_notices(true) }
+///     fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+///         self.0.lock().unwrap().extend(batch.notices.iter().cloned());
+///         Ok(())
+///     }
+/// }
+///
+/// let notices = Notices::default();
+/// let pipeline = instrument::builder().sink(notices.clone()).install()?;
+/// // A health checker running on its own thread and schedule:
+/// std::thread::spawn(|| publish(Notice::new("health", Level::Warn, "disk 91% full")))
+///     .join()
+///     .unwrap();
+/// pipeline.flush()?;
+/// assert_eq!(notices.0.lock().unwrap()[0].message, "disk 91% full");
+/// # Ok::<(), instrument::Error>(())
+/// ```
 pub fn publish(notice: Notice) -> bool {
     if !WANTED.load(Ordering::Relaxed) {
         return false;
