@@ -93,6 +93,8 @@ mod config;
 mod error;
 pub mod histogram;
 mod record;
+#[cfg(feature = "serde")]
+mod ser;
 pub mod sink;
 mod source;
 
