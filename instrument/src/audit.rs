@@ -20,6 +20,7 @@ use crate::fields::Fields;
 use crate::record::Outcome;
 
 /// One audit entry: an operation with its data lineage.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct AuditEntry {
@@ -29,6 +30,7 @@ pub struct AuditEntry {
     /// What was done, e.g. `parse_file` or the instrumented function's name.
     pub operation: Cow<'static, str>,
     /// When the entry was made.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::ser::time"))]
     pub timestamp: SystemTime,
     /// Ids of the data the operation read.
     pub inputs: Vec<String>,
@@ -43,9 +45,14 @@ pub struct AuditEntry {
     /// The error kind, when `outcome` is `error`.
     pub error_kind: Option<&'static str>,
     /// How long the operation took, when known.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "duration_ns", serialize_with = "crate::ser::opt_nanos")
+    )]
     pub duration: Option<Duration>,
     /// Free-form key/value fields. For instrumented calls, one per captured argument: its name
     /// and its value as [`FieldValue`](crate::FieldValue)'s `Display` writes it.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::ser::pairs"))]
     pub fields: Vec<(Cow<'static, str>, String)>,
     /// The callsite that made the entry, for entries made by instrumented calls.
     pub callsite: Option<&'static Metadata>,

@@ -9,6 +9,22 @@
 //! of 256 that are allocated on first use: a function whose durations span a few octaves costs a
 //! few KiB. That is what keeps 100 callsites x outcomes x (window + total) inside the memory
 //! budget.
+//!
+//! # Serialized form (feature `serde`)
+//! A histogram serializes as its layout parameters, its exact count, sum, min and max, and its
+//! non-empty slots as `[value, count]` pairs in increasing order, where `value` is the highest
+//! value of the slot (what [`Histogram::iter_buckets`] yields):
+//!
+//! ```json
+//! {"exact_below": 2048, "sub_buckets": 1024, "count": 3, "sum": 1000120, "min": 20,
+//!  "max": 1000000, "buckets": [[20, 1], [100, 1], [1000447, 1]]}
+//! ```
+//!
+//! Each `value` falls in the slot it names, so recording `count` times `value` into a histogram
+//! of the same layout rebuilds it. `Deserialize` does that (rejecting another layout or counts
+//! that do not add up), so a store can keep windows' histograms and later
+//! [`merge`](Histogram::merge) any range of them with the same result as one histogram that had
+//! recorded every value.
 
 const EXACT: u64 = 2048;
 const SUB_BITS: u32 = 10;
@@ -190,6 +206,102 @@ impl Histogram {
     }
 }
 
+#[cfg(feature = "serde")]
+mod serialized {
+    use serde::de::Error as _;
+    use serde::ser::SerializeStruct as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{EXACT, Histogram, SUB, slot};
+
+    /// See the [module docs](super).
+    impl Serialize for Histogram {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            struct Buckets<'a>(&'a Histogram);
+            impl Serialize for Buckets<'_> {
+                fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                    s.collect_seq(self.0.iter_buckets())
+                }
+            }
+            let mut st = s.serialize_struct("Histogram", 7)?;
+            st.serialize_field("exact_below", &EXACT)?;
+            st.serialize_field("sub_buckets", &SUB)?;
+            st.serialize_field("count", &self.count)?;
+            st.serialize_field("sum", &self.sum)?;
+            st.serialize_field("min", &self.min)?;
+            st.serialize_field("max", &self.max)?;
+            st.serialize_field("buckets", &Buckets(self))?;
+            st.end()
+        }
+    }
+
+    /// What [`Histogram`]'s `Serialize` writes.
+    #[derive(Deserialize)]
+    struct Serialized {
+        exact_below: u64,
+        sub_buckets: u64,
+        count: u64,
+        sum: u128,
+        min: u64,
+        max: u64,
+        buckets: Vec<(u64, u64)>,
+    }
+
+    /// Rebuilds a histogram from its serialized form; see the [module docs](super).
+    impl<'de> Deserialize<'de> for Histogram {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            rebuild(&Serialized::deserialize(d)?).map_err(D::Error::custom)
+        }
+    }
+
+    fn rebuild(s: &Serialized) -> Result<Histogram, String> {
+        if (s.exact_below, s.sub_buckets) != (EXACT, SUB) {
+            return Err(format!(
+                "histogram layout exact_below = {}, sub_buckets = {} is not this one's \
+                 ({EXACT}, {SUB})",
+                s.exact_below, s.sub_buckets
+            ));
+        }
+        let total = s
+            .buckets
+            .iter()
+            .try_fold(0u64, |total, &(_, n)| total.checked_add(n));
+        if total != Some(s.count) {
+            return Err(format!(
+                "histogram bucket counts do not add up to its count {}",
+                s.count
+            ));
+        }
+        let mut h = Histogram::new();
+        for &(value, n) in &s.buckets {
+            h.record_n(value, n);
+        }
+        if s.count == 0 {
+            return if (s.sum, s.min, s.max) == (0, 0, 0) {
+                Ok(h)
+            } else {
+                Err("an empty histogram has a sum, min or max".to_owned())
+            };
+        }
+        // The exact min and max must lie in the lowest and highest slots, and the sum between
+        // count times each.
+        let count = u128::from(s.count);
+        if slot(s.min) != slot(h.min)
+            || slot(s.max) != slot(h.max)
+            || s.min > s.max
+            || s.sum < u128::from(s.min) * count
+            || s.sum > u128::from(s.max) * count
+        {
+            return Err(format!(
+                "histogram min {}, max {} or sum {} does not fit its buckets",
+                s.min, s.max, s.sum
+            ));
+        }
+        (h.min, h.max, h.sum) = (s.min, s.max, s.sum);
+        Ok(h)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +370,90 @@ mod tests {
         assert_eq!(h.quantile(0.5), 0);
         h.record(7);
         assert_eq!((h.min(), h.max()), (7, 7));
+    }
+
+    #[cfg(feature = "serde")]
+    fn roundtrip(h: &Histogram) -> Histogram {
+        serde_json::from_str(&serde_json::to_string(h).unwrap()).unwrap()
+    }
+
+    #[cfg(feature = "serde")]
+    fn same(a: &Histogram, b: &Histogram) {
+        assert_eq!(
+            (a.count(), a.sum(), a.min(), a.max()),
+            (b.count(), b.sum(), b.min(), b.max())
+        );
+        assert!(a.iter_buckets().eq(b.iter_buckets()));
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serializes_as_its_layout_totals_and_sparse_buckets() {
+        let mut h = Histogram::new();
+        for v in [20, 100, 1_000_000] {
+            h.record(v);
+        }
+        let json: serde_json::Value = serde_json::to_value(&h).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "exact_below": 2048, "sub_buckets": 1024,
+                "count": 3, "sum": 1_000_120, "min": 20, "max": 1_000_000,
+                "buckets": [[20, 1], [100, 1], [1_000_447, 1]],
+            })
+        );
+        same(&roundtrip(&h), &h);
+        same(&roundtrip(&Histogram::new()), &Histogram::new());
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn deserialized_windows_merge_like_the_originals() {
+        let windows: Vec<Histogram> = (0..4u64)
+            .map(|w| {
+                let mut h = Histogram::new();
+                for i in 1..=500 {
+                    h.record_n(i * i * (w + 1) * 997, i % 3 + 1);
+                }
+                h
+            })
+            .collect();
+        let (mut merged, mut rebuilt) = (Histogram::new(), Histogram::new());
+        for h in &windows {
+            merged.merge(h);
+            rebuilt.merge(&roundtrip(h));
+        }
+        same(&rebuilt, &merged);
+        for q in [0.0, 0.5, 0.9, 0.99, 0.999, 1.0] {
+            assert_eq!(rebuilt.quantile(q), merged.quantile(q));
+        }
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn deserializing_rejects_another_layout_or_inconsistent_totals() {
+        let base = serde_json::json!({
+            "exact_below": 2048, "sub_buckets": 1024,
+            "count": 2, "sum": 120, "min": 20, "max": 100,
+            "buckets": [[20, 1], [100, 1]],
+        });
+        assert_eq!(
+            serde_json::from_value::<Histogram>(base.clone())
+                .unwrap()
+                .quantile(1.0),
+            100
+        );
+        for (key, value, message) in [
+            ("sub_buckets", serde_json::json!(2048), "layout"),
+            ("count", serde_json::json!(3), "add up"),
+            ("min", serde_json::json!(5), "does not fit"),
+            ("sum", serde_json::json!(500), "does not fit"),
+        ] {
+            let mut bad = base.clone();
+            bad[key] = value;
+            let err = serde_json::from_value::<Histogram>(bad).unwrap_err();
+            assert!(err.to_string().contains(message), "{key}: {err}");
+        }
     }
 
     proptest! {

@@ -77,6 +77,11 @@
 //! - `enabled` (default): instrumentation on. Without it the attribute returns items unchanged,
 //!   the manual macros compile to nothing and the handles [`metric`] returns record nothing, so
 //!   a build can remove every trace of it.
+//! - `serde`: `serde::Serialize` for every type a sink receives ([`Batch`], [`Event`],
+//!   [`Snapshot`], [`AuditEntry`], [`SelfMetrics`], [`Metadata`], ...) and `Deserialize` for
+//!   [`Histogram`], so a sink can write them as JSON or another serde format. Field names are
+//!   stable; times are RFC 3339 UTC strings with microseconds, durations integer nanoseconds in
+//!   fields ending `_ns`, enums their lower-case names (`docs/data-types.md` lists every field).
 //!
 //! # Performance
 //! Not installed: one relaxed load and a predictable branch per call. Installed: two reads of
@@ -93,6 +98,8 @@ mod config;
 mod error;
 pub mod histogram;
 mod record;
+#[cfg(feature = "serde")]
+mod ser;
 pub mod sink;
 mod source;
 

@@ -21,6 +21,9 @@
 //! - [`PipelineGuard::flush`](crate::PipelineGuard::flush) returns `Ok` only when every sink
 //!   holds everything recorded before it; otherwise its error names each sink and what it lacks.
 //!
+//! With the `serde` feature, every type a sink receives implements `serde::Serialize`, with the
+//! stable field names and formats of `docs/data-types.md`.
+//!
 //! # Example: a sink keeping the latest snapshot and ticking
 //! ```
 //! use std::sync::{Arc, Mutex};
@@ -166,6 +169,7 @@ impl Interests {
 }
 
 /// The process a pipeline runs in.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ProcessInfo {
@@ -197,20 +201,35 @@ impl ProcessInfo {
 }
 
 /// What a sink learns when its worker starts ([`Sink::start`]).
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StartInfo {
     /// When the pipeline was installed.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::ser::time"))]
     pub pipeline_start: SystemTime,
     /// The aggregation window length.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "window_ns", serialize_with = "crate::ser::nanos")
+    )]
     pub window: Duration,
     /// How often [`Sink::tick`] is called.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "tick_ns", serialize_with = "crate::ser::nanos")
+    )]
     pub tick: Duration,
     /// The process.
     pub process: ProcessInfo,
 }
 
 /// A sink's own view of its health.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(
+    feature = "serde",
+    serde(tag = "status", content = "message", rename_all = "snake_case")
+)]
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum SinkHealth {
@@ -325,6 +344,7 @@ impl Sink for NullSink {
 }
 
 /// What one drain cycle hands to a sink.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Default)]
 #[non_exhaustive]
 pub struct Batch {
@@ -445,10 +465,12 @@ impl fmt::Display for Level {
 ///     .field("status", "degraded");
 /// assert_eq!(notice.fields[1].1, "degraded");
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Notice {
     /// When it happened.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::ser::time"))]
     pub time: SystemTime,
     /// Who published it, e.g. `health`, `alerts`, `tracing`.
     pub source: Cow<'static, str>,
@@ -457,6 +479,7 @@ pub struct Notice {
     /// What happened, for people.
     pub message: String,
     /// Structured detail as key/value pairs.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::ser::pairs"))]
     pub fields: Vec<(Cow<'static, str>, String)>,
     /// The unit of work it belongs to; defaults to the current id on the publishing thread.
     pub correlation: Option<CorrelationId>,
@@ -489,6 +512,8 @@ impl Notice {
 }
 
 /// Why a call was sent as an event.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EventReason {
@@ -501,6 +526,7 @@ pub enum EventReason {
 }
 
 /// The thread a call ran on.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ThreadInfo {
@@ -511,6 +537,7 @@ pub struct ThreadInfo {
 }
 
 /// One call, sent to event sinks.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Event {
@@ -521,8 +548,13 @@ pub struct Event {
     /// The error kind, for `error` outcomes.
     pub error_kind: Option<&'static str>,
     /// When it started (wall clock).
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::ser::time"))]
     pub start: SystemTime,
     /// How long it took.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "duration_ns", serialize_with = "crate::ser::nanos")
+    )]
     pub duration: Duration,
     /// Where it ran.
     pub thread: ThreadInfo,
@@ -530,12 +562,14 @@ pub struct Event {
     pub correlation: Option<CorrelationId>,
     /// Captured arguments (`capture(..)`/`skip(..)`) as name/value pairs, in capture order;
     /// empty when the callsite captures nothing.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::ser::pairs"))]
     pub fields: Vec<(&'static str, FieldValue)>,
     /// Why it is an event.
     pub reason: EventReason,
 }
 
 /// Records whose durations were lost because a queue was full. Their calls are still counted.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DropMarker {
@@ -544,12 +578,15 @@ pub struct DropMarker {
     /// How many since the previous marker for this callsite.
     pub count: u64,
     /// Start of the interval in which they were dropped.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::ser::time"))]
     pub since: SystemTime,
     /// End of that interval.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::ser::time"))]
     pub until: SystemTime,
 }
 
 /// Aggregates of one group of calls over an interval.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -560,22 +597,51 @@ pub struct Stats {
     /// Calls whose durations were dropped under overload (`count - timed`).
     pub dropped: u64,
     /// Sum of timed durations.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "sum_ns", serialize_with = "crate::ser::nanos")
+    )]
     pub sum: Duration,
     /// Shortest timed duration.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "min_ns", serialize_with = "crate::ser::nanos")
+    )]
     pub min: Duration,
     /// Longest timed duration.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "max_ns", serialize_with = "crate::ser::nanos")
+    )]
     pub max: Duration,
     /// Median.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "p50_ns", serialize_with = "crate::ser::nanos")
+    )]
     pub p50: Duration,
     /// 90th percentile.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "p90_ns", serialize_with = "crate::ser::nanos")
+    )]
     pub p90: Duration,
     /// 99th percentile.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "p99_ns", serialize_with = "crate::ser::nanos")
+    )]
     pub p99: Duration,
     /// 99.9th percentile.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "p999_ns", serialize_with = "crate::ser::nanos")
+    )]
     pub p999: Duration,
 }
 
 /// Error-kind breakdown of a callsite's `error` outcomes.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ErrorKindCount {
@@ -590,6 +656,7 @@ pub struct ErrorKindCount {
 }
 
 /// Aggregates of one callsite and outcome.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct CallStats {
@@ -612,6 +679,7 @@ pub struct CallStats {
 }
 
 /// A `counter!` total.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CounterValue {
@@ -624,16 +692,19 @@ pub struct CounterValue {
 }
 
 /// A `gauge!` value.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct GaugeValue {
     /// The gauge.
     pub callsite: &'static Metadata,
     /// The last value set.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::ser::float"))]
     pub value: f64,
 }
 
 /// The pipeline's measurements of itself.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SelfMetrics {
@@ -645,6 +716,10 @@ pub struct SelfMetrics {
     /// The fullest any thread queue was seen by the drain (`instrument_queue_high_water`).
     pub queue_high_water: u64,
     /// Duration of the last drain cycle (`instrument_drain_cycle_seconds`).
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "drain_cycle_ns", serialize_with = "crate::ser::nanos")
+    )]
     pub drain_cycle: Duration,
     /// Bytes held by thread buffers and aggregates (`instrument_memory_bytes`).
     pub memory_bytes: u64,
@@ -667,6 +742,7 @@ pub struct SelfMetrics {
 }
 
 /// A sink's state as seen by the pipeline.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SinkStatus {
@@ -721,6 +797,7 @@ impl SnapshotReason {
 }
 
 /// What a sink lacks: data the pipeline gave up delivering to it.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Lost {
@@ -771,6 +848,7 @@ impl fmt::Display for Lost {
 }
 
 /// One sink's part in an incomplete flush or shutdown.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SinkShortfall {
@@ -804,6 +882,7 @@ impl fmt::Display for SinkShortfall {
 }
 
 /// All aggregates at the end of a window.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Snapshot {
@@ -812,8 +891,10 @@ pub struct Snapshot {
     /// Why it was cut.
     pub reason: SnapshotReason,
     /// Start of the window.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::ser::time"))]
     pub window_start: SystemTime,
     /// End of the window.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::ser::time"))]
     pub window_end: SystemTime,
     /// One entry per callsite and outcome seen.
     pub calls: Vec<CallStats>,
