@@ -17,7 +17,7 @@ use crossbeam_channel::Sender;
 
 use crate::audit::AuditQueue;
 use crate::clock::{self, ClockSource, MODE_COUNTER, MODE_MOCK};
-use crate::collector::delivery::Ticket;
+use crate::collector::delivery::{SinkView, Ticket};
 use crate::collector::{Control, Drain};
 use crate::config::Config;
 use crate::error::Error;
@@ -194,6 +194,7 @@ impl Builder {
             Arc::clone(&metrics),
         )?;
         let workers = drain.take_workers();
+        let sinks = drain.sink_views();
         let handle = std::thread::Builder::new()
             .name("instrument-drain".into())
             .spawn(move || drain.run())
@@ -210,6 +211,7 @@ impl Builder {
             control: control_tx,
             drain: Some(handle),
             workers,
+            sinks,
             audit,
             metrics,
             flush_timeout: self.config.flush_timeout,
@@ -223,6 +225,7 @@ pub struct PipelineGuard {
     control: Sender<Control>,
     drain: Option<JoinHandle<()>>,
     workers: Vec<(String, JoinHandle<()>)>,
+    sinks: Vec<SinkView>,
     audit: Arc<AuditQueue>,
     metrics: Arc<Mutex<SelfMetrics>>,
     flush_timeout: Duration,
@@ -259,13 +262,17 @@ impl PipelineGuard {
         ticket.wait(self.flush_timeout, &|| !drain.is_finished())
     }
 
-    /// The pipeline's own metrics as of the last drain cycle.
+    /// The pipeline's own metrics as of the last drain cycle, with each sink's status as of
+    /// now (so what a flush delivered shows as soon as it returns).
     #[must_use]
     pub fn self_metrics(&self) -> SelfMetrics {
-        self.metrics
+        let mut metrics = self
+            .metrics
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .clone();
+        metrics.sinks = self.sinks.iter().map(SinkView::status).collect();
+        metrics
     }
 
     /// Flushes, shuts every sink down and stops the pipeline, reporting what went wrong. Every

@@ -161,13 +161,37 @@ impl SinkHandle {
         self.queue.lock().items.push_back(item);
         self.queue.notify();
     }
+}
 
-    /// Fills the queue-derived fields of `status`.
-    pub(crate) fn fill_backlog(&self, status: &mut SinkStatus) {
+/// A sink's status and queue, readable from outside the drain (the guard's `self_metrics`).
+#[derive(Clone)]
+pub(crate) struct SinkView {
+    status: Arc<Mutex<SinkStatus>>,
+    queue: Arc<SinkQueue>,
+}
+
+impl SinkView {
+    /// The sink's status as of now, backlogs included.
+    pub(crate) fn status(&self) -> SinkStatus {
+        let mut status = self
+            .status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let state = self.queue.lock();
         status.backlog = state.batches as u64;
         status.backlog_events = state.events as u64;
         status.audit_backlog = state.audit.len() as u64;
+        status
+    }
+}
+
+impl SinkHandle {
+    pub(crate) fn view(&self) -> SinkView {
+        SinkView {
+            status: Arc::clone(&self.status),
+            queue: Arc::clone(&self.queue),
+        }
     }
 }
 

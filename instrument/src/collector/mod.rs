@@ -353,18 +353,7 @@ impl Drain {
     }
 
     fn sink_statuses(&self) -> Vec<SinkStatus> {
-        self.sinks
-            .iter()
-            .map(|s| {
-                let mut status = s
-                    .status
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone();
-                s.fill_backlog(&mut status);
-                status
-            })
-            .collect()
+        self.sinks.iter().map(|s| s.view().status()).collect()
     }
 
     fn fill_queue_metrics(&mut self) {
@@ -396,6 +385,11 @@ impl Drain {
             .metrics_out
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = self.aggregates.metrics.clone();
+    }
+
+    /// Views of the sinks' statuses and queues, for the guard.
+    pub(crate) fn sink_views(&self) -> Vec<delivery::SinkView> {
+        self.sinks.iter().map(SinkHandle::view).collect()
     }
 
     /// The worker threads, for the guard to join after shutdown.
