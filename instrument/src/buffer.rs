@@ -20,8 +20,8 @@
 //! its table (plain load + store, no read-modify-write), the drain only reads it and sums across
 //! threads: no cache line is shared between recording threads, which is what lets recording
 //! scale with cores. Chunks of the table are allocated on first use and published through
-//! `OnceLock`; the counter protocol itself is `signal::SingleWriterCounter`, model-checked with
-//! loom, and the last read after the thread exits is `retire::scan`.
+//! `OnceLock`; the counter protocol itself is `signal::SingleWriterCounter`, and the last read
+//! after the thread exits is `retire::scan`, both model-checked with loom.
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};

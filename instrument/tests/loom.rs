@@ -1,5 +1,5 @@
-//! Loom models of the crate's custom synchronisation (`src/signal.rs`), compiled from the same
-//! source against loom's atomics:
+//! Loom models of the crate's custom synchronisation (`src/signal.rs`, `src/retire.rs`), compiled
+//! from the same source against loom's atomics:
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom" cargo test -p instrument --test loom --release
@@ -13,3 +13,6 @@ mod sync {
 
 #[path = "../src/signal.rs"]
 mod signal;
+
+#[path = "../src/retire.rs"]
+mod retire;
