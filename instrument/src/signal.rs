@@ -1,5 +1,5 @@
-//! Two small synchronisation pieces, checked by loom models in `tests/loom.rs` (run with
-//! `RUSTFLAGS="--cfg loom" cargo test -p instrument --test loom --release`).
+//! Two small synchronisation pieces, checked by loom models that `tests/loom.rs` compiles and
+//! `.ci/test` runs.
 //!
 //! [`WakeFlag`]: producers ask the drain to run early without a syscall per request. A producer
 //! publishes its data (a queue push), then calls [`WakeFlag::request`]; only the request that
