@@ -8,7 +8,8 @@
 //! The producer ends live in the thread-local; the consumer ends are registered in a global list
 //! the first time the thread records, so the drain reaches every thread's records, including
 //! threads that are blocked, idle, or have exited since (an exited thread's rings stay readable
-//! until they are empty).
+//! until they are empty, and its counters are read one last time before its buffer is retired:
+//! `retire::scan`).
 //!
 //! A single-producer ring rather than a multi-producer queue: a push is a slot write and a
 //! release store of the tail, with no locked instruction. A locked compare-and-swap would drain
@@ -19,8 +20,8 @@
 //! its table (plain load + store, no read-modify-write), the drain only reads it and sums across
 //! threads: no cache line is shared between recording threads, which is what lets recording
 //! scale with cores. Chunks of the table are allocated on first use and published through
-//! `OnceLock`; the counter protocol itself is `signal::SingleWriterCounter`, model-checked with
-//! loom.
+//! `OnceLock`; the counter protocol itself is `signal::SingleWriterCounter`, and the last read
+//! after the thread exits is `retire::scan`, both model-checked with loom.
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -31,6 +32,7 @@ use rtrb::{Consumer, Producer, RingBuffer};
 use crate::callsite::{Callsite, KIND_SLOTS};
 use crate::fields::Fields;
 use crate::record::{Detail, KINDS, Outcome, Record};
+use crate::retire::Retirable;
 use crate::signal::SingleWriterCounter;
 
 /// Counter slots per callsite: one loss counter per outcome, the `counter!` total, then one
@@ -178,6 +180,18 @@ pub(crate) fn buffers(into: &mut Vec<Arc<ThreadBuffer>>) {
 /// Forgets a buffer whose thread has exited and whose ring the drain has emptied.
 pub(crate) fn retire(buffer: &Arc<ThreadBuffer>) {
     registry().retain(|b| !Arc::ptr_eq(b, buffer));
+}
+
+impl Retirable for Arc<ThreadBuffer> {
+    /// The record ring's producer end is dropped with the thread's [`Writer`], after its last
+    /// record and counter write (the detail ring's goes with it).
+    fn has_exited(&self) -> bool {
+        self.consumer().records.is_abandoned()
+    }
+
+    fn is_drained(&self) -> bool {
+        self.consumer().records.is_empty()
+    }
 }
 
 /// The recording side of a thread's buffer. Dropped with the thread, which abandons the ring:

@@ -110,6 +110,7 @@ mod correlation;
 mod dynamic;
 mod fields;
 mod guard;
+mod retire;
 mod signal;
 mod state;
 mod sync;

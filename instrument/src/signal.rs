@@ -1,5 +1,5 @@
-//! Two small synchronisation protocols, checked by loom models in `tests/loom.rs` (run with
-//! `RUSTFLAGS="--cfg loom" cargo test -p instrument --test loom --release`).
+//! Two small synchronisation pieces, checked by loom models that `tests/loom.rs` compiles and
+//! `.ci/test` runs.
 //!
 //! [`WakeFlag`]: producers ask the drain to run early without a syscall per request. A producer
 //! publishes its data (a queue push), then calls [`WakeFlag::request`]; only the request that
@@ -12,6 +12,9 @@
 //! locked read-modify-write, so no cache-line ping-pong between recording threads) and read by
 //! the drain, which accounts for increases with [`SingleWriterCounter::take_delta`]. Because
 //! there is one writer, no increment is lost and the reader sees a non-decreasing sequence.
+//! Whatever the interleaving, the deltas add up to the last value read, so what can go wrong is
+//! the drain's last read of a thread that has exited missing its final increments: that read is
+//! ordered by `retire::scan`, and modelled there, with this counter.
 
 use crate::sync::{AtomicBool, AtomicU64, Ordering, fence};
 
@@ -106,32 +109,6 @@ mod tests {
                 }
             }
             consumer.join().unwrap();
-        });
-    }
-
-    /// Concurrent reads never see the counter go down, and the deltas add up to every increment.
-    #[test]
-    fn single_writer_counter_is_exact() {
-        loom::model(|| {
-            let counter = Arc::new(SingleWriterCounter::default());
-            let writer = {
-                let counter = Arc::clone(&counter);
-                loom::thread::spawn(move || {
-                    for _ in 0..3 {
-                        counter.add(1);
-                    }
-                })
-            };
-            let mut seen = 0;
-            let mut total = 0;
-            for _ in 0..2 {
-                let before = seen;
-                total += counter.take_delta(&mut seen);
-                assert!(seen >= before);
-            }
-            writer.join().unwrap();
-            total += counter.take_delta(&mut seen);
-            assert_eq!(total, 3);
         });
     }
 }

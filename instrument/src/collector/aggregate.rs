@@ -12,6 +12,7 @@ use crate::clock::Timebase;
 use crate::config::Config;
 use crate::histogram::Histogram;
 use crate::record::{Detail, KINDS, Outcome, Record};
+use crate::retire::{self, CounterScan};
 use crate::sink::{Batch, DropMarker, Event, EventReason, SelfMetrics, ThreadInfo};
 
 #[derive(Default)]
@@ -108,6 +109,40 @@ impl CallsiteAgg {
             o.dropped_total = o.dropped_total.saturating_add(n);
             self.drops_unmarked = self.drops_unmarked.saturating_add(n);
         }
+    }
+}
+
+/// One pass over the thread tables, the drain's side of `retire::scan`.
+struct TableScan<'a> {
+    aggregates: &'a mut Aggregates,
+    /// Only record the current values: counts made before the pipeline was installed.
+    baseline: bool,
+}
+
+impl CounterScan<Arc<ThreadBuffer>> for TableScan<'_> {
+    fn refresh_registry(&mut self) {
+        self.aggregates.refresh_callsites();
+    }
+
+    fn read_counters(&mut self, buf: &Arc<ThreadBuffer>) {
+        let Aggregates { aggs, seen, .. } = &mut *self.aggregates;
+        let seen = seen.entry(buf.thread_id).or_default();
+        if seen.len() < aggs.len() * SLOTS {
+            seen.resize(aggs.len() * SLOTS, 0);
+        }
+        for (c, agg) in aggs.iter_mut().enumerate() {
+            for slot in 0..SLOTS {
+                let delta = buf.take_delta(c as u32, slot, &mut seen[c * SLOTS + slot]);
+                if !self.baseline {
+                    agg.add_drops(slot, delta);
+                }
+            }
+        }
+    }
+
+    fn retire(&mut self, buf: &Arc<ThreadBuffer>) {
+        buffer::retire(buf);
+        self.aggregates.seen.remove(&buf.thread_id);
     }
 }
 
@@ -285,49 +320,21 @@ impl Aggregates {
         self.scan_orphans();
     }
 
-    /// Reads every thread's loss and counter tables and accounts for what is new. `baseline`
-    /// only records the current values (at install).
+    /// Reads every thread's loss and counter tables and accounts for what is new, retiring the
+    /// buffers of exited threads once read (`retire::scan`). `baseline` only records the
+    /// current values (at install).
     fn scan_buffers(&mut self, baseline: bool) {
         buffer::buffers(&mut self.scratch);
-        // Find the exited threads first. The producer end is dropped after the thread's last
-        // write, and the acquire fence makes every write before that drop visible below:
-        // its counters, and the registration of any callsite it used, which is why callsites
-        // are refreshed after this (a thread that registered a callsite during the previous
-        // cycle and then exited would otherwise be retired with that callsite's counts unread).
-        let exited: Vec<bool> = self
-            .scratch
-            .iter()
-            .map(|buf| buf.consumer().records.is_abandoned())
-            .collect();
-        std::sync::atomic::fence(Ordering::Acquire);
-        self.refresh_callsites();
-        let callsites = self.aggs.len();
-        let mut threads = 0;
-        let mut retired = Vec::new();
-        for (buf, exited) in self.scratch.iter().zip(exited) {
-            threads += 1;
-            let seen = self.seen.entry(buf.thread_id).or_default();
-            if seen.len() < callsites * SLOTS {
-                seen.resize(callsites * SLOTS, 0);
-            }
-            for (c, agg) in self.aggs.iter_mut().enumerate() {
-                for slot in 0..SLOTS {
-                    let delta = buf.take_delta(c as u32, slot, &mut seen[c * SLOTS + slot]);
-                    if !baseline {
-                        agg.add_drops(slot, delta);
-                    }
-                }
-            }
-            if exited && buf.consumer().records.is_empty() {
-                retired.push(Arc::clone(buf));
-            }
-        }
-        // Exited threads whose rings are empty are fully accounted for now.
-        for buf in retired {
-            buffer::retire(&buf);
-            self.seen.remove(&buf.thread_id);
-        }
-        self.metrics.threads = threads;
+        let buffers = std::mem::take(&mut self.scratch);
+        retire::scan(
+            &mut TableScan {
+                aggregates: self,
+                baseline,
+            },
+            &buffers,
+        );
+        self.metrics.threads = buffers.len() as u64;
+        self.scratch = buffers;
     }
 
     /// Counts recorded straight on callsites: by threads tearing down, for callsites beyond
