@@ -5,6 +5,8 @@ use instrument::{ClockSource, Error, Outcome, testing};
 use instrument_sinks::MemorySink;
 
 mod support;
+
+const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
 use support::{count, name, serial};
 
 #[instrument::instrument_performance]
@@ -39,16 +41,25 @@ fn a_drain_panic_is_reported_by_the_next_flush_and_recording_goes_on() {
 #[test]
 fn a_drain_that_keeps_panicking_turns_recording_off_and_says_so() {
     let _serial = serial();
+    // Only flushes run cycles here: a timed cycle between two flushes would succeed and end
+    // the run of panics.
     let pipeline = instrument::builder()
         .clock(ClockSource::Mock)
+        .drain_interval(HOUR)
+        .window(HOUR)
         .sink(MemorySink::new())
         .install()
         .unwrap();
-    for _ in 0..3 {
-        testing::panic_next_drain_cycle();
-        let _ = pipeline.flush();
+    testing::panic_next_drain_cycles(3);
+    // Each flush runs at least one cycle; three panicking cycles in a row end the drain.
+    let mut result = Ok(());
+    for _ in 0..4 {
+        result = pipeline.flush();
+        if matches!(result, Err(Error::DrainFailed { .. })) {
+            break;
+        }
     }
-    let err = pipeline.flush().expect_err("the drain gave up");
+    let err = result.expect_err("the drain gave up");
     assert!(matches!(err, Error::DrainFailed { .. }), "{err:?}");
     assert!(err.to_string().contains("recording is off"), "{err}");
     drop(pipeline);

@@ -193,6 +193,12 @@ pub(crate) fn orphaned() -> u64 {
 /// Sequence numbers, unique over the process's life.
 static NEXT_SEQUENCE: AtomicU64 = AtomicU64::new(1);
 
+/// The last sequence number handed out: every entry accepted before this call has one at most
+/// this large (a flush waits for the entries up to it).
+pub(crate) fn last_sequence() -> u64 {
+    NEXT_SEQUENCE.load(Ordering::SeqCst) - 1
+}
+
 /// The installed pipeline's queue.
 static CURRENT: RwLock<Option<Arc<AuditQueue>>> = RwLock::new(None);
 
@@ -272,7 +278,7 @@ impl AuditQueue {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        let sequence = NEXT_SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        let sequence = NEXT_SEQUENCE.fetch_add(1, Ordering::SeqCst);
         entry.sequence = sequence;
         inner.bytes += entry_bytes(&entry);
         inner.entries.push_back(entry);
@@ -298,6 +304,11 @@ impl AuditQueue {
         if n > 0 {
             self.room.notify_all();
         }
+    }
+
+    /// The sequence number of the oldest entry waiting.
+    pub(crate) fn first_sequence(&self) -> Option<u64> {
+        self.lock().entries.front().map(|e| e.sequence)
     }
 
     /// Entries waiting.

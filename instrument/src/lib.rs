@@ -157,7 +157,14 @@ pub mod testing {
     /// copes: the panic is caught and counted in `SelfMetrics::drain_panics`, and the next
     /// [`flush`](crate::PipelineGuard::flush) returns [`Error::DrainPanicked`](crate::Error::DrainPanicked).
     pub fn panic_next_drain_cycle() {
-        crate::collector::PANIC_NEXT_CYCLE.store(true, std::sync::atomic::Ordering::Relaxed);
+        panic_next_drain_cycles(1);
+    }
+
+    /// Makes the next `n` drain cycles panic, whatever starts them. Three in a row make the
+    /// drain give up: recording turns off and flushes return
+    /// [`Error::DrainFailed`](crate::Error::DrainFailed).
+    pub fn panic_next_drain_cycles(n: u32) {
+        crate::collector::PANIC_NEXT_CYCLES.store(n, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

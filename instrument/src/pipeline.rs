@@ -252,8 +252,9 @@ impl PipelineGuard {
     /// stopped.
     pub fn flush(&self) -> Result<(), Error> {
         let ticket = Ticket::new("flush");
+        let audit_upto = crate::audit::last_sequence();
         self.control
-            .send(Control::Flush(Arc::clone(&ticket)))
+            .send(Control::Flush(Arc::clone(&ticket), audit_upto))
             .map_err(|_| Error::NotInstalled)?;
         let Some(drain) = &self.drain else {
             return Err(Error::NotInstalled);

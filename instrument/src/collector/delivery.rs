@@ -220,6 +220,8 @@ struct TicketState {
     queued: bool,
     /// Whether the caller stopped waiting; later answers reach nobody.
     closed: bool,
+    /// Before the markers are queued: the audit sinks whose full backlogs hold the flush back.
+    held_by: Vec<String>,
     drain: Option<Error>,
 }
 
@@ -232,6 +234,7 @@ impl Ticket {
                 answers: Vec::new(),
                 queued: false,
                 closed: false,
+                held_by: Vec::new(),
                 drain: None,
             }),
             done: Condvar::new(),
@@ -251,6 +254,11 @@ impl Ticket {
         state.drain = drain;
         drop(state);
         self.done.notify_all();
+    }
+
+    /// Names the audit sinks whose full backlogs keep the markers from being queued.
+    pub(crate) fn held_by(&self, names: Vec<String>) {
+        self.lock().held_by = names;
     }
 
     /// A worker's answer for sink `index`. Returns whether the caller will read it (it has not
@@ -298,14 +306,24 @@ impl Ticket {
             return Err(error);
         }
         if !state.queued {
+            // Audit entries accepted before the flush were still waiting for room in these
+            // sinks' backlogs (or, with none named, the drain did not get to the flush).
+            let names = if state.held_by.is_empty() {
+                vec!["(drain)".to_owned()]
+            } else {
+                state.held_by.clone()
+            };
             return Err(Error::Incomplete {
                 operation: self.operation,
-                sinks: vec![SinkShortfall {
-                    sink: "(drain)".into(),
-                    timed_out: true,
-                    error: None,
-                    lost: Lost::default(),
-                }],
+                sinks: names
+                    .into_iter()
+                    .map(|sink| SinkShortfall {
+                        sink,
+                        timed_out: true,
+                        error: None,
+                        lost: Lost::default(),
+                    })
+                    .collect(),
             });
         }
         let sinks: Vec<SinkShortfall> = state

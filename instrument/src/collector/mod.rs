@@ -36,7 +36,8 @@ pub(crate) const MAX_PANICS_IN_A_ROW: u32 = 3;
 
 /// Requests from the pipeline guard.
 pub(crate) enum Control {
-    Flush(Arc<Ticket>),
+    /// A flush, with the last audit sequence number accepted before it was asked for.
+    Flush(Arc<Ticket>, u64),
     Shutdown(Arc<Ticket>),
 }
 
@@ -55,15 +56,18 @@ pub(crate) struct Drain {
     audit_upto: u64,
     window_started: Instant,
     busy: bool,
+    /// Flushes whose snapshot is cut but which wait for audit entries accepted before them to
+    /// be taken from the queue (taken only as fast as the audit sinks make room).
+    pending_flushes: Vec<(Arc<Ticket>, u64)>,
     panics_since_flush: u64,
     panics_in_a_row: u32,
     last_panic: Option<String>,
     failed: bool,
 }
 
-/// Test hook: makes the next drain cycle panic.
-pub(crate) static PANIC_NEXT_CYCLE: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
+/// Test hook: how many of the next drain cycles panic.
+pub(crate) static PANIC_NEXT_CYCLES: std::sync::atomic::AtomicU32 =
+    std::sync::atomic::AtomicU32::new(0);
 
 impl Drain {
     pub(crate) fn new(
@@ -136,6 +140,7 @@ impl Drain {
             audit_upto: 0,
             window_started: Instant::now(),
             busy: false,
+            pending_flushes: Vec::new(),
             panics_since_flush: 0,
             panics_in_a_row: 0,
             last_panic: None,
@@ -148,22 +153,27 @@ impl Drain {
             if !self.busy {
                 let waited = self.window_started.elapsed();
                 let until_window = self.config.window.saturating_sub(waited);
-                std::thread::park_timeout(self.config.drain_interval.min(until_window));
+                let mut timeout = self.config.drain_interval.min(until_window);
+                if !self.pending_flushes.is_empty() {
+                    // Audit sinks make room without waking the drain.
+                    timeout = timeout.min(std::time::Duration::from_millis(1));
+                }
+                std::thread::park_timeout(timeout);
             }
             crate::wake::clear();
             let control = self.control_rx.try_recv().ok();
             match control {
                 None => self.guarded_cycle(None),
-                Some(Control::Flush(ticket)) => {
+                Some(Control::Flush(ticket, audit_upto)) => {
                     self.guarded_cycle(Some(SnapshotReason::Flush));
-                    let report = self.take_panic_report();
-                    self.queue_markers(&ticket, report, false);
+                    self.pending_flushes.push((ticket, audit_upto));
                 }
                 Some(Control::Shutdown(ticket)) => {
                     self.shutdown(&ticket);
                     return;
                 }
             }
+            self.release_flushes(false);
             // More requests queued (several threads flushing): serve them without parking.
             self.busy |= !self.control_rx.is_empty();
         }
@@ -198,6 +208,31 @@ impl Drain {
         }
     }
 
+    /// Queues the markers of every pending flush whose audit entries have all been taken (or,
+    /// with `all`, of every pending flush).
+    fn release_flushes(&mut self, all: bool) {
+        if self.pending_flushes.is_empty() {
+            return;
+        }
+        let waiting_from = self.audit.first_sequence();
+        let pending = std::mem::take(&mut self.pending_flushes);
+        for (ticket, audit_upto) in pending {
+            if all || self.failed || waiting_from.is_none_or(|first| first > audit_upto) {
+                let report = self.take_panic_report();
+                self.queue_markers(&ticket, report, false);
+            } else {
+                let full = self
+                    .sinks
+                    .iter()
+                    .filter(|s| s.interests.audit && s.audit_room(self.bounds) == 0)
+                    .map(|s| s.name.clone())
+                    .collect();
+                ticket.held_by(full);
+                self.pending_flushes.push((ticket, audit_upto));
+            }
+        }
+    }
+
     fn take_panic_report(&mut self) -> Option<Error> {
         let message = self.last_panic.clone().unwrap_or_default();
         if self.failed {
@@ -210,10 +245,10 @@ impl Drain {
     /// One pass: thread queues and tables, audit, then (at window end or when `closing`) a
     /// snapshot, then delivery.
     fn cycle(&mut self, closing: Option<SnapshotReason>) {
-        assert!(
-            !PANIC_NEXT_CYCLE.swap(false, Ordering::Relaxed),
-            "panic injected into a drain cycle"
-        );
+        let injected = PANIC_NEXT_CYCLES
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        assert!(!injected, "panic injected into a drain cycle");
         let started = Instant::now();
         self.busy = self.aggregates.drain_buffers(&mut self.batch);
         self.aggregates.scan_tables(closing.is_some());
@@ -347,6 +382,7 @@ impl Drain {
         for sink in self.sinks.iter().filter(|s| s.interests.audit) {
             sink.push_audit(&self.audit_scratch, unbounded);
         }
+        self.release_flushes(true);
         let report = self.take_panic_report();
         self.queue_markers(ticket, report, true);
         self.publish_metrics();
