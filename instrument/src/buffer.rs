@@ -29,18 +29,13 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use rtrb::{Consumer, Producer, RingBuffer};
 
-use crate::callsite::{Callsite, KIND_SLOTS};
+use crate::callsite::Callsite;
 use crate::fields::Fields;
-use crate::record::{Detail, KINDS, Outcome, Record};
+use crate::record::{Detail, Outcome, Record};
 use crate::retire::Retirable;
 use crate::signal::SingleWriterCounter;
 
-/// Counter slots per callsite: one loss counter per outcome, the `counter!` total, then one
-/// loss counter per error kind position (`Callsite::kind_slot`).
-pub(crate) const SLOTS: usize = KINDS + 1 + KIND_SLOTS;
-pub(crate) const COUNTER_SLOT: usize = KINDS;
-/// Slot of the losses of error kind position 1; position `k` is at `KIND_SLOT_BASE + k - 1`.
-pub(crate) const KIND_SLOT_BASE: usize = KINDS + 1;
+pub(crate) use crate::callsite::{COUNTER_SLOT, KIND_SLOT_BASE, SLOTS};
 
 /// The loss slot of error kind position `kind` (`Callsite::kind_slot`); `None` for 0, no kind.
 #[inline]
@@ -201,10 +196,9 @@ pub(crate) struct Writer {
     producer: RefCell<Producers>,
 }
 
-/// Thread-local state: the thread's writer and its current correlation id.
+/// Thread-local state: the thread's writer.
 pub(crate) struct Local {
     writer: OnceCell<Writer>,
-    pub(crate) correlation: Cell<u64>,
     records: Cell<u32>,
 }
 
@@ -237,7 +231,6 @@ thread_local! {
     pub(crate) static LOCAL: Local = const {
         Local {
             writer: OnceCell::new(),
-            correlation: Cell::new(0),
             records: Cell::new(0),
         }
     };
@@ -267,7 +260,7 @@ pub(crate) fn push(
     let (outcome, kind) = (record.outcome, record.kind);
     let pushed = LOCAL.try_with(|local| {
         if record.correlation == 0 {
-            record.correlation = local.correlation.get();
+            record.correlation = crate::correlation::current_raw();
         }
         let writer = local.writer();
         let Ok(mut producer) = writer.producer.try_borrow_mut() else {

@@ -383,7 +383,7 @@ pub struct Callsite {
     /// The last `gauge!` value of this callsite, with who set it when.
     pub(crate) gauge: Mutex<GaugeCell>,
     /// Records lost because their thread was tearing down its thread-locals, per record kind.
-    pub(crate) orphaned: [AtomicU64; crate::buffer::SLOTS],
+    pub(crate) orphaned: [AtomicU64; SLOTS],
     /// The first error kinds this callsite returned, in order of first sight. A record names
     /// one by its position (one byte instead of a string on the side), and a dropped record's
     /// kind is still counted by it.
@@ -394,6 +394,14 @@ pub struct Callsite {
 
 /// Error kinds per callsite that records name by position.
 pub(crate) const KIND_SLOTS: usize = 4;
+
+/// Counter slots per callsite: one loss counter per outcome, the `counter!` total, then one
+/// loss counter per error kind position (`Callsite::kind_slot`).
+pub(crate) const SLOTS: usize = crate::record::KINDS + 1 + KIND_SLOTS;
+/// The slot of the `counter!` total.
+pub(crate) const COUNTER_SLOT: usize = crate::record::KINDS;
+/// Slot of the losses of error kind position 1; position `k` is at `KIND_SLOT_BASE + k - 1`.
+pub(crate) const KIND_SLOT_BASE: usize = crate::record::KINDS + 1;
 
 /// Whether two error kinds are the same. Kinds are `&'static str`s, usually the very same
 /// string each time, so the pointers are compared before the text.
@@ -425,7 +433,7 @@ impl Callsite {
                 sequence: 0,
                 value: 0.0,
             }),
-            orphaned: [const { AtomicU64::new(0) }; crate::buffer::SLOTS],
+            orphaned: [const { AtomicU64::new(0) }; SLOTS],
             kinds: [const { OnceLock::new() }; KIND_SLOTS],
             large: AtomicU64::new(0),
         }

@@ -5,13 +5,18 @@
 //! [`FutureExt::with_correlation`] sets it around every poll of a future, so it follows the work
 //! across `.await` points and executor threads.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::num::NonZeroU64;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
-use crate::buffer::LOCAL;
+thread_local! {
+    /// The calling thread's current correlation id (0: none). Const-initialised and without a
+    /// destructor, so reading it is one thread-local load.
+    static CURRENT: Cell<u64> = const { Cell::new(0) };
+}
 
 /// An id shared by all records of one unit of work (a file, a request, a batch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -58,10 +63,7 @@ impl CorrelationId {
     /// The id current on this thread, if any.
     #[must_use]
     pub fn current() -> Option<Self> {
-        LOCAL
-            .try_with(|l| l.correlation.get())
-            .ok()
-            .and_then(Self::from_u64)
+        CURRENT.try_with(Cell::get).ok().and_then(Self::from_u64)
     }
 
     /// Makes this id current on this thread until the returned scope is dropped.
@@ -87,14 +89,13 @@ impl std::fmt::Display for CorrelationId {
 }
 
 /// The current id as a number (0: none), for the hot path.
+#[inline]
 pub(crate) fn current_raw() -> u64 {
-    LOCAL.try_with(|l| l.correlation.get()).unwrap_or(0)
+    CURRENT.try_with(Cell::get).unwrap_or(0)
 }
 
 fn set(value: u64) -> u64 {
-    LOCAL
-        .try_with(|l| l.correlation.replace(value))
-        .unwrap_or(0)
+    CURRENT.try_with(|c| c.replace(value)).unwrap_or(0)
 }
 
 /// Restores the previous correlation id when dropped. See [`CorrelationId::enter`].

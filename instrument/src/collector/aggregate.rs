@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::buffer::{self, COUNTER_SLOT, KIND_SLOT_BASE, SLOTS, ThreadBuffer};
+use crate::buffer::{self, ThreadBuffer};
 use crate::callsite::{self, Callsite};
+use crate::callsite::{COUNTER_SLOT, KIND_SLOT_BASE, SLOTS};
 use crate::clock::Timebase;
 use crate::config::Config;
 use crate::histogram::Histogram;
