@@ -377,7 +377,7 @@ pub(crate) fn count(callsite: &'static Callsite, n: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::callsite::{CallsiteKind, Metadata};
+    use crate::metadata::{CallsiteKind, Metadata};
 
     /// Issue 4 of the core's second round: a callsite past the table's 65,536 lost its counts
     /// silently. They now go to the callsite's shared counters, which the drain reads.

@@ -26,12 +26,13 @@ use std::panic::Location;
 use std::sync::atomic::Ordering;
 use std::sync::{LazyLock, Mutex, PoisonError};
 
-use crate::callsite::{
-    Callsite, CallsiteKind, Metadata, RESERVED_LABELS, Unit, is_label_name, is_metric_name,
-};
+use crate::callsite::Callsite;
 use crate::clock::MODE_OFF;
 use crate::error::Error;
 use crate::guard::Timer;
+use crate::metadata::{
+    CallsiteKind, Metadata, RESERVED_LABELS, Unit, is_label_name, is_metric_name,
+};
 use crate::record::{Outcome, Record};
 use crate::state::STATE;
 

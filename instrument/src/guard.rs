@@ -16,9 +16,10 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
-use crate::callsite::{Callsite, CallsiteKind};
+use crate::callsite::Callsite;
 use crate::clock::{self, MODE_OFF};
 use crate::fields::Fields;
+use crate::metadata::CallsiteKind;
 use crate::record::{Outcome, Record};
 
 /// An in-flight timed call. Created by `#[instrument_performance]` and [`timer!`](crate::timer).
@@ -173,7 +174,7 @@ impl Guard {
     fn record(&mut self, end: u64, outcome: Outcome, error_kind: Option<&'static str>) {
         let duration = end.saturating_sub(self.start);
         if self.callsite.metadata().is_audited() {
-            crate::audit::from_call(
+            crate::audit_queue::from_call(
                 self.callsite,
                 self.state,
                 duration,

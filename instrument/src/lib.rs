@@ -91,36 +91,42 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
-// Dependencies run one way, top to bottom: the data types sinks see; what a call touches; the
-// collector (drain and sink workers); the pipeline that installs it.
+// Dependencies run one way, top to bottom (rustfmt keeps each group sorted):
+// 1. the data types sinks see, which depend on nothing below them;
 mod audit;
 mod config;
+mod correlation;
 mod error;
+mod fields;
 pub mod histogram;
+mod metadata;
 mod record;
 #[cfg(feature = "serde")]
 mod ser;
 pub mod sink;
-mod source;
 
+// 2. what a call touches: clock, callsite, guard, thread queue, wake, audit and notice intake;
+mod audit_queue;
 mod buffer;
 mod callsite;
 mod clock;
-mod correlation;
 mod dynamic;
-mod fields;
 mod guard;
 mod retire;
 mod signal;
+mod source;
 mod state;
 mod sync;
 mod wake;
 
+// 3. the collector (aggregation, snapshots, delivery, sink workers);
 mod collector;
+
+// 4. the pipeline: builder and guard.
 mod pipeline;
 
-pub use crate::audit::{AuditEntry, audit};
-pub use crate::callsite::{CallsiteKind, Metadata, Unit};
+pub use crate::audit::AuditEntry;
+pub use crate::audit_queue::audit;
 pub use crate::clock::ClockSource;
 pub use crate::config::Config;
 pub use crate::correlation::{
@@ -131,6 +137,7 @@ pub use crate::error::Error;
 pub use crate::fields::FieldValue;
 pub use crate::guard::{ErrorKind, Timer};
 pub use crate::histogram::Histogram;
+pub use crate::metadata::{CallsiteKind, Metadata, Unit};
 pub use crate::pipeline::{Builder, PipelineGuard, builder};
 pub use crate::record::Outcome;
 pub use crate::sink::{
@@ -171,11 +178,12 @@ pub mod testing {
 /// Not public API: what macro expansions call. Unstable; may change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::callsite::{Callsite, CallsiteKind, Metadata};
+    pub use crate::callsite::Callsite;
     pub use crate::fields::capture::{Capture, ViaDebug, ViaDisplay, ViaRaw};
     pub use crate::fields::{FieldNames, Fields};
     pub use crate::guard::Guard;
     pub use crate::guard::classify::{KindViaTrait, KindViaTypeName, NoError, ViaAny, ViaResult};
+    pub use crate::metadata::{CallsiteKind, Metadata};
     pub use crate::state::{counter_add, gauge_set};
 
     /// The pipeline state word (one relaxed load), for expansions that branch on it.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
-use crate::audit::AuditQueue;
+use crate::audit_queue::AuditQueue;
 use crate::clock::{self, ClockSource, MODE_COUNTER, MODE_MOCK};
 use crate::collector::delivery::{SinkView, Ticket};
 use crate::collector::{Control, Drain};
@@ -204,7 +204,7 @@ impl Builder {
             })?;
         crate::wake::set_drain(Some(handle.thread().clone()));
         crate::source::set_wanted(wants_notices);
-        crate::audit::set_current(Some(Arc::clone(&audit)));
+        crate::audit_queue::set_current(Some(Arc::clone(&audit)));
         STATE.store(state, Ordering::Release);
         *installed = true;
         Ok(PipelineGuard {
@@ -252,7 +252,7 @@ impl PipelineGuard {
     /// stopped.
     pub fn flush(&self) -> Result<(), Error> {
         let ticket = Ticket::new("flush");
-        let audit_upto = crate::audit::last_sequence();
+        let audit_upto = crate::audit_queue::last_sequence();
         self.control
             .send(Control::Flush(Arc::clone(&ticket), audit_upto))
             .map_err(|_| Error::NotInstalled)?;
@@ -292,7 +292,7 @@ impl PipelineGuard {
         };
         STATE.store(0, Ordering::Release);
         self.audit.close();
-        crate::audit::set_current(None);
+        crate::audit_queue::set_current(None);
         let ticket = Ticket::new("shutdown");
         let _ = self.control.send(Control::Shutdown(Arc::clone(&ticket)));
         drain.thread().unpark();

@@ -2,8 +2,6 @@
 
 use std::fmt;
 
-use crate::callsite::Callsite;
-use crate::clock::Timebase;
 use crate::fields::Fields;
 
 /// How a call ended.
@@ -81,59 +79,9 @@ pub(crate) struct Record {
 
 const _: () = assert!(std::mem::size_of::<Record>() == 32);
 
-impl Record {
-    /// What the drain aggregates for this record of `callsite`: the duration in nanoseconds
-    /// for a timed call, the value as it is for a value histogram, which records its value in
-    /// `duration`.
-    #[inline]
-    pub(crate) fn value(&self, callsite: &Callsite, timebase: &Timebase) -> u64 {
-        if callsite.is_value_histogram() {
-            self.duration
-        } else {
-            timebase.nanos(self.duration)
-        }
-    }
-}
-
 /// What only some calls carry: the error kind of an `error` outcome and captured arguments.
 #[derive(Debug, Default)]
 pub(crate) struct Detail {
     pub(crate) error_kind: Option<&'static str>,
     pub(crate) fields: Fields,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::callsite::{CallsiteKind, Metadata};
-
-    #[test]
-    fn a_value_histogram_record_carries_its_value_as_it_is() {
-        static VALUES: Callsite = Callsite::new(Metadata::new(
-            "batch_rows",
-            "m",
-            "f",
-            1,
-            CallsiteKind::Histogram,
-        ));
-        static TIMED: Callsite =
-            Callsite::new(Metadata::new("load", "m", "f", 1, CallsiteKind::Timer));
-        let record = Record {
-            start: 0,
-            duration: 123_456_789,
-            correlation: 0,
-            callsite: 0,
-            outcome: Outcome::Ok,
-            generation: 0,
-            detailed: false,
-            kind: 0,
-        };
-        // The counter clock's ticks are not nanoseconds (on x86_64, the TSC's rate).
-        let counter = Timebase::new(crate::clock::MODE_COUNTER);
-        assert_eq!(record.value(&VALUES, &counter), 123_456_789);
-        assert_eq!(
-            record.value(&TIMED, &counter),
-            crate::clock::ticks_to_nanos(crate::clock::MODE_COUNTER, 123_456_789)
-        );
-    }
 }

@@ -17,11 +17,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::ser::{Error as _, SerializeStruct as _};
 use serde::{Serialize, Serializer};
 
-use crate::callsite::{CallsiteKind, Metadata, Unit};
 use crate::correlation::CorrelationId;
 use crate::fields::FieldValue;
+use crate::metadata::{CallsiteKind, Metadata, Unit};
 use crate::record::Outcome;
-use crate::sink::{Level, SnapshotReason};
 
 /// Seconds from 0000-01-01T00:00:00Z to the Unix epoch (negative), and from the epoch to
 /// 10000-01-01T00:00:00Z: the range of a four-digit RFC 3339 year.
@@ -150,7 +149,7 @@ macro_rules! serialize_as_str {
     )*};
 }
 
-serialize_as_str!(Outcome, Level, SnapshotReason, Unit);
+serialize_as_str!(Outcome, Unit);
 
 /// `function`, `async`, `timer`, `counter`, `gauge` or `histogram`.
 impl Serialize for CallsiteKind {
@@ -212,6 +211,7 @@ impl Serialize for FieldValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::{Level, SnapshotReason};
     use proptest::prelude::*;
     use serde_json::{Value, json};
 

@@ -64,9 +64,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::audit::AuditEntry;
-use crate::callsite::Metadata;
 use crate::correlation::CorrelationId;
 use crate::fields::FieldValue;
+use crate::metadata::Metadata;
 use crate::record::Outcome;
 
 /// Why a sink failed. Keeps its cause for `source()` chains.
@@ -445,6 +445,22 @@ impl Level {
             Level::Warn => "warn",
             Level::Error => "error",
         }
+    }
+}
+
+/// Written as [`Level::as_str`].
+#[cfg(feature = "serde")]
+impl serde::Serialize for Level {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Written as [`SnapshotReason::as_str`].
+#[cfg(feature = "serde")]
+impl serde::Serialize for SnapshotReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 

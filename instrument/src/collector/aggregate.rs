@@ -267,7 +267,7 @@ impl Aggregates {
         self.metrics.events_recorded += 1;
         let Detail { error_kind, fields } = detail.unwrap_or_default();
         let error_kind = error_kind.or_else(|| self.aggs[index].callsite.kind_at(record.kind));
-        let nanos = record.value(self.aggs[index].callsite, &self.timebase);
+        let nanos = value_of(&record, self.aggs[index].callsite, &self.timebase);
         let agg = &mut self.aggs[index];
         agg.touched = true;
         agg.outcomes[record.outcome.index()].window.record(nanos);
@@ -400,5 +400,52 @@ impl Aggregates {
             .sum();
         let seen: usize = self.seen.values().map(|v| v.len() * 8).sum();
         buffers + aggs + seen
+    }
+}
+
+/// What the drain aggregates for a record of `callsite`: the duration in nanoseconds for a
+/// timed call, the value as it is for a value histogram, which records its value in `duration`.
+#[inline]
+fn value_of(record: &Record, callsite: &Callsite, timebase: &Timebase) -> u64 {
+    if callsite.is_value_histogram() {
+        record.duration
+    } else {
+        timebase.nanos(record.duration)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{CallsiteKind, Metadata};
+
+    #[test]
+    fn a_value_histogram_record_carries_its_value_as_it_is() {
+        static VALUES: Callsite = Callsite::new(Metadata::new(
+            "batch_rows",
+            "m",
+            "f",
+            1,
+            CallsiteKind::Histogram,
+        ));
+        static TIMED: Callsite =
+            Callsite::new(Metadata::new("load", "m", "f", 1, CallsiteKind::Timer));
+        let record = Record {
+            start: 0,
+            duration: 123_456_789,
+            correlation: 0,
+            callsite: 0,
+            outcome: Outcome::Ok,
+            generation: 0,
+            detailed: false,
+            kind: 0,
+        };
+        // The counter clock's ticks are not nanoseconds (on x86_64, the TSC's rate).
+        let counter = Timebase::new(crate::clock::MODE_COUNTER);
+        assert_eq!(value_of(&record, &VALUES, &counter), 123_456_789);
+        assert_eq!(
+            value_of(&record, &TIMED, &counter),
+            crate::clock::ticks_to_nanos(crate::clock::MODE_COUNTER, 123_456_789)
+        );
     }
 }

@@ -26,7 +26,7 @@ use crossbeam_channel::Receiver;
 
 use self::aggregate::Aggregates;
 use self::delivery::{Bounds, Item, Marker, SinkHandle, SinkQueue, Ticket};
-use crate::audit::AuditQueue;
+use crate::audit_queue::AuditQueue;
 use crate::config::Config;
 use crate::error::Error;
 use crate::sink::{Batch, Interests, SelfMetrics, Sink, SinkStatus, SnapshotReason, StartInfo};
@@ -395,7 +395,7 @@ impl Drain {
     fn fill_queue_metrics(&mut self) {
         let metrics = &mut self.aggregates.metrics;
         metrics.audit_queued = self.audit.len() as u64;
-        metrics.audit_orphaned = crate::audit::orphaned();
+        metrics.audit_orphaned = crate::audit_queue::orphaned();
         metrics.notices_dropped = crate::source::dropped();
         metrics.callsite_overflows = crate::dynamic::overflowed_registrations();
         let backlog: u64 = metrics

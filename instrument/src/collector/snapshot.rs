@@ -4,8 +4,9 @@ use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use super::aggregate::Aggregates;
-use crate::callsite::{CallsiteKind, GaugeCell};
+use crate::callsite::GaugeCell;
 use crate::histogram::Histogram;
+use crate::metadata::CallsiteKind;
 use crate::record::Outcome;
 use crate::sink::{
     CallStats, CounterValue, ErrorKindCount, GaugeValue, Snapshot, SnapshotReason, Stats,
