@@ -1,37 +1,39 @@
-//! A sparse HDR histogram of nanosecond durations, 3 significant digits.
-//!
-//! Layout (the `HdrHistogram` layout with `lowest = 1`, `sigfig = 3`): values below 2048 get one
-//! exact slot each; each octave `[2^e, 2^(e+1))` above that is split into 1024 equal sub-buckets,
-//! so any recorded value is reported within 1/1024 of itself. The slot index of `v >= 2048` is
-//! `2048 + (e - 11) * 1024 + ((v >> (e - 10)) - 1024)` where `e = floor(log2 v)`.
-//!
-//! Unlike a dense HDR histogram (about 270 KiB for a 1 ns .. 1 h range), slots live in chunks
-//! of 256 that are allocated on first use: a function whose durations span a few octaves costs a
-//! few KiB. That is what keeps 100 callsites x outcomes x (window + total) inside the memory
-//! budget.
-//!
-//! # Serialized form (feature `serde`)
-//! A histogram serializes as its layout parameters, its exact count, sum, min and max, and its
-//! non-empty slots as `[value, count]` pairs in increasing order, where `value` is the highest
-//! value of the slot (what [`Histogram::iter_buckets`] yields):
-//!
-//! ```json
-//! {"exact_below": 2048, "sub_buckets": 1024, "count": 3, "sum": 1000120, "min": 20,
-//!  "max": 1000000, "buckets": [[20, 1], [100, 1], [1000447, 1]]}
-//! ```
-//!
-//! Each `value` falls in the slot it names, so recording `count` times `value` into a histogram
-//! of the same layout rebuilds it. `Deserialize` does that (rejecting another layout or counts
-//! that do not add up), so a store can keep windows' histograms and later
-//! [`merge`](Histogram::merge) any range of them with the same result as one histogram that had
-//! recorded every value.
+//! The sparse HDR histogram; see [`Histogram`].
 
 const EXACT: u64 = 2048;
 const SUB_BITS: u32 = 10;
 const SUB: u64 = 1 << SUB_BITS;
 const CHUNK: usize = 256;
 
-/// A histogram of `u64` values (nanoseconds) with count, sum, min, max and quantiles.
+/// A sparse HDR histogram of nanosecond durations, 3 significant digits.
+///
+/// Layout (the `HdrHistogram` layout with `lowest = 1`, `sigfig = 3`): values below 2048 get one
+/// exact slot each; each octave `[2^e, 2^(e+1))` above that is split into 1024 equal sub-buckets,
+/// so any recorded value is reported within 1/1024 of itself. The slot index of `v >= 2048` is
+/// `2048 + (e - 11) * 1024 + ((v >> (e - 10)) - 1024)` where `e = floor(log2 v)`.
+///
+/// Unlike a dense HDR histogram (about 270 KiB for a 1 ns .. 1 h range), slots live in chunks
+/// of 256 that are allocated on first use: a function whose durations span a few octaves costs a
+/// few KiB. That is what keeps 100 callsites x outcomes x (window + total) inside the memory
+/// budget.
+///
+/// # Serialized form (feature `serde`)
+/// A histogram serializes as its layout parameters, its exact count, sum, min and max, and its
+/// non-empty slots as `[value, count]` pairs in increasing order, where `value` is the highest
+/// value of the slot (what [`Histogram::iter_buckets`] yields):
+///
+/// ```json
+/// {"exact_below": 2048, "sub_buckets": 1024, "count": 3, "sum": 1000120, "min": 20,
+///  "max": 1000000, "buckets": [[20, 1], [100, 1], [1000447, 1]]}
+/// ```
+///
+/// Each `value` falls in the slot it names, so recording `count` times `value` into a histogram
+/// of the same layout rebuilds it. `Deserialize` does that (rejecting another layout or counts
+/// that do not add up), so a store can keep windows' histograms and later
+/// [`merge`](Histogram::merge) any range of them with the same result as one histogram that had
+/// recorded every value.
+///
+/// Keeps `u64` values (nanoseconds) with count, sum, min, max and quantiles.
 #[derive(Clone, Debug, Default)]
 pub struct Histogram {
     chunks: Vec<Option<Box<[u64; CHUNK]>>>,
@@ -214,7 +216,7 @@ mod serialized {
 
     use super::{EXACT, Histogram, SUB, slot};
 
-    /// See the [module docs](super).
+    /// See the [type docs](Histogram).
     impl Serialize for Histogram {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             struct Buckets<'a>(&'a Histogram);
@@ -247,7 +249,7 @@ mod serialized {
         buckets: Vec<(u64, u64)>,
     }
 
-    /// Rebuilds a histogram from its serialized form; see the [module docs](super).
+    /// Rebuilds a histogram from its serialized form; see the [type docs](Histogram).
     impl<'de> Deserialize<'de> for Histogram {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             rebuild(&Serialized::deserialize(d)?).map_err(D::Error::custom)

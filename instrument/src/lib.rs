@@ -98,12 +98,12 @@ mod config;
 mod correlation;
 mod error;
 mod fields;
-pub mod histogram;
+mod histogram;
 mod metadata;
 mod record;
 #[cfg(feature = "serde")]
 mod ser;
-pub mod sink;
+mod sink;
 
 // 2. what a call touches: clock, callsite, guard, thread queue, wake, audit and notice intake;
 mod audit_queue;

@@ -1,62 +1,5 @@
-//! The sink boundary: what the drain hands to `SQLite`, log files, Prometheus or a test.
-//!
-//! # Contract
-//! - Each sink runs on its own worker thread, so its methods are never called concurrently and
-//!   take `&mut self`; a sink needs no locks of its own. The worker calls [`Sink::start`] first,
-//!   then [`Sink::write`] for each batch, [`Sink::tick`] and [`Sink::health`] every tick (default
-//!   1 s, also when no data arrives), [`Sink::flush`] for each flush, and [`Sink::shutdown`] last.
-//! - The drain never waits for a sink. Each sink has its own bounded queue: event and snapshot
-//!   batches beyond `sink_backlog` batches or `sink_backlog_events` events are dropped, oldest
-//!   first, and counted as [`Lost`]; audit entries travel apart, in batches of their own, so a
-//!   failing event batch never delays them.
-//! - A method should not block indefinitely. If it does, only that sink falls behind: the drain
-//!   and the other sinks go on, and [`PipelineGuard::flush`](crate::PipelineGuard::flush) names
-//!   it when its timeout passes.
-//! - An `Err` (or a panic, which is caught) is counted in `instrument_sink_errors_total{sink}`.
-//!   A failed event/snapshot batch is retried with exponential backoff up to `max_retries`
-//!   times, then given up and counted as lost. A failed audit batch is retried without limit
-//!   (events keep flowing meanwhile); while it fails, the sink's audit backlog fills to
-//!   `audit_capacity` entries, after which further entries are lost *for that sink* and
-//!   reported by name. Audit producers wait only when every audit sink is full.
-//! - [`PipelineGuard::flush`](crate::PipelineGuard::flush) returns `Ok` only when every sink
-//!   holds everything recorded before it; otherwise its error names each sink and what it lacks.
-//!
-//! With the `serde` feature, every type a sink receives implements `serde::Serialize`, with the
-//! stable field names and formats of `docs/data-types.md`.
-//!
-//! # Example: a sink keeping the latest snapshot and ticking
-//! ```
-//! use std::sync::{Arc, Mutex};
-//! use std::time::SystemTime;
-//! use instrument::{Batch, Sink, SinkError, StartInfo};
-//!
-//! #[derive(Clone, Default)]
-//! struct Watch(Arc<Mutex<(Option<u32>, u64, u64)>>); // (pid, ticks, snapshots)
-//!
-//! impl Sink for Watch {
-//!     fn name(&self) -> &str { "watch" }
-//!     fn start(&mut self, info: &StartInfo) -> Result<(), SinkError> {
-//!         self.0.lock().unwrap().0 = Some(info.process.pid);
-//!         Ok(())
-//!     }
-//!     fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-//!         if batch.snapshot.is_some() { self.0.lock().unwrap().2 += 1; }
-//!         Ok(())
-//!     }
-//!     fn tick(&mut self, _now: SystemTime) -> Result<(), SinkError> {
-//!         self.0.lock().unwrap().1 += 1; // rotate files, prune, reconnect...
-//!         Ok(())
-//!     }
-//! }
-//!
-//! let watch = Watch::default();
-//! let pipeline = instrument::builder().sink(watch.clone()).install()?;
-//! pipeline.flush()?;
-//! let (pid, _ticks, snapshots) = *watch.0.lock().unwrap();
-//! assert_eq!(pid, Some(std::process::id()));
-//! assert!(snapshots >= 1);
-//! # Ok::<(), instrument::Error>(())
-//! ```
+//! The sink boundary: what the drain hands to `SQLite`, log files, Prometheus or a test, and
+//! the trait sinks implement. The contract is in the [`Sink`] docs.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -242,7 +185,65 @@ pub enum SinkHealth {
     Unhealthy(String),
 }
 
-/// A destination for measurements. See the [module docs](self) for the contract.
+/// A destination for measurements: `SQLite`, log files, Prometheus or a test.
+///
+/// # Contract
+/// - Each sink runs on its own worker thread, so its methods are never called concurrently and
+///   take `&mut self`; a sink needs no locks of its own. The worker calls [`Sink::start`] first,
+///   then [`Sink::write`] for each batch, [`Sink::tick`] and [`Sink::health`] every tick (default
+///   1 s, also when no data arrives), [`Sink::flush`] for each flush, and [`Sink::shutdown`] last.
+/// - The drain never waits for a sink. Each sink has its own bounded queue: event and snapshot
+///   batches beyond `sink_backlog` batches or `sink_backlog_events` events are dropped, oldest
+///   first, and counted as [`Lost`]; audit entries travel apart, in batches of their own, so a
+///   failing event batch never delays them.
+/// - A method should not block indefinitely. If it does, only that sink falls behind: the drain
+///   and the other sinks go on, and [`PipelineGuard::flush`](crate::PipelineGuard::flush) names
+///   it when its timeout passes.
+/// - An `Err` (or a panic, which is caught) is counted in `instrument_sink_errors_total{sink}`.
+///   A failed event/snapshot batch is retried with exponential backoff up to `max_retries`
+///   times, then given up and counted as lost. A failed audit batch is retried without limit
+///   (events keep flowing meanwhile); while it fails, the sink's audit backlog fills to
+///   `audit_capacity` entries, after which further entries are lost *for that sink* and
+///   reported by name. Audit producers wait only when every audit sink is full.
+/// - [`PipelineGuard::flush`](crate::PipelineGuard::flush) returns `Ok` only when every sink
+///   holds everything recorded before it; otherwise its error names each sink and what it lacks.
+///
+/// With the `serde` feature, every type a sink receives implements `serde::Serialize`, with the
+/// stable field names and formats of `docs/data-types.md`.
+///
+/// # Example: a sink keeping the latest snapshot and ticking
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use std::time::SystemTime;
+/// use instrument::{Batch, Sink, SinkError, StartInfo};
+///
+/// #[derive(Clone, Default)]
+/// struct Watch(Arc<Mutex<(Option<u32>, u64, u64)>>); // (pid, ticks, snapshots)
+///
+/// impl Sink for Watch {
+///     fn name(&self) -> &str { "watch" }
+///     fn start(&mut self, info: &StartInfo) -> Result<(), SinkError> {
+///         self.0.lock().unwrap().0 = Some(info.process.pid);
+///         Ok(())
+///     }
+///     fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+///         if batch.snapshot.is_some() { self.0.lock().unwrap().2 += 1; }
+///         Ok(())
+///     }
+///     fn tick(&mut self, _now: SystemTime) -> Result<(), SinkError> {
+///         self.0.lock().unwrap().1 += 1; // rotate files, prune, reconnect...
+///         Ok(())
+///     }
+/// }
+///
+/// let watch = Watch::default();
+/// let pipeline = instrument::builder().sink(watch.clone()).install()?;
+/// pipeline.flush()?;
+/// let (pid, _ticks, snapshots) = *watch.0.lock().unwrap();
+/// assert_eq!(pid, Some(std::process::id()));
+/// assert!(snapshots >= 1);
+/// # Ok::<(), instrument::Error>(())
+/// ```
 pub trait Sink: Send + 'static {
     /// A short stable name, used as the `sink` label of the sink's self-metrics.
     fn name(&self) -> &str;
