@@ -19,7 +19,9 @@ use crate::sink::{Batch, DropMarker, Event, EventReason, SelfMetrics, ThreadInfo
 #[derive(Default)]
 pub(super) struct OutcomeAgg {
     pub(super) window: Histogram,
-    pub(super) total: Histogram,
+    /// Shared with the snapshots that carry it; copied on the next merge only while a sink
+    /// still holds one of them.
+    pub(super) total: Arc<Histogram>,
     pub(super) dropped_window: u64,
     pub(super) dropped_total: u64,
 }

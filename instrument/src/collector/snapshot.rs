@@ -51,7 +51,7 @@ impl Aggregates {
                     continue;
                 }
                 let window = stats(&o.window, o.dropped_window);
-                o.total.merge(&o.window);
+                Arc::make_mut(&mut o.total).merge(&o.window);
                 let window_histogram = Arc::new(std::mem::take(&mut o.window));
                 o.dropped_window = 0;
                 let outcome = Outcome::ALL[i];
@@ -75,7 +75,7 @@ impl Aggregates {
                     outcome,
                     window,
                     total: stats(&o.total, o.dropped_total),
-                    histogram: Arc::new(o.total.clone()),
+                    histogram: Arc::clone(&o.total),
                     window_histogram,
                     error_kinds,
                 });
