@@ -1,8 +1,8 @@
 //! Memory budget, measured on the process: with the default configuration, 100 callsites
 //! recorded from 16 threads at full rate raise the resident set by at most 16 MiB over the same
 //! workload without a pipeline, and `SelfMetrics::memory_bytes` is within 20 % of that rise
-//! (measured 8-11 % below it: the report cannot see the allocator arenas the recording threads
-//! create, nor their deeper stacks; the goal of 10 % is not met reliably).
+//! (measured 9-10 % below it: the report does not see allocator overhead and the recording
+//! threads' deeper stacks; the goal of 10 % is not met reliably).
 //! Linux only (reads `RssAnon` from `/proc/self/status`).
 
 use std::sync::Barrier;
