@@ -260,10 +260,10 @@ impl Drain {
             let reason = closing.unwrap_or(SnapshotReason::Window);
             self.aggregates.metrics.sinks = self.sink_statuses();
             self.fill_queue_metrics();
-            let snapshot = self.aggregates.snapshot(reason);
-            if self.wants.snapshots {
-                self.batch.snapshot = Some(Arc::new(snapshot));
-            }
+            self.batch.snapshot = self
+                .aggregates
+                .snapshot(reason, self.wants.snapshots)
+                .map(Arc::new);
             self.window_started = Instant::now();
         }
         self.aggregates.metrics.drain_cycle = started.elapsed();

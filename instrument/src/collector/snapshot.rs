@@ -13,8 +13,10 @@ use crate::sink::{
 };
 
 impl Aggregates {
-    /// Cuts a snapshot and starts a new window.
-    pub(super) fn snapshot(&mut self, reason: SnapshotReason) -> Snapshot {
+    /// Closes the window and, with `build`, returns its snapshot. Without (no sink wants
+    /// snapshots), the window is merged into the totals and reset in place, keeping its
+    /// allocations for the next one.
+    pub(super) fn snapshot(&mut self, reason: SnapshotReason, build: bool) -> Option<Snapshot> {
         let now = SystemTime::now();
         let mut calls = Vec::new();
         let mut counters = Vec::new();
@@ -23,7 +25,7 @@ impl Aggregates {
             let meta = agg.callsite.metadata();
             match meta.kind() {
                 CallsiteKind::Counter => {
-                    if agg.touched {
+                    if build && agg.touched {
                         counters.push(CounterValue {
                             callsite: meta,
                             window: agg.counter_window,
@@ -39,7 +41,7 @@ impl Aggregates {
                         .gauge
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner);
-                    if cell.state == self.state {
+                    if build && cell.state == self.state {
                         merge_gauge(&mut gauges, meta, cell);
                     }
                     continue;
@@ -48,6 +50,17 @@ impl Aggregates {
             }
             for (i, o) in agg.outcomes.iter_mut().enumerate() {
                 if o.window.count() == 0 && o.total.count() == 0 && o.dropped_total == 0 {
+                    continue;
+                }
+                if !build {
+                    Arc::make_mut(&mut o.total).merge(&o.window);
+                    o.window.reset();
+                    o.dropped_window = 0;
+                    if i == Outcome::Error.index() {
+                        for (_, window, total) in &mut agg.kinds {
+                            *total = total.saturating_add(std::mem::take(window));
+                        }
+                    }
                     continue;
                 }
                 let window = stats(&o.window, o.dropped_window);
@@ -82,6 +95,10 @@ impl Aggregates {
             }
         }
         self.snapshots += 1;
+        if !build {
+            self.window_start = now;
+            return None;
+        }
         let snapshot = Snapshot {
             sequence: self.snapshots,
             reason,
@@ -93,7 +110,7 @@ impl Aggregates {
             self_metrics: self.metrics.clone(),
         };
         self.window_start = now;
-        snapshot
+        Some(snapshot)
     }
 }
 
