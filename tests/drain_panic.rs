@@ -62,6 +62,9 @@ fn a_drain_that_keeps_panicking_turns_recording_off_and_says_so() {
     let err = result.expect_err("the drain gave up");
     assert!(matches!(err, Error::DrainFailed { .. }), "{err:?}");
     assert!(err.to_string().contains("recording is off"), "{err}");
+    // Audit producers are refused rather than left waiting for a drain that is gone.
+    let refused = instrument::audit(instrument::AuditEntry::new("after"));
+    assert!(matches!(refused, Err(Error::NotInstalled)), "{refused:?}");
     drop(pipeline);
     // A new pipeline starts afresh.
     let sink = MemorySink::new();

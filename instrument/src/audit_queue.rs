@@ -24,9 +24,9 @@ use crate::record::Outcome;
 /// (only when every audit sink is full); never drops the entry.
 ///
 /// # Errors
-/// [`Error::NotInstalled`](crate::Error::NotInstalled) when no pipeline is installed, or when
-/// the pipeline shut down while the entry waited for room: the entry was not recorded, and the
-/// caller decides what to do with the operation.
+/// [`Error::NotInstalled`](crate::Error::NotInstalled) when no pipeline is installed, when the
+/// pipeline shut down while the entry waited for room, or when its drain stopped after repeated
+/// panics: the entry was not recorded, and the caller decides what to do with the operation.
 ///
 /// ```
 /// use instrument::{AuditEntry, audit};

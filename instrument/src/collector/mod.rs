@@ -199,6 +199,9 @@ impl Drain {
                 if self.panics_in_a_row >= MAX_PANICS_IN_A_ROW {
                     self.failed = true;
                     crate::state::STATE.store(0, Ordering::Release);
+                    // Nothing will take audit entries any more: producers waiting for room get
+                    // an error instead of waiting for ever.
+                    self.audit.close();
                     eprintln!(
                         "instrument: the drain panicked {MAX_PANICS_IN_A_ROW} cycles in a row; recording is off"
                     );
