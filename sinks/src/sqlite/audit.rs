@@ -1,25 +1,4 @@
-//! The audit hash chain.
-//!
-//! Each row of `audit` stores `prev_hash`, the `hash` of the row before it in `id` order (64
-//! `0`s for the first row), and `hash`, the SHA-256 of:
-//!
-//! ```text
-//! prev_hash (64 lower-case hex digits) + "\n" + canonical content
-//! ```
-//!
-//! written as 64 lower-case hex digits. The canonical content is the compact JSON array (as
-//! `serde_json` writes it: no spaces, strings escaped the JSON way) of the row's stored values,
-//! in this order:
-//!
-//! ```text
-//! [run_id, sequence, operation, timestamp_us, inputs, outputs, actor, correlation, outcome,
-//!  error_kind, duration_ns, fields, callsite]
-//! ```
-//!
-//! where `inputs` and `outputs` are arrays of strings, `fields` an array of `[key, value]`
-//! string pairs in their order (keys may repeat), `callsite` the callsite's name, and absent
-//! values `null`. Changing any of these columns, deleting a row, inserting one or moving one
-//! makes the chain fail to verify at the first row affected.
+//! The audit hash chain; its canonical form is documented on [`verify_audit_chain`].
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -87,7 +66,29 @@ impl AuditContent {
 }
 
 /// Checks the audit hash chain of the store at `path`, opened read-only, from its first row to
-/// its last (the canonical form is in the [module docs](self)).
+/// its last.
+///
+/// # The chain
+/// Each row of `audit` stores `prev_hash`, the `hash` of the row before it in `id` order (64
+/// `0`s for the first row), and `hash`, the SHA-256 of:
+///
+/// ```text
+/// prev_hash (64 lower-case hex digits) + "\n" + canonical content
+/// ```
+///
+/// written as 64 lower-case hex digits. The canonical content is the compact JSON array (as
+/// `serde_json` writes it: no spaces, strings escaped the JSON way) of the row's stored values,
+/// in this order:
+///
+/// ```text
+/// [run_id, sequence, operation, timestamp_us, inputs, outputs, actor, correlation, outcome,
+///  error_kind, duration_ns, fields, callsite]
+/// ```
+///
+/// where `inputs` and `outputs` are arrays of strings, `fields` an array of `[key, value]`
+/// string pairs in their order (keys may repeat), `callsite` the callsite's name, and absent
+/// values `null`. Changing any of these columns, deleting a row, inserting one or moving one
+/// makes the chain fail to verify at the first row affected.
 ///
 /// ```
 /// # let dir = tempfile::tempdir()?;
