@@ -3,6 +3,9 @@
 //! - [`MemorySink`] (feature `memory`, default): keeps everything it receives in memory, behind a
 //!   cloneable handle, so tests and embedding applications can read back events, snapshots, drop
 //!   markers and audit entries.
+//! - [`SqliteSink`] (feature `sqlite`): a `SQLite` database file with callsites, events, windows
+//!   of aggregates, counters, gauges, drop markers, notices and a hash-chained audit table
+//!   ([`verify_audit_chain`]); tables in the [`sqlite`] module docs.
 //!
 //! ```
 //! use instrument_sinks::MemorySink;
@@ -21,3 +24,11 @@ mod memory;
 
 #[cfg(feature = "memory")]
 pub use crate::memory::MemorySink;
+
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+#[cfg(feature = "sqlite")]
+pub use crate::sqlite::{
+    ChainError, SqliteError, SqliteSink, SqliteSinkBuilder, verify_audit_chain,
+};

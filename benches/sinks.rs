@@ -1,0 +1,233 @@
+//! How fast sinks store what the drain hands them.
+//!
+//! `cargo bench --bench sinks -- sqlite`. Group `sqlite`, throughput in event rows:
+//! - `sink_write/1000`: `SqliteSink::write` of a batch of 1,000 events (one transaction, cached
+//!   prepared statements, converting each event: callsite id, times, captured arguments as JSON);
+//! - `bare_insert_loop/1000`: the floor, a bare rusqlite loop inserting the same 1,000 rows,
+//!   converted before timing, through one prepared statement in one transaction, into the same
+//!   schema with the same settings (WAL, `synchronous=NORMAL`).
+//!
+//! The events are real: error calls with two captured arguments and a correlation id, recorded
+//! by a pipeline with a `MemorySink` before timing. Each timed batch is a copy moved forward
+//! (start times by the batch's span, correlation ids by its size), prepared outside the timing,
+//! so that the indexes on time and correlation id grow at their ends as they do in a running
+//! pipeline; writing the same keys again would scatter every insert across the indexes. After criterion's figures, the bench measures
+//! both side by side once more, alternating, and prints rows/s of each and their ratio (the bar
+//! in issue 7: at least 400,000 rows/s, and at least 0.7 times the bare loop).
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use criterion::{BatchSize, Criterion, Throughput};
+use instrument::{Batch, CorrelationId, Event, Sink, instrument_performance};
+use instrument_sinks::{MemorySink, SqliteSink};
+use rusqlite::Connection;
+
+/// Events per batch.
+const BATCH: usize = 1_000;
+
+#[instrument_performance(capture(path, attempt))]
+fn load(path: &str, attempt: u64) -> Result<(), std::num::ParseIntError> {
+    let _ = attempt;
+    path.parse::<u64>().map(drop)
+}
+
+/// `BATCH` error events recorded by a real pipeline.
+fn events() -> Vec<Event> {
+    let sink = MemorySink::new();
+    let pipeline = instrument::builder()
+        .sink(sink.clone())
+        .install()
+        .expect("no other pipeline is installed");
+    for attempt in 0..BATCH as u64 {
+        let path = format!("src/module_{attempt}.rs");
+        let _ = instrument::with_correlation(CorrelationId::new(), || load(&path, attempt));
+    }
+    pipeline.flush().expect("flush");
+    drop(pipeline);
+    let events = sink.events();
+    assert_eq!(events.len(), BATCH, "every error call is an event");
+    events
+}
+
+/// `events` moved forward by `round` batches: later start times and new correlation ids.
+fn shifted(events: &[Event], round: u64) -> Vec<Event> {
+    let first = events.first().map(|e| e.start).unwrap();
+    let last = events.iter().map(|e| e.start).max().unwrap();
+    let span = last.duration_since(first).unwrap() + Duration::from_micros(1);
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let mut e = e.clone();
+            e.start += span * u32::try_from(round).unwrap();
+            e.correlation = CorrelationId::from_u64((1 << 40) + round * BATCH as u64 + i as u64);
+            e
+        })
+        .collect()
+}
+
+fn batch_of(events: Vec<Event>) -> Batch {
+    let mut batch = Batch::default();
+    batch.events = events;
+    batch
+}
+
+/// One `events` row, converted as the sink converts it.
+struct Row {
+    outcome: &'static str,
+    error_kind: Option<&'static str>,
+    start_us: i64,
+    duration_ns: i64,
+    thread_id: i64,
+    thread_name: Option<String>,
+    correlation: Option<String>,
+    fields: String,
+}
+
+fn rows(events: &[Event]) -> Vec<Row> {
+    events
+        .iter()
+        .map(|e| Row {
+            outcome: e.outcome.as_str(),
+            error_kind: e.error_kind,
+            start_us: i64::try_from(
+                e.start
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_micros(),
+            )
+            .unwrap(),
+            duration_ns: i64::try_from(e.duration.as_nanos()).unwrap(),
+            thread_id: i64::try_from(e.thread.id).unwrap(),
+            thread_name: e.thread.name.as_deref().map(str::to_owned),
+            correlation: e.correlation.map(|c| c.to_string()),
+            fields: serde_json::to_string(
+                &e.fields
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), serde_json::to_value(v).unwrap()))
+                    .collect::<serde_json::Map<_, _>>(),
+            )
+            .unwrap(),
+        })
+        .collect()
+}
+
+/// A store with the sink's schema and settings, opened bare.
+fn bare_store(path: &Path) -> (Connection, i64) {
+    drop(
+        SqliteSink::builder()
+            .path(path)
+            .build()
+            .expect("creates the schema"),
+    );
+    let conn = Connection::open(path).unwrap();
+    conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+        .unwrap();
+    conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
+    conn.execute(
+        "INSERT INTO callsites (name, module, file, line, kind, labels) \
+         VALUES ('load', 'sinks', 'benches/sinks.rs', 1, 'function', '{}')",
+        [],
+    )
+    .unwrap();
+    let callsite = conn.last_insert_rowid();
+    (conn, callsite)
+}
+
+fn bare_insert(conn: &mut Connection, callsite: i64, rows: &[Row]) {
+    let tx = conn.transaction().unwrap();
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO events (callsite_id, outcome, error_kind, start_us, duration_ns,
+                                     thread_id, thread_name, correlation, reason, fields)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )
+            .unwrap();
+        for row in rows {
+            insert
+                .execute((
+                    callsite,
+                    row.outcome,
+                    row.error_kind,
+                    row.start_us,
+                    row.duration_ns,
+                    row.thread_id,
+                    row.thread_name.as_deref(),
+                    row.correlation.as_deref(),
+                    "outcome",
+                    row.fields.as_str(),
+                ))
+                .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+}
+
+fn sqlite(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let events = events();
+    let mut sink = SqliteSink::builder()
+        .path(dir.path().join("sink.db"))
+        .build()
+        .unwrap();
+    let (mut bare, callsite) = bare_store(&dir.path().join("bare.db"));
+    let (mut sink_round, mut bare_round) = (0, 0);
+
+    let mut group = c.benchmark_group("sqlite");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.sample_size(30);
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function(format!("sink_write/{BATCH}"), |b| {
+        b.iter_batched_ref(
+            || {
+                sink_round += 1;
+                batch_of(shifted(&events, sink_round))
+            },
+            |batch| sink.write(black_box(batch)).unwrap(),
+            BatchSize::SmallInput,
+        );
+    });
+    group.bench_function(format!("bare_insert_loop/{BATCH}"), |b| {
+        b.iter_batched_ref(
+            || {
+                bare_round += 1;
+                rows(&shifted(&events, bare_round))
+            },
+            |rows| bare_insert(&mut bare, callsite, black_box(rows)),
+            BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+
+    // Side by side once more, alternating batches so that both see the same machine state.
+    let (mut sink_time, mut bare_time) = (Duration::ZERO, Duration::ZERO);
+    let rounds = 200;
+    for _ in 0..rounds {
+        sink_round += 1;
+        let batch = batch_of(shifted(&events, sink_round));
+        let start = Instant::now();
+        sink.write(&batch).unwrap();
+        sink_time += start.elapsed();
+        bare_round += 1;
+        let rows = rows(&shifted(&events, bare_round));
+        let start = Instant::now();
+        bare_insert(&mut bare, callsite, &rows);
+        bare_time += start.elapsed();
+    }
+    let per_second = |time: Duration| (rounds * BATCH) as f64 / time.as_secs_f64();
+    let (sink_rate, bare_rate) = (per_second(sink_time), per_second(bare_time));
+    eprintln!(
+        "sqlite: sink {sink_rate:.0} rows/s, bare loop {bare_rate:.0} rows/s, ratio {:.2} \
+         (bar: >= 400000 rows/s and >= 0.70)",
+        sink_rate / bare_rate
+    );
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    sqlite(&mut c);
+    c.final_summary();
+}

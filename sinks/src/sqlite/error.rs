@@ -1,0 +1,90 @@
+//! Why a store could not be opened or an audit chain does not verify.
+
+use std::path::PathBuf;
+
+/// Why [`SqliteSinkBuilder::build`](super::SqliteSinkBuilder::build) failed. Each variant names
+/// the file; none of them writes to it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SqliteError {
+    /// The directory of the database could not be created.
+    #[error("cannot create the directory of {path}")]
+    CreateDir {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `SQLite` could not open or configure the file.
+    #[error("cannot open the SQLite database {path}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The file is not a `SQLite` database, or is corrupt. It was left as it is.
+    #[error("{path} is not a SQLite database or is corrupt; it was left unchanged")]
+    NotADatabase {
+        /// The file.
+        path: PathBuf,
+        /// What `SQLite` reported.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer release of this crate.
+    #[error(
+        "{path} has schema version {found}, newer than version {supported} that this release \
+         reads; use a newer release or another file"
+    )]
+    NewerSchema {
+        /// The database file.
+        path: PathBuf,
+        /// The version in the file.
+        found: i64,
+        /// The newest version this release knows.
+        supported: i64,
+    },
+    /// Creating or upgrading the tables failed.
+    #[error("cannot create or upgrade the tables of {path}")]
+    Migrate {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+/// Why [`verify_audit_chain`](super::verify_audit_chain) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChainError {
+    /// The store could not be opened or read.
+    #[error(transparent)]
+    Open(#[from] SqliteError),
+    /// Reading the audit table failed.
+    #[error("cannot read the audit table of {path}")]
+    Read {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A row does not match the chain: its content was changed, or a row before it was
+    /// deleted, inserted or moved.
+    #[error("audit row {id} (run {run_id}, sequence {sequence}) breaks the chain: {reason}")]
+    Broken {
+        /// The row's `id` (its position in the chain).
+        id: i64,
+        /// Its `run_id`.
+        run_id: i64,
+        /// Its `sequence`.
+        sequence: i64,
+        /// What does not match.
+        reason: String,
+    },
+}

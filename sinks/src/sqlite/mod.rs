@@ -1,0 +1,573 @@
+//! The `SQLite` store: a sink that writes everything it receives into one database file.
+//!
+//! # Layout
+//! The tables are created by forward migrations (`schema.rs`); a file written by a newer release
+//! is refused. Times are UTC microseconds since the Unix epoch in `*_us` integer columns,
+//! durations integer nanoseconds in `*_ns` columns; names and enum values are those of
+//! `docs/data-types.md`.
+//!
+//! | table | one row per |
+//! | --- | --- |
+//! | `callsites` | callsite (`name`, `module`, `file`, `line`, `kind`, `labels` as a JSON object, `unit`, `description`) |
+//! | `events` | event: `outcome`, `error_kind`, `start_us`, `duration_ns`, thread, `correlation` (16 hex digits), `reason`, captured arguments as a JSON object in `fields` (`NULL` when none) |
+//! | `windows` | callsite and outcome with calls in a snapshot's window: `count`, `timed`, `dropped`, `sum_ns`, `min_ns`, `max_ns`, `p50_ns` to `p999_ns`, and `histogram`, the window's [`Histogram`](instrument::Histogram) as JSON, which deserializes and merges |
+//! | `window_errors` | error kind of a `windows` row with errors in that window |
+//! | `counters`, `gauges` | counter or gauge per snapshot |
+//! | `drops` | drop marker |
+//! | `runs` | sink start: process id, name, host |
+//! | `audit` | audit entry, in a hash chain ([`verify_audit_chain`]) |
+//! | `notices` | notice; `fields` a JSON array of `[key, value]` pairs |
+//!
+//! # Writing
+//! The sink owns its connection and writes on its worker thread, one transaction per batch,
+//! through cached prepared statements. Data is written with `synchronous=NORMAL` (WAL: a
+//! committed batch survives a process crash, and may be lost with the machine's power);
+//! batches with audit entries with `synchronous=FULL`, so an entry a returned
+//! [`flush`](instrument::PipelineGuard::flush) covers survives a power loss too. Audit rows are
+//! unique per run and sequence number, so a retried batch inserts nothing twice.
+
+mod audit;
+mod error;
+mod schema;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use instrument::{
+    AuditEntry, Batch, CallStats, Event, FieldValue, Metadata, Sink, SinkError, SinkHealth,
+    Snapshot, StartInfo,
+};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+pub use self::audit::verify_audit_chain;
+pub use self::error::{ChainError, SqliteError};
+pub use self::schema::SCHEMA_VERSION;
+
+use self::audit::{AuditContent, GENESIS};
+
+/// The default database file, relative to the working directory.
+pub const DEFAULT_PATH: &str = "./instrument-data/instrument.db";
+
+/// Stores what the pipeline delivers in a `SQLite` database; see the [module docs](self) for the
+/// tables.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("instrument.db");
+/// use instrument_sinks::SqliteSink;
+///
+/// let sink = SqliteSink::builder().path(&path).build()?;
+/// let pipeline = instrument::builder().sink(sink).install()?;
+/// instrument::audit(instrument::AuditEntry::new("load").input("a.rs"))?;
+/// pipeline.flush()?;
+///
+/// let db = rusqlite::Connection::open(&path)?;
+/// let operation: String = db.query_row("SELECT operation FROM audit", [], |r| r.get(0))?;
+/// assert_eq!(operation, "load");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct SqliteSink {
+    path: PathBuf,
+    conn: Connection,
+    /// Row ids of the callsites written so far; cleared when a transaction rolls back.
+    callsites: HashMap<&'static Metadata, i64>,
+    /// This sink's row in `runs`, inserted at start or with the first audit entry.
+    run_id: Option<i64>,
+    start: Option<StartInfo>,
+    health: SinkHealth,
+}
+
+/// Configures a [`SqliteSink`].
+#[derive(Clone, Debug)]
+pub struct SqliteSinkBuilder {
+    path: PathBuf,
+    busy_timeout: Duration,
+}
+
+impl Default for SqliteSinkBuilder {
+    fn default() -> Self {
+        SqliteSinkBuilder {
+            path: PathBuf::from(DEFAULT_PATH),
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl SqliteSinkBuilder {
+    /// The database file (default [`DEFAULT_PATH`]); its directory is created if missing.
+    #[must_use]
+    pub fn path(mut self, path: impl AsRef<Path>) -> Self {
+        path.as_ref().clone_into(&mut self.path);
+        self
+    }
+
+    /// How long a write waits for a lock held by a reader or another writer (default 5 s).
+    #[must_use]
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Opens (or creates) the database and brings its tables up to date, so that a bad file is
+    /// reported when the pipeline is built, not when the first batch arrives.
+    ///
+    /// # Errors
+    /// [`SqliteError`] naming the file: the directory cannot be created, the file is not a
+    /// `SQLite` database or is corrupt (it is not written to), its schema is newer than this
+    /// release's, or `SQLite` fails to open or configure it.
+    pub fn build(self) -> Result<SqliteSink, SqliteError> {
+        let path = self.path;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| SqliteError::CreateDir {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        let open_error = |source| SqliteError::Open {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open(&path).map_err(open_error)?;
+        conn.busy_timeout(self.busy_timeout).map_err(open_error)?;
+        // Reads only: a file that is not a database fails here, untouched.
+        let version = schema::version(&conn, &path)?;
+        if version > SCHEMA_VERSION {
+            return Err(SqliteError::NewerSchema {
+                path,
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        conn.query_row("PRAGMA journal_mode = WAL", [], |row| {
+            row.get::<_, String>(0)
+        })
+        .map_err(open_error)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_error)?;
+        // Truncate the WAL file to 64 MiB after checkpoints instead of leaving it at its peak.
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+            .map_err(open_error)?;
+        schema::migrate(&mut conn, &path, version)?;
+        Ok(SqliteSink {
+            path,
+            conn,
+            callsites: HashMap::new(),
+            run_id: None,
+            start: None,
+            health: SinkHealth::Healthy,
+        })
+    }
+}
+
+impl SqliteSink {
+    /// A builder with the defaults: file [`DEFAULT_PATH`], busy timeout 5 s.
+    #[must_use]
+    pub fn builder() -> SqliteSinkBuilder {
+        SqliteSinkBuilder::default()
+    }
+
+    /// The database file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn failed(&mut self, what: &str, error: rusqlite::Error) -> SinkError {
+        // Ids cached during the rolled-back transaction may name rows that do not exist.
+        self.callsites.clear();
+        let message = format!("{what} {}: {error}", self.path.display());
+        self.health = SinkHealth::Unhealthy(message.clone());
+        SinkError::with_source(message, error)
+    }
+
+    fn write_batch(&mut self, batch: &Batch) -> rusqlite::Result<()> {
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        let callsites = &mut self.callsites;
+        for event in &batch.events {
+            insert_event(&tx, callsites, event)?;
+        }
+        for drop in &batch.drops {
+            let callsite = callsite_id(&tx, callsites, drop.callsite)?;
+            tx.prepare_cached(
+                "INSERT INTO drops (callsite_id, count, since_us, until_us) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute((
+                callsite,
+                int(drop.count),
+                micros(drop.since),
+                micros(drop.until),
+            ))?;
+        }
+        if let Some(snapshot) = &batch.snapshot {
+            insert_snapshot(&tx, callsites, snapshot)?;
+        }
+        for notice in &batch.notices {
+            let fields = serde_json::to_string(&notice.fields).map_err(conversion)?;
+            tx.prepare_cached(
+                "INSERT INTO notices (time_us, source, level, message, fields, correlation)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute((
+                micros(notice.time),
+                notice.source.as_ref(),
+                notice.level.as_str(),
+                &notice.message,
+                fields,
+                notice.correlation.map(|c| c.to_string()),
+            ))?;
+        }
+        if !batch.audit.is_empty() {
+            let run_id = match self.run_id {
+                Some(id) => id,
+                None => insert_run(&tx, self.start.as_ref())?,
+            };
+            insert_audit(&tx, callsites, run_id, &batch.audit)?;
+            tx.commit()?;
+            self.run_id = Some(run_id);
+            return Ok(());
+        }
+        tx.commit()
+    }
+}
+
+impl Sink for SqliteSink {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn start(&mut self, info: &StartInfo) -> Result<(), SinkError> {
+        self.start = Some(info.clone());
+        let tx =
+            Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).and_then(|tx| {
+                let id = insert_run(&tx, Some(info))?;
+                tx.commit()?;
+                Ok(id)
+            });
+        match tx {
+            Ok(id) => {
+                self.run_id = Some(id);
+                Ok(())
+            }
+            Err(error) => Err(self.failed("cannot record the run in", error)),
+        }
+    }
+
+    fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        let durable = !batch.audit.is_empty();
+        let mut result = Ok(());
+        if durable {
+            result = self.conn.pragma_update(None, "synchronous", "FULL");
+        }
+        if result.is_ok() {
+            result = self.write_batch(batch);
+        }
+        if durable {
+            let restored = self.conn.pragma_update(None, "synchronous", "NORMAL");
+            result = result.and(restored);
+        }
+        match result {
+            Ok(()) => {
+                self.health = SinkHealth::Healthy;
+                Ok(())
+            }
+            Err(error) => Err(self.failed("cannot write a batch to", error)),
+        }
+    }
+
+    fn health(&self) -> SinkHealth {
+        self.health.clone()
+    }
+}
+
+/// `time` as UTC microseconds since the Unix epoch, truncated towards the past.
+pub(crate) fn micros(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_micros()).unwrap_or(i64::MAX),
+        Err(before) => {
+            i64::try_from(before.duration().as_nanos().div_ceil(1000)).map_or(i64::MIN, |us| -us)
+        }
+    }
+}
+
+/// `value` as a `SQLite` integer, saturating.
+fn int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// `duration` as integer nanoseconds, saturating.
+fn nanos(duration: Duration) -> i64 {
+    i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX)
+}
+
+fn conversion(error: serde_json::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(error))
+}
+
+/// Name/value pairs as a JSON object, in their order.
+struct Pairs<'a, K, V>(&'a [(K, V)]);
+
+impl<K: Serialize, V: Serialize> Serialize for Pairs<'_, K, V> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (key, value) in self.0 {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+/// The id of `callsite`'s row, inserting it the first time it is seen.
+fn callsite_id(
+    tx: &Transaction<'_>,
+    cache: &mut HashMap<&'static Metadata, i64>,
+    callsite: &'static Metadata,
+) -> rusqlite::Result<i64> {
+    if let Some(&id) = cache.get(callsite) {
+        return Ok(id);
+    }
+    let labels = serde_json::to_string(&Pairs(callsite.labels_slice())).map_err(conversion)?;
+    let kind = serde_json::to_value(callsite.kind()).map_err(conversion)?;
+    let id = tx
+        .prepare_cached(
+            "INSERT INTO callsites (name, module, file, line, kind, labels, unit, description)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (name, module, file, line, kind, labels)
+             DO UPDATE SET unit = excluded.unit, description = excluded.description
+             RETURNING id",
+        )?
+        .query_row(
+            (
+                callsite.name(),
+                callsite.module_path(),
+                callsite.file(),
+                callsite.line(),
+                kind.as_str().unwrap_or_default(),
+                labels,
+                callsite.unit().map(instrument::Unit::as_str),
+                callsite.description(),
+            ),
+            |row| row.get(0),
+        )?;
+    cache.insert(callsite, id);
+    Ok(id)
+}
+
+fn insert_event(
+    tx: &Transaction<'_>,
+    callsites: &mut HashMap<&'static Metadata, i64>,
+    event: &Event,
+) -> rusqlite::Result<()> {
+    let callsite = callsite_id(tx, callsites, event.callsite)?;
+    let fields = if event.fields.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_string(&Pairs::<&str, FieldValue>(&event.fields)).map_err(conversion)?)
+    };
+    let reason = serde_json::to_value(event.reason).map_err(conversion)?;
+    tx.prepare_cached(
+        "INSERT INTO events (callsite_id, outcome, error_kind, start_us, duration_ns, thread_id,
+                             thread_name, correlation, reason, fields)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute((
+        callsite,
+        event.outcome.as_str(),
+        event.error_kind,
+        micros(event.start),
+        nanos(event.duration),
+        int(event.thread.id),
+        event.thread.name.as_deref(),
+        event.correlation.map(|c| c.to_string()),
+        reason.as_str().unwrap_or_default(),
+        fields,
+    ))?;
+    Ok(())
+}
+
+fn insert_snapshot(
+    tx: &Transaction<'_>,
+    callsites: &mut HashMap<&'static Metadata, i64>,
+    snapshot: &Snapshot,
+) -> rusqlite::Result<()> {
+    let (start, end) = (micros(snapshot.window_start), micros(snapshot.window_end));
+    for call in snapshot.calls.iter().filter(|c| c.window.count > 0) {
+        insert_window(tx, callsites, snapshot, call)?;
+    }
+    for counter in &snapshot.counters {
+        let callsite = callsite_id(tx, callsites, counter.callsite)?;
+        tx.prepare_cached(
+            "INSERT INTO counters (window_start_us, window_end_us, callsite_id, window, total)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute((
+            start,
+            end,
+            callsite,
+            int(counter.window),
+            int(counter.total),
+        ))?;
+    }
+    for gauge in &snapshot.gauges {
+        let callsite = callsite_id(tx, callsites, gauge.callsite)?;
+        // `SQLite` stores NaN as NULL; infinities are kept.
+        tx.prepare_cached(
+            "INSERT INTO gauges (window_start_us, window_end_us, callsite_id, value)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute((start, end, callsite, gauge.value))?;
+    }
+    Ok(())
+}
+
+fn insert_window(
+    tx: &Transaction<'_>,
+    callsites: &mut HashMap<&'static Metadata, i64>,
+    snapshot: &Snapshot,
+    call: &CallStats,
+) -> rusqlite::Result<()> {
+    let callsite = callsite_id(tx, callsites, call.callsite)?;
+    let histogram = serde_json::to_vec(&*call.window_histogram).map_err(conversion)?;
+    let w = &call.window;
+    let window_id: i64 = tx
+        .prepare_cached(
+            "INSERT INTO windows (snapshot_sequence, reason, window_start_us, window_end_us,
+                                  callsite_id, outcome, count, timed, dropped, sum_ns, min_ns,
+                                  max_ns, p50_ns, p90_ns, p99_ns, p999_ns, histogram)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+             RETURNING id",
+        )?
+        .query_row(
+            rusqlite::params![
+                int(snapshot.sequence),
+                snapshot.reason.as_str(),
+                micros(snapshot.window_start),
+                micros(snapshot.window_end),
+                callsite,
+                call.outcome.as_str(),
+                int(w.count),
+                int(w.timed),
+                int(w.dropped),
+                nanos(w.sum),
+                nanos(w.min),
+                nanos(w.max),
+                nanos(w.p50),
+                nanos(w.p90),
+                nanos(w.p99),
+                nanos(w.p999),
+                histogram,
+            ],
+            |row| row.get(0),
+        )?;
+    for kind in call.error_kinds.iter().filter(|k| k.window > 0) {
+        tx.prepare_cached(
+            "INSERT INTO window_errors (window_id, kind, count) VALUES (?1, ?2, ?3)",
+        )?
+        .execute((window_id, kind.kind, int(kind.window)))?;
+    }
+    Ok(())
+}
+
+fn insert_run(tx: &Transaction<'_>, start: Option<&StartInfo>) -> rusqlite::Result<i64> {
+    let (pid, name, hostname, started) = match start {
+        Some(info) => (
+            info.process.pid,
+            info.process.name.clone(),
+            info.process.hostname.clone(),
+            info.pipeline_start,
+        ),
+        None => (
+            std::process::id(),
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "unknown".to_owned()),
+            None,
+            SystemTime::now(),
+        ),
+    };
+    tx.prepare_cached(
+        "INSERT INTO runs (pid, process_name, hostname, started_us) VALUES (?1, ?2, ?3, ?4)
+         RETURNING id",
+    )?
+    .query_row((pid, name, hostname, micros(started)), |row| row.get(0))
+}
+
+/// Appends `entries` to the chain, after the last stored row; entries already stored for this
+/// run (a retried batch) are skipped and do not move the chain.
+fn insert_audit(
+    tx: &Transaction<'_>,
+    callsites: &mut HashMap<&'static Metadata, i64>,
+    run_id: i64,
+    entries: &[AuditEntry],
+) -> rusqlite::Result<()> {
+    let mut head: String = tx
+        .prepare_cached("SELECT hash FROM audit ORDER BY id DESC LIMIT 1")?
+        .query_row([], |row| row.get(0))
+        .optional()?
+        .unwrap_or_else(|| GENESIS.to_owned());
+    for entry in entries {
+        if let Some(callsite) = entry.callsite {
+            callsite_id(tx, callsites, callsite)?;
+        }
+        let content = AuditContent {
+            run_id,
+            sequence: int(entry.sequence),
+            operation: entry.operation.clone().into_owned(),
+            timestamp_us: micros(entry.timestamp),
+            inputs: serde_json::to_value(&entry.inputs).map_err(conversion)?,
+            outputs: serde_json::to_value(&entry.outputs).map_err(conversion)?,
+            actor: entry.actor.clone(),
+            correlation: entry.correlation.map(|c| c.to_string()),
+            outcome: entry.outcome.map(|o| o.as_str().to_owned()),
+            error_kind: entry.error_kind.map(str::to_owned),
+            duration_ns: entry.duration.map(nanos),
+            fields: serde_json::to_value(&entry.fields).map_err(conversion)?,
+            callsite: entry.callsite.map(|c| c.name().to_owned()),
+        };
+        let hash = content.hash(&head);
+        let inserted = tx
+            .prepare_cached(
+                "INSERT INTO audit (run_id, sequence, operation, timestamp_us, inputs, outputs,
+                                    actor, correlation, outcome, error_kind, duration_ns, fields,
+                                    callsite, prev_hash, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                 ON CONFLICT (run_id, sequence) DO NOTHING",
+            )?
+            .execute(rusqlite::params![
+                content.run_id,
+                content.sequence,
+                content.operation,
+                content.timestamp_us,
+                content.inputs.to_string(),
+                content.outputs.to_string(),
+                content.actor,
+                content.correlation,
+                content.outcome,
+                content.error_kind,
+                content.duration_ns,
+                content.fields.to_string(),
+                content.callsite,
+                head,
+                hash,
+            ])?;
+        if inserted == 1 {
+            head = hash;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn micros_truncate_towards_the_past() {
+        assert_eq!(micros(UNIX_EPOCH + Duration::from_nanos(1_999)), 1);
+        assert_eq!(micros(UNIX_EPOCH - Duration::from_nanos(1)), -1);
+        assert_eq!(micros(UNIX_EPOCH - Duration::from_micros(2)), -2);
+    }
+}

@@ -1,0 +1,216 @@
+//! The store's tables and their forward migrations.
+//!
+//! Every time column holds UTC microseconds since the Unix epoch as an integer (`*_us`), every
+//! duration integer nanoseconds (`*_ns`), and names follow `docs/data-types.md`. `schema_version`
+//! lists each migration applied; a database whose highest version is above
+//! [`SCHEMA_VERSION`] was written by a newer release and is refused.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension};
+
+use super::error::SqliteError;
+
+/// The schema version this release writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Migration `i` brings a database from version `i` to `i + 1`; each runs in its own transaction.
+const MIGRATIONS: &[&str] = &[
+    // v1: callsites, events, windows of aggregates, error kinds, counters, gauges, drop markers,
+    // runs, audit and notices.
+    "
+    CREATE TABLE callsites (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL,
+        module      TEXT NOT NULL,
+        file        TEXT NOT NULL,
+        line        INTEGER NOT NULL,
+        kind        TEXT NOT NULL,
+        labels      TEXT NOT NULL,
+        unit        TEXT,
+        description TEXT,
+        UNIQUE (name, module, file, line, kind, labels)
+    );
+    CREATE TABLE events (
+        id          INTEGER PRIMARY KEY,
+        callsite_id INTEGER NOT NULL REFERENCES callsites(id),
+        outcome     TEXT NOT NULL,
+        error_kind  TEXT,
+        start_us    INTEGER NOT NULL,
+        duration_ns INTEGER NOT NULL,
+        thread_id   INTEGER NOT NULL,
+        thread_name TEXT,
+        correlation TEXT,
+        reason      TEXT NOT NULL,
+        fields      TEXT
+    );
+    CREATE INDEX events_by_time ON events (start_us);
+    CREATE INDEX events_by_callsite ON events (callsite_id, start_us);
+    CREATE INDEX events_by_correlation ON events (correlation) WHERE correlation IS NOT NULL;
+    CREATE TABLE windows (
+        id                INTEGER PRIMARY KEY,
+        snapshot_sequence INTEGER NOT NULL,
+        reason            TEXT NOT NULL,
+        window_start_us   INTEGER NOT NULL,
+        window_end_us     INTEGER NOT NULL,
+        callsite_id       INTEGER NOT NULL REFERENCES callsites(id),
+        outcome           TEXT NOT NULL,
+        count             INTEGER NOT NULL,
+        timed             INTEGER NOT NULL,
+        dropped           INTEGER NOT NULL,
+        sum_ns            INTEGER NOT NULL,
+        min_ns            INTEGER NOT NULL,
+        max_ns            INTEGER NOT NULL,
+        p50_ns            INTEGER NOT NULL,
+        p90_ns            INTEGER NOT NULL,
+        p99_ns            INTEGER NOT NULL,
+        p999_ns           INTEGER NOT NULL,
+        histogram         BLOB NOT NULL
+    );
+    CREATE INDEX windows_by_time ON windows (window_start_us);
+    CREATE INDEX windows_by_callsite ON windows (callsite_id, window_start_us);
+    CREATE TABLE window_errors (
+        window_id INTEGER NOT NULL REFERENCES windows(id),
+        kind      TEXT NOT NULL,
+        count     INTEGER NOT NULL,
+        PRIMARY KEY (window_id, kind)
+    );
+    CREATE TABLE counters (
+        id              INTEGER PRIMARY KEY,
+        window_start_us INTEGER NOT NULL,
+        window_end_us   INTEGER NOT NULL,
+        callsite_id     INTEGER NOT NULL REFERENCES callsites(id),
+        window          INTEGER NOT NULL,
+        total           INTEGER NOT NULL
+    );
+    CREATE INDEX counters_by_time ON counters (window_start_us);
+    CREATE INDEX counters_by_callsite ON counters (callsite_id, window_start_us);
+    CREATE TABLE gauges (
+        id              INTEGER PRIMARY KEY,
+        window_start_us INTEGER NOT NULL,
+        window_end_us   INTEGER NOT NULL,
+        callsite_id     INTEGER NOT NULL REFERENCES callsites(id),
+        value           REAL
+    );
+    CREATE INDEX gauges_by_time ON gauges (window_start_us);
+    CREATE INDEX gauges_by_callsite ON gauges (callsite_id, window_start_us);
+    CREATE TABLE drops (
+        id          INTEGER PRIMARY KEY,
+        callsite_id INTEGER NOT NULL REFERENCES callsites(id),
+        count       INTEGER NOT NULL,
+        since_us    INTEGER NOT NULL,
+        until_us    INTEGER NOT NULL
+    );
+    CREATE INDEX drops_by_time ON drops (since_us);
+    CREATE TABLE runs (
+        id           INTEGER PRIMARY KEY,
+        pid          INTEGER NOT NULL,
+        process_name TEXT NOT NULL,
+        hostname     TEXT,
+        started_us   INTEGER NOT NULL
+    );
+    CREATE TABLE audit (
+        id           INTEGER PRIMARY KEY,
+        run_id       INTEGER NOT NULL REFERENCES runs(id),
+        sequence     INTEGER NOT NULL,
+        operation    TEXT NOT NULL,
+        timestamp_us INTEGER NOT NULL,
+        inputs       TEXT NOT NULL,
+        outputs      TEXT NOT NULL,
+        actor        TEXT,
+        correlation  TEXT,
+        outcome      TEXT,
+        error_kind   TEXT,
+        duration_ns  INTEGER,
+        fields       TEXT NOT NULL,
+        callsite     TEXT,
+        prev_hash    TEXT NOT NULL,
+        hash         TEXT NOT NULL,
+        UNIQUE (run_id, sequence)
+    );
+    CREATE INDEX audit_by_time ON audit (timestamp_us);
+    CREATE INDEX audit_by_correlation ON audit (correlation) WHERE correlation IS NOT NULL;
+    CREATE TABLE notices (
+        id          INTEGER PRIMARY KEY,
+        time_us     INTEGER NOT NULL,
+        source      TEXT NOT NULL,
+        level       TEXT NOT NULL,
+        message     TEXT NOT NULL,
+        fields      TEXT NOT NULL,
+        correlation TEXT
+    );
+    CREATE INDEX notices_by_time ON notices (time_us);
+    CREATE INDEX notices_by_correlation ON notices (correlation) WHERE correlation IS NOT NULL;
+    ",
+];
+
+/// The highest version recorded in `schema_version`, 0 for a database without that table.
+/// Reads only, so a file that is not a database (or is corrupt) fails here before anything is
+/// written to it.
+pub(crate) fn version(conn: &Connection, path: &Path) -> Result<i64, SqliteError> {
+    let sql_error = |source| SqliteError::NotADatabase {
+        path: path.to_owned(),
+        source,
+    };
+    let has_table: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version')",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(sql_error)?;
+    if !has_table {
+        return Ok(0);
+    }
+    let version: Option<i64> = conn
+        .query_row("SELECT max(version) FROM schema_version", [], |row| {
+            row.get(0)
+        })
+        .optional()
+        .map_err(sql_error)?
+        .flatten();
+    Ok(version.unwrap_or(0))
+}
+
+/// Applies the migrations `conn` lacks, each with its `schema_version` row.
+pub(crate) fn migrate(conn: &mut Connection, path: &Path, from: i64) -> Result<(), SqliteError> {
+    let error = |source| SqliteError::Migrate {
+        path: path.to_owned(),
+        source,
+    };
+    if from == 0 {
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_version (
+                version    INTEGER PRIMARY KEY,
+                applied_us INTEGER NOT NULL
+            )",
+        )
+        .map_err(error)?;
+    }
+    for (index, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(from).unwrap_or(0))
+    {
+        let version = i64::try_from(index + 1).expect("fewer migrations than i64::MAX");
+        let tx = conn.transaction().map_err(error)?;
+        tx.execute_batch(sql).map_err(error)?;
+        tx.execute(
+            "INSERT INTO schema_version (version, applied_us) VALUES (?1, ?2)",
+            (version, super::micros(std::time::SystemTime::now())),
+        )
+        .map_err(error)?;
+        tx.commit().map_err(error)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_migration_list_ends_at_the_current_version() {
+        assert_eq!(i64::try_from(MIGRATIONS.len()), Ok(SCHEMA_VERSION));
+    }
+}
