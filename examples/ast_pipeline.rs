@@ -34,7 +34,7 @@ use instrument::{
     AuditEntry, CorrelationId, ErrorKind, Event, EventReason, Histogram, Outcome, Snapshot,
     instrument_performance,
 };
-use instrument_sinks::MemorySink;
+use instrument_sinks::{MemorySink, SqliteSink};
 use instrument_workspace::ast::AstStats;
 use instrument_workspace::corpus::{self, Corpus};
 
@@ -180,17 +180,21 @@ fn process_all(files: &[PathBuf], workers: usize) -> WorkerTotals {
 struct Options {
     roots: Vec<PathBuf>,
     max_files: usize,
+    /// Where the `SQLite` store goes (`instrument.db` in it).
+    data_dir: PathBuf,
 }
 
 fn options() -> Result<Options, String> {
     let mut roots = Vec::new();
     let mut max_files = corpus::DEFAULT_MAX_FILES;
+    let mut data_dir = PathBuf::from("instrument-data");
     let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("-h" | "--help") => {
-                return Err("usage: ast_pipeline [--max-files N] [PATH...]\n\
-                     With no PATH: this workspace's sources and $CARGO_HOME/registry/src."
+                return Err("usage: ast_pipeline [--max-files N] [--data-dir DIR] [PATH...]\n\
+                     With no PATH: this workspace's sources and $CARGO_HOME/registry/src.\n\
+                     The SQLite store is DIR/instrument.db (default ./instrument-data)."
                     .into());
             }
             Some("--max-files") => {
@@ -198,6 +202,13 @@ fn options() -> Result<Options, String> {
                 max_files = n
                     .filter(|&n| n > 0)
                     .ok_or("--max-files takes a positive number")?;
+            }
+            Some("--data-dir") => {
+                data_dir = args
+                    .next()
+                    .map(PathBuf::from)
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .ok_or("--data-dir takes a directory")?;
             }
             _ => roots.push(PathBuf::from(arg)),
         }
@@ -210,7 +221,11 @@ fn options() -> Result<Options, String> {
             eprintln!("ast_pipeline: no $CARGO_HOME/registry/src; reading this workspace only");
         }
     }
-    Ok(Options { roots, max_files })
+    Ok(Options {
+        roots,
+        max_files,
+        data_dir,
+    })
 }
 
 fn main() -> ExitCode {
@@ -227,10 +242,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let options = options()?;
     let started = Instant::now();
 
-    // The in-memory sink is the only sink so far; SQLite, JSON-lines and Prometheus sinks are
-    // planned. Everything else is the default configuration.
+    // The SQLite store on disk, and an in-memory sink the report below is built from.
+    // JSON-lines and Prometheus sinks are planned. Everything else is the default configuration.
+    let store = SqliteSink::builder()
+        .path(options.data_dir.join("instrument.db"))
+        .build()?;
+    let database = store.path().to_owned();
     let sink = MemorySink::new();
-    let pipeline = instrument::builder().sink(sink.clone()).install()?;
+    let pipeline = instrument::builder()
+        .sink(store)
+        .sink(sink.clone())
+        .install()?;
 
     let corpus = discover(&options.roots, options.max_files);
     if corpus.files.is_empty() {
@@ -256,6 +278,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         snapshot: &snapshot,
         events: sink.events(),
         audit: sink.audit(),
+        database: &database,
     };
     let mut text = report.render();
     pipeline.shutdown()?;
@@ -279,6 +302,7 @@ struct Report<'a> {
     snapshot: &'a Arc<Snapshot>,
     events: Vec<Event>,
     audit: Vec<AuditEntry>,
+    database: &'a std::path::Path,
 }
 
 impl Report<'_> {
@@ -333,7 +357,9 @@ impl Report<'_> {
         }
         let _ = writeln!(
             out,
-            "  sink: MemorySink, the only sink so far (SQLite, JSON-lines and Prometheus sinks are planned)"
+            "  store: {} (SQLite: tables callsites, events, windows, counters, gauges, drops, audit; \
+             JSON-lines and Prometheus sinks are planned)",
+            self.database.display()
         );
     }
 
