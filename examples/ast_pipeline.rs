@@ -192,10 +192,12 @@ fn options() -> Result<Options, String> {
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("-h" | "--help") => {
-                return Err("usage: ast_pipeline [--max-files N] [--data-dir DIR] [PATH...]\n\
+                return Err(
+                    "usage: ast_pipeline [--max-files N] [--data-dir DIR] [PATH...]\n\
                      With no PATH: this workspace's sources and $CARGO_HOME/registry/src.\n\
                      The SQLite store is DIR/instrument.db (default ./instrument-data)."
-                    .into());
+                        .into(),
+                );
             }
             Some("--max-files") => {
                 let n = args.next().and_then(|n| n.to_str()?.parse().ok());
