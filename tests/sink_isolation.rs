@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use instrument::{
     AuditEntry, Batch, ClockSource, Error, Interests, Outcome, Sink, SinkError, SinkHealth,
     SinkShortfall, instrument_performance,
@@ -18,7 +18,7 @@ use instrument::{
 use instrument_sinks::MemorySink;
 
 mod support;
-use support::{Hooked, name, serial, status};
+use support::{Hooked, gate, name, serial, status, timed_out_sinks};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -28,18 +28,6 @@ fn builder() -> instrument::Builder {
         .clock(ClockSource::Mock)
         .drain_interval(HOUR)
         .window(HOUR)
-}
-
-/// The sinks an incomplete flush or shutdown names as not having finished in time.
-fn flush_timeout_sinks(result: Result<(), Error>) -> Vec<String> {
-    match result {
-        Err(Error::Incomplete { sinks, .. }) => sinks
-            .into_iter()
-            .filter(|s| s.timed_out)
-            .map(|s| s.sink)
-            .collect(),
-        other => panic!("expected a flush timeout, got {other:?}"),
-    }
 }
 
 /// The one shortfall an incomplete flush or shutdown reports.
@@ -97,22 +85,6 @@ impl Sink for Panicking {
     fn write(&mut self, _batch: &Batch) -> Result<(), SinkError> {
         panic!("sink exploded");
     }
-}
-
-/// A sink storing into `inner` whose first write signals the returned receiver, then blocks
-/// until the test drops the returned sender.
-fn gate(inner: MemorySink) -> (Hooked, Receiver<()>, Sender<()>) {
-    let (entered, has_entered) = crossbeam_channel::unbounded();
-    let (release, released) = crossbeam_channel::bounded::<()>(0);
-    let mut released = Some(released);
-    let gate = Hooked::new(inner).before_write(move || {
-        if let Some(release) = released.take() {
-            let _ = entered.send(());
-            let _ = release.recv();
-        }
-        Ok(())
-    });
-    (gate, has_entered, release)
 }
 
 /// A sink storing into `inner` that tells the test about every batch it stores.
@@ -199,7 +171,7 @@ fn failing_panicking_and_blocked_sinks_do_not_disturb_a_healthy_one() {
     assert_eq!(memory.events().len(), 10);
 
     // A second flush publishes the statuses of the first one's deliveries.
-    let sinks = flush_timeout_sinks(pipeline.flush());
+    let sinks = timed_out_sinks(pipeline.flush());
     assert_eq!(sinks, ["blocked"]);
     let _ = timeout;
     let failing = status(&pipeline, "failing");
@@ -258,13 +230,13 @@ fn flush_names_only_the_stuck_sink_even_when_its_backlog_is_full() {
 
     // The stuck sink takes the first batch and blocks in `write`.
     let _ = op(1);
-    assert_eq!(flush_timeout_sinks(pipeline.flush()), ["stuck"]);
+    assert_eq!(timed_out_sinks(pipeline.flush()), ["stuck"]);
     stuck_entered.recv().unwrap();
     assert_eq!(healthy.flushes(), 1);
 
     // Its one-batch backlog is now full: flushing still waits for the healthy sink.
     let _ = op(2);
-    let sinks = flush_timeout_sinks(pipeline.flush());
+    let sinks = timed_out_sinks(pipeline.flush());
     assert_eq!(
         sinks,
         ["stuck"],
@@ -512,7 +484,7 @@ fn audit_held_for_a_stuck_sink_survives_a_flush_timeout() {
         has_written.recv().unwrap();
     }
 
-    let late = flush_timeout_sinks(pipeline.flush());
+    let late = timed_out_sinks(pipeline.flush());
     assert_eq!(late, ["stuck-audit"]);
     drop(release);
     // The next flush names the sink and how many entries it lacks.
@@ -636,7 +608,7 @@ fn shutting_down_with_a_stuck_sink_names_it_and_allows_a_new_install() {
         .shutdown()
         .expect_err("the stuck sink cannot shut down");
     assert!(err.to_string().starts_with("shutdown incomplete"), "{err}");
-    assert_eq!(flush_timeout_sinks(Err(err)), ["stuck"]);
+    assert_eq!(timed_out_sinks(Err(err)), ["stuck"]);
     entered.recv().unwrap();
     assert!(memory.is_shut_down());
     assert_eq!(memory.events().len(), 1);

@@ -6,12 +6,11 @@
 
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
 use instrument::{AuditEntry, ClockSource, Error, Interests, Outcome, SinkError};
 use instrument_sinks::MemorySink;
 
 mod support;
-use support::{Hooked, name, serial, within};
+use support::{Hooked, gate, name, serial, timed_out_sinks, within};
 
 const HOUR: Duration = Duration::from_secs(3600);
 const GUARD: Duration = Duration::from_secs(20);
@@ -25,39 +24,12 @@ fn op(i: u32) -> Result<u32, std::fmt::Error> {
     }
 }
 
-/// A sink that blocks in its first `write` until the returned sender is dropped, signalling
-/// the returned receiver when it starts blocking.
-fn stuck(inner: MemorySink) -> (Hooked, Receiver<()>, Sender<()>) {
-    let (entered, has_entered) = crossbeam_channel::unbounded();
-    let (release, released) = crossbeam_channel::bounded::<()>(0);
-    let mut released = Some(released);
-    let sink = Hooked::new(inner).before_write(move || {
-        if let Some(release) = released.take() {
-            let _ = entered.send(());
-            let _ = release.recv();
-        }
-        Ok(())
-    });
-    (sink, has_entered, release)
-}
-
-fn timed_out(result: Result<(), Error>) -> Vec<String> {
-    match result {
-        Err(Error::Incomplete { sinks, .. }) => sinks
-            .into_iter()
-            .filter(|s| s.timed_out)
-            .map(|s| s.sink)
-            .collect(),
-        other => panic!("expected sinks that timed out, got {other:?}"),
-    }
-}
-
 /// Failure mode 1: an events-only sink stuck after one flush used to stop audit intake for
 /// every producer in the process.
 #[test]
 fn a_stuck_sink_that_wants_no_audit_never_blocks_audit() {
     let _serial = serial();
-    let (blocked, entered, release) = stuck(
+    let (blocked, entered, release) = gate(
         MemorySink::new()
             .named("stuck-events")
             .with_interests(Interests::NONE.with_events(true)),
@@ -76,7 +48,7 @@ fn a_stuck_sink_that_wants_no_audit_never_blocks_audit() {
         .install()
         .unwrap();
     let _ = op(1);
-    assert_eq!(timed_out(pipeline.flush()), ["stuck-events"]);
+    assert_eq!(timed_out_sinks(pipeline.flush()), ["stuck-events"]);
     entered.recv().unwrap();
 
     // Ten times the audit capacity: producers must get through on the audit sink's pace.
@@ -85,7 +57,7 @@ fn a_stuck_sink_that_wants_no_audit_never_blocks_audit() {
             instrument::audit(AuditEntry::new("load").input(format!("file-{i}"))).unwrap();
         }
     });
-    assert_eq!(timed_out(pipeline.flush()), ["stuck-events"]);
+    assert_eq!(timed_out_sinks(pipeline.flush()), ["stuck-events"]);
     assert_eq!(audit.audit().len(), 40);
     drop(release);
     drop(pipeline);
@@ -160,7 +132,7 @@ impl instrument::Sink for AuditFails {
 #[test]
 fn the_drain_keeps_draining_while_a_flush_waits() {
     let _serial = serial();
-    let (blocked, entered, release) = stuck(MemorySink::new().named("stuck"));
+    let (blocked, entered, release) = gate(MemorySink::new().named("stuck"));
     let (wrote, has_written) = crossbeam_channel::unbounded();
     let healthy = MemorySink::new().named("healthy");
     let notify = Hooked::new(healthy.clone()).after_write(move || {
@@ -223,7 +195,7 @@ fn a_stuck_shutdown_does_not_cost_the_later_sinks_theirs() {
         .unwrap();
     let _ = op(0);
     let result = within("shutdown", GUARD, move || pipeline.shutdown());
-    assert_eq!(timed_out(result), ["first"]);
+    assert_eq!(timed_out_sinks(result), ["first"]);
     assert!(
         later.is_shut_down(),
         "the later sink's shutdown was not waited for"

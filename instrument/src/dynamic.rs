@@ -642,7 +642,7 @@ impl Gauge {
     #[inline]
     pub fn add(&self, delta: f64) {
         if ENABLED {
-            gauge_add(self.callsite, delta);
+            crate::state::gauge_update(self.callsite, |v| *v += delta);
         }
     }
 
@@ -651,24 +651,6 @@ impl Gauge {
     pub fn sub(&self, delta: f64) {
         self.add(-delta);
     }
-}
-
-/// Moves a gauge by `delta` under its lock, so concurrent moves add up and the value, the
-/// pipeline it was set under and its order stay consistent, as `state::gauge_set` keeps them.
-fn gauge_add(callsite: &'static Callsite, delta: f64) {
-    let state = STATE.load(Ordering::Relaxed);
-    if state & 0xff == MODE_OFF {
-        return;
-    }
-    let _ = callsite.index();
-    let mut cell = callsite
-        .gauge
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    cell.state = state;
-    // One sequence with `gauge_set`: of callsites naming the same series, the last move wins.
-    cell.sequence = crate::state::next_gauge_sequence();
-    cell.value += delta;
 }
 
 impl ValueHistogram {

@@ -184,7 +184,6 @@ impl Builder {
         let audit = Arc::new(AuditQueue::new(self.config.audit_capacity));
         let (control_tx, control_rx) = crossbeam_channel::unbounded();
         let metrics = Arc::new(Mutex::new(SelfMetrics::default()));
-        let wants_notices = self.sinks.iter().any(|s| s.interests().notices);
         let mut drain = Drain::new(
             &self.config,
             self.sinks,
@@ -195,6 +194,7 @@ impl Builder {
         )?;
         let workers = drain.take_workers();
         let sinks = drain.sink_views();
+        let wants_notices = drain.wants_notices();
         let handle = std::thread::Builder::new()
             .name("instrument-drain".into())
             .spawn(move || drain.run())

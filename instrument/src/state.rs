@@ -31,8 +31,16 @@ pub fn counter_add(callsite: &'static crate::callsite::Callsite, n: u64) {
 #[doc(hidden)]
 #[inline]
 pub fn gauge_set(callsite: &'static crate::callsite::Callsite, value: f64) {
-    // Gauges are set at a modest rate; a per-callsite lock keeps value, pipeline and order
-    // consistent so the drain can report the value set last.
+    gauge_update(callsite, |v| *v = value);
+}
+
+/// Changes a gauge's value under its callsite's lock. Gauges change at a modest rate; the lock
+/// keeps value, pipeline and order consistent so the drain can report the value set last, and
+/// concurrent moves add up. Nothing while no pipeline is installed.
+pub(crate) fn gauge_update(
+    callsite: &'static crate::callsite::Callsite,
+    change: impl FnOnce(&mut f64),
+) {
     let state = STATE.load(Ordering::Relaxed);
     if state & 0xff != MODE_OFF {
         let _ = callsite.index();
@@ -41,8 +49,9 @@ pub fn gauge_set(callsite: &'static crate::callsite::Callsite, value: f64) {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         cell.state = state;
+        // One sequence for every gauge: of callsites naming the same series, the last wins.
         cell.sequence = next_gauge_sequence();
-        cell.value = value;
+        change(&mut cell.value);
     }
 }
 
@@ -50,6 +59,6 @@ pub fn gauge_set(callsite: &'static crate::callsite::Callsite, value: f64) {
 static GAUGE_SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// The next gauge sequence number.
-pub(crate) fn next_gauge_sequence() -> u64 {
+fn next_gauge_sequence() -> u64 {
     GAUGE_SEQUENCE.fetch_add(1, Ordering::Relaxed)
 }

@@ -100,6 +100,40 @@ pub fn assert_accounted(snapshot: &Snapshot) {
     );
 }
 
+/// A sink storing into `inner` whose first write signals the returned receiver, then blocks
+/// until the test drops the returned sender.
+pub fn gate(
+    inner: MemorySink,
+) -> (
+    Hooked,
+    crossbeam_channel::Receiver<()>,
+    crossbeam_channel::Sender<()>,
+) {
+    let (entered, has_entered) = crossbeam_channel::unbounded();
+    let (release, released) = crossbeam_channel::bounded::<()>(0);
+    let mut released = Some(released);
+    let gate = Hooked::new(inner).before_write(move || {
+        if let Some(release) = released.take() {
+            let _ = entered.send(());
+            let _ = release.recv();
+        }
+        Ok(())
+    });
+    (gate, has_entered, release)
+}
+
+/// The sinks an incomplete flush or shutdown names as not having finished in time.
+pub fn timed_out_sinks(result: Result<(), instrument::Error>) -> Vec<String> {
+    match result {
+        Err(instrument::Error::Incomplete { sinks, .. }) => sinks
+            .into_iter()
+            .filter(|s| s.timed_out)
+            .map(|s| s.sink)
+            .collect(),
+        other => panic!("expected sinks that timed out, got {other:?}"),
+    }
+}
+
 /// Runs `f` on a new thread and returns its result, or panics naming `what` when it has not
 /// finished within `limit` (a guard against hanging, not a timing assertion: the limits are
 /// generous, and the failure modes they catch block for ever or for the whole flush timeout).

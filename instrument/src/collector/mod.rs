@@ -308,8 +308,14 @@ impl Drain {
             self.busy |= self.audit.len() > 0;
             return;
         }
+        self.hand_out_audit(room, self.bounds);
+    }
+
+    /// Takes up to `max` entries from the audit queue and appends them to every audit sink's
+    /// queue within `bounds`.
+    fn hand_out_audit(&mut self, max: usize, bounds: Bounds) {
         self.audit_scratch.clear();
-        self.audit.take(room, &mut self.audit_scratch);
+        self.audit.take(max, &mut self.audit_scratch);
         if let Some(last) = self.audit_scratch.last() {
             self.audit_upto = last.sequence;
         }
@@ -317,7 +323,7 @@ impl Drain {
             return;
         }
         for sink in self.sinks.iter().filter(|s| s.interests.audit) {
-            sink.push_audit(&self.audit_scratch, self.bounds);
+            sink.push_audit(&self.audit_scratch, bounds);
         }
     }
 
@@ -373,18 +379,11 @@ impl Drain {
         }
         // The last accepted entries go to every audit sink past its bound (by at most
         // `audit_capacity`, the size of the closed queue): accepted means delivered or named.
-        self.audit_scratch.clear();
-        self.audit.take(usize::MAX, &mut self.audit_scratch);
-        if let Some(last) = self.audit_scratch.last() {
-            self.audit_upto = last.sequence;
-        }
         let unbounded = Bounds {
             audit: usize::MAX,
             ..self.bounds
         };
-        for sink in self.sinks.iter().filter(|s| s.interests.audit) {
-            sink.push_audit(&self.audit_scratch, unbounded);
-        }
+        self.hand_out_audit(usize::MAX, unbounded);
         self.release_flushes(true);
         let report = self.take_panic_report();
         self.queue_markers(ticket, report, true);
@@ -424,6 +423,11 @@ impl Drain {
             .metrics_out
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = self.aggregates.metrics.clone();
+    }
+
+    /// Whether some sink wants notices.
+    pub(crate) fn wants_notices(&self) -> bool {
+        self.wants.notices
     }
 
     /// Views of the sinks' statuses and queues, for the guard.

@@ -153,24 +153,17 @@ impl Worker {
 
     /// The answer, and what it took out of the sink's lost count.
     fn answer(&mut self, marker: &Marker, shutdown: bool) -> (Result<(), SinkShortfall>, Lost) {
-        let due: Vec<_> = {
-            let mut state = self.queue.lock();
-            let n = state
-                .audit
-                .iter()
-                .take_while(|e| e.sequence <= marker.audit_upto)
-                .count();
-            state.audit.drain(..n).collect()
-        };
-        // Written with the same retries as a data batch: the flush's promise depends on them.
+        // The entries accepted before the marker, written with the same retries as a data
+        // batch: the flush's promise depends on them.
+        let n = self
+            .queue
+            .lock()
+            .audit
+            .iter()
+            .take_while(|e| e.sequence <= marker.audit_upto)
+            .count();
         let mut missing_audit = 0;
-        if !due.is_empty() {
-            let n = due.len();
-            let mut state = self.queue.lock();
-            for entry in due.into_iter().rev() {
-                state.audit.push_front(entry);
-            }
-            drop(state);
+        if n > 0 {
             let mut backoff = FIRST_BACKOFF;
             for attempt in 0..=self.max_retries {
                 if attempt > 0 {
