@@ -25,6 +25,21 @@ pub enum SqliteError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The file cannot be written: it, or its file system, is read-only to this process.
+    #[error("{path} is read-only (the file, or the file system it is on); nothing was written")]
+    ReadOnly {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// The file could not be examined right after it was opened (it was deleted meanwhile).
+    #[error("cannot examine {path} after opening it")]
+    Examine {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The file is not a `SQLite` database, or is corrupt. It was left as it is.
     #[error("{path} is not a SQLite database or is corrupt; it was left unchanged")]
     NotADatabase {

@@ -25,20 +25,77 @@
 //! batches with audit entries with `synchronous=FULL`, so an entry a returned
 //! [`flush`](instrument::PipelineGuard::flush) covers survives a power loss too. Audit rows are
 //! unique per run and sequence number, so a retried batch inserts nothing twice.
+//!
+//! Readers (the command line tool, a backup, any `SQLite` client) read the file while the sink
+//! writes; each sees the batches committed before its read transaction began, never part of one.
+//!
+//! The write-ahead log (the `-wal` file beside the database) is checkpointed by the sink itself,
+//! in place of `SQLite`'s automatic checkpoints:
+//! - after a write that leaves more than 1,000 frames (pages, about 4 MiB with the default
+//!   4 KiB pages) in the log, a passive checkpoint copies what no reader still needs into the
+//!   database; once everything is copied and no reader uses the log, the next write starts it
+//!   again from its beginning and truncates the file to 4 MiB (`journal_size_limit`);
+//! - a reader that keeps a read transaction open, or readers that overlap so that one always
+//!   is, keep the log from starting again. Past 4,000 frames (about 16 MiB) the sink therefore
+//!   waits, up to the [busy timeout](SqliteSinkBuilder::busy_timeout), for the readers of old
+//!   snapshots to finish (new readers go on unhindered and read the database file), and then
+//!   starts the log again;
+//! - every tick (1 s) with something new in the log, the sink checkpoints everything and
+//!   truncates the file to zero bytes if no reader is in the way, without waiting.
+//!
+//! So the `-wal` file stays under 4,000 frames plus one batch (about 16 MiB) as long as no read
+//! transaction lasts longer than the busy timeout. One that does lets the log grow by another
+//! 4,000 frames before the next wait, each wait holding up this sink's writes (not the
+//! pipeline) for up to the busy timeout; the file goes back to at most 4 MiB once the reader
+//! has finished. A checkpoint that fails for another reason than a reader in the way makes the
+//! sink [`Degraded`](instrument::SinkHealth::Degraded), naming the file, until one succeeds.
+//!
+//! # Failures
+//! A write that fails returns an error and leaves nothing of its batch in the file: the
+//! pipeline retries it (an event or snapshot batch up to its `max_retries` times, 10 ms apart
+//! doubling, then counts it lost; an audit batch without limit, so no audit entry is dropped
+//! while the pipeline's audit backlog has room). The sink is
+//! [`Unhealthy`](instrument::SinkHealth::Unhealthy) with a one-line reason naming the file from
+//! the failure until a write succeeds, and recovers by itself when the cause goes away:
+//!
+//! | cause | what the sink does |
+//! | --- | --- |
+//! | the file is locked by another writer, `SQLITE_BUSY` or `SQLITE_LOCKED` (including the kinds `SQLite`'s busy handler does not wait for, such as `SQLITE_BUSY_SNAPSHOT`) | retries the batch itself, 5 ms apart doubling to 250 ms, for up to the busy timeout in all, then fails it |
+//! | the disk is full, or the file reached [`max_size`](SqliteSinkBuilder::max_size) (`SQLITE_FULL`) | fails the batch; writes succeed again as soon as space is freed (rows deleted from the store are reused) |
+//! | the file or its file system is read-only (`SQLITE_READONLY`), an I/O error, or `SQLite` cannot open or read the file | fails the batch and closes the connection; the next write or tick opens the file again |
+//! | the file, or its directory, was deleted or replaced while open | before each write and each tick, and after each write, the sink compares the file at the path with the one it has open (device and inode); when they differ it closes the old connection without touching the files now at the path, creates the directory and the tables again (refusing a file that is not a database, unchanged), and writes there, publishing a `warn` notice; a batch that was committed to the old file in the meantime is failed so that the pipeline writes it again to the new one. Nothing is written to the unlinked file after the check, and what was stored in it is not copied over |
+//!
+//! A file that cannot be opened for writing when the sink is built
+//! ([`SqliteError::ReadOnly`]), is not a `SQLite` database or is corrupt
+//! ([`SqliteError::NotADatabase`]), or has a newer schema is an error of
+//! [`build`](SqliteSinkBuilder::build), and the file is left unchanged. Limits: event batches
+//! arriving during an outage longer than the pipeline's retries (about 0.3 s with the default
+//! five retries) are lost and counted in the sink's status; audit entries wait in the
+//! pipeline's memory, up to its `audit_capacity`, and are lost for this sink (and reported)
+//! beyond it or if the process ends first. Device and inode are compared on Unix; elsewhere
+//! only a deleted file is noticed.
 
 mod audit;
 mod error;
 mod schema;
 
 use std::collections::HashMap;
+use std::ffi::{OsString, c_int};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use instrument::{
-    AuditEntry, Batch, CallStats, Event, FieldValue, Metadata, Sink, SinkError, SinkHealth,
-    Snapshot, StartInfo,
+    AuditEntry, Batch, CallStats, Event, FieldValue, Level, Metadata, Notice, Sink, SinkError,
+    SinkHealth, Snapshot, StartInfo,
 };
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::config::DbConfig;
+use rusqlite::hooks::Wal;
+use rusqlite::wal::CheckpointMode;
+use rusqlite::{
+    Connection, ErrorCode, MAIN_DB, OptionalExtension, Transaction, TransactionBehavior,
+};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 pub use self::audit::verify_audit_chain;
@@ -50,8 +107,20 @@ use self::audit::{AuditContent, GENESIS};
 /// The default database file, relative to the working directory.
 pub const DEFAULT_PATH: &str = "./instrument-data/instrument.db";
 
+/// Frames in the write-ahead log past which a write is followed by a passive checkpoint
+/// (`SQLite`'s own automatic checkpoint threshold, which the sink's replaces).
+const CHECKPOINT_FRAMES: u32 = 1000;
+/// Frames past which a write is followed by a checkpoint that waits for readers to leave the
+/// log; after one that could not, the next is tried this many frames later.
+const RESTART_FRAMES: u32 = 4000;
+/// `journal_size_limit`: the size the `-wal` file is cut to when the log starts again.
+const WAL_SIZE_LIMIT: i64 = 4 << 20;
+/// First pause of a write retried because the file was locked; it doubles up to `LONGEST_RETRY`.
+const FIRST_RETRY: Duration = Duration::from_millis(5);
+const LONGEST_RETRY: Duration = Duration::from_millis(250);
+
 /// Stores what the pipeline delivers in a `SQLite` database; see the [module docs](self) for the
-/// tables.
+/// tables, and for what happens when the file is locked, full, read-only or deleted.
 ///
 /// ```
 /// # let dir = tempfile::tempdir()?;
@@ -70,14 +139,14 @@ pub const DEFAULT_PATH: &str = "./instrument-data/instrument.db";
 /// ```
 #[derive(Debug)]
 pub struct SqliteSink {
-    path: PathBuf,
-    conn: Connection,
-    /// Row ids of the callsites written so far; cleared when a transaction rolls back.
-    callsites: HashMap<&'static Metadata, i64>,
-    /// This sink's row in `runs`, inserted at start or with the first audit entry.
-    run_id: Option<i64>,
+    options: SqliteSinkBuilder,
+    /// The open file; `None` after a failure that closed it, until it is opened again.
+    store: Option<Store>,
     start: Option<StartInfo>,
-    health: SinkHealth,
+    /// Why the last write (or opening the file) failed; cleared by the next success.
+    write_error: Option<String>,
+    /// Why the last checkpoint failed; cleared by the next success.
+    checkpoint_error: Option<String>,
 }
 
 /// Configures a [`SqliteSink`].
@@ -85,6 +154,7 @@ pub struct SqliteSink {
 pub struct SqliteSinkBuilder {
     path: PathBuf,
     busy_timeout: Duration,
+    max_size: Option<u64>,
 }
 
 impl Default for SqliteSinkBuilder {
@@ -92,6 +162,7 @@ impl Default for SqliteSinkBuilder {
         SqliteSinkBuilder {
             path: PathBuf::from(DEFAULT_PATH),
             busy_timeout: Duration::from_secs(5),
+            max_size: None,
         }
     }
 }
@@ -104,10 +175,23 @@ impl SqliteSinkBuilder {
         self
     }
 
-    /// How long a write waits for a lock held by a reader or another writer (default 5 s).
+    /// How long a write waits for a lock held by a reader or another writer (default 5 s), in
+    /// all, retries included; also how long a checkpoint waits for readers to leave the
+    /// write-ahead log (see the [module docs](self#writing)).
     #[must_use]
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
+        self
+    }
+
+    /// The largest the database file may grow, in bytes, rounded down to whole pages (default:
+    /// no limit but the disk's). A write that needs more fails as on a full disk (`SQLITE_FULL`,
+    /// see [Failures](self#failures)) until rows are deleted, whose space is then reused. A
+    /// limit below the file's present size holds it at that size. The `-wal` file is not
+    /// counted.
+    #[must_use]
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = Some(bytes);
         self
     }
 
@@ -115,11 +199,284 @@ impl SqliteSinkBuilder {
     /// reported when the pipeline is built, not when the first batch arrives.
     ///
     /// # Errors
-    /// [`SqliteError`] naming the file: the directory cannot be created, the file is not a
-    /// `SQLite` database or is corrupt (it is not written to), its schema is newer than this
-    /// release's, or `SQLite` fails to open or configure it.
+    /// [`SqliteError`] naming the file: the directory cannot be created, the file cannot be
+    /// written (it or its file system is read-only), is not a `SQLite` database or is corrupt
+    /// (it is not written to), its schema is newer than this release's, or `SQLite` fails to
+    /// open or configure it.
     pub fn build(self) -> Result<SqliteSink, SqliteError> {
-        let path = self.path;
+        let store = Store::open(&self)?;
+        Ok(SqliteSink {
+            options: self,
+            store: Some(store),
+            start: None,
+            write_error: None,
+            checkpoint_error: None,
+        })
+    }
+}
+
+/// Why a write failed.
+enum Failure {
+    /// The file could not be opened again.
+    Open(SqliteError),
+    /// A statement failed.
+    Sql {
+        what: &'static str,
+        error: rusqlite::Error,
+    },
+    /// The file was deleted or replaced while the batch was written to it.
+    Moved(&'static str),
+}
+
+impl SqliteSink {
+    /// A builder with the defaults: file [`DEFAULT_PATH`], busy timeout 5 s, no size limit.
+    #[must_use]
+    pub fn builder() -> SqliteSinkBuilder {
+        SqliteSinkBuilder::default()
+    }
+
+    /// The database file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.options.path
+    }
+
+    /// Records the failure as the sink's health and turns it into the error the pipeline sees.
+    fn fail(&mut self, failure: Failure) -> SinkError {
+        let path = self.options.path.display();
+        let error = match failure {
+            Failure::Open(error) => SinkError::with_source(error_chain(&error), error),
+            Failure::Sql { what, error } => {
+                if reopens(&error) {
+                    // Dropping the store closes the connection; the next write opens it again.
+                    self.store = None;
+                }
+                SinkError::with_source(format!("{what} {path}: {error}"), error)
+            }
+            Failure::Moved(how) => SinkError::new(format!(
+                "{path} was {how} while a batch was written to it; the batch is written again to \
+                 the new file"
+            )),
+        };
+        self.write_error = Some(error.to_string());
+        error
+    }
+
+    /// Writes `batch`, retrying it while the file is locked, for up to the busy timeout.
+    fn write_retrying(&mut self, batch: &Batch) -> Result<(), Failure> {
+        let deadline = Instant::now() + self.options.busy_timeout;
+        let mut pause = FIRST_RETRY;
+        loop {
+            let (store, _) = open_store(&mut self.store, &self.options)?;
+            match store.write(batch, self.start.as_ref()) {
+                Ok(()) => break,
+                Err(error) if is_busy(&error) && Instant::now() + pause <= deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(LONGEST_RETRY);
+                }
+                Err(error) => {
+                    return Err(Failure::Sql {
+                        what: "cannot write a batch to",
+                        error,
+                    });
+                }
+            }
+        }
+        // A batch committed after the file was deleted or replaced is in a file nobody will
+        // read: it is failed, and the pipeline writes it again, to the new file.
+        if let Some(how) = self.store.as_ref().and_then(Store::moved) {
+            self.store = None;
+            announce(&self.options.path, how);
+            return Err(Failure::Moved(how));
+        }
+        Ok(())
+    }
+
+    /// Records the outcome of a checkpoint as the sink's health.
+    fn checkpointed(&mut self, result: rusqlite::Result<()>) {
+        self.checkpoint_error = result.err().map(|error| {
+            format!(
+                "cannot checkpoint the write-ahead log of {}: {error}",
+                self.options.path.display()
+            )
+        });
+    }
+}
+
+impl Sink for SqliteSink {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn start(&mut self, info: &StartInfo) -> Result<(), SinkError> {
+        self.start = Some(info.clone());
+        let result = open_store(&mut self.store, &self.options).and_then(|(store, _)| {
+            store.record_run(info).map_err(|error| Failure::Sql {
+                what: "cannot record the run in",
+                error,
+            })
+        });
+        result.map_err(|failure| self.fail(failure))
+    }
+
+    fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        if let Err(failure) = self.write_retrying(batch) {
+            return Err(self.fail(failure));
+        }
+        self.write_error = None;
+        if let Some(store) = &mut self.store {
+            let result = store.checkpoint_after_write();
+            self.checkpointed(result);
+        }
+        Ok(())
+    }
+
+    /// Opens the file again if a failure closed it or it was deleted or replaced, and
+    /// checkpoints the write-ahead log if no reader is in the way.
+    fn tick(&mut self, _now: SystemTime) -> Result<(), SinkError> {
+        let (store, reopened) = match open_store(&mut self.store, &self.options) {
+            Ok(opened) => opened,
+            Err(failure) => return Err(self.fail(failure)),
+        };
+        let result = store.checkpoint_idle(self.options.busy_timeout);
+        if reopened {
+            // What kept the sink from writing was the file; a full disk or a lock is cleared
+            // only by a write that succeeds.
+            self.write_error = None;
+        }
+        self.checkpointed(result);
+        Ok(())
+    }
+
+    fn health(&self) -> SinkHealth {
+        if let Some(error) = &self.write_error {
+            SinkHealth::Unhealthy(error.clone())
+        } else if let Some(error) = &self.checkpoint_error {
+            SinkHealth::Degraded(error.clone())
+        } else {
+            SinkHealth::Healthy
+        }
+    }
+}
+
+/// The open store, opened first (creating the directory and the tables) when a failure closed
+/// it or its file was deleted or replaced; `true` when this call opened it.
+fn open_store<'a>(
+    slot: &'a mut Option<Store>,
+    options: &SqliteSinkBuilder,
+) -> Result<(&'a mut Store, bool), Failure> {
+    if let Some(how) = slot.as_ref().and_then(Store::moved) {
+        // Closes without touching the files now at the path (see `Store::drop`).
+        *slot = None;
+        announce(&options.path, how);
+    }
+    let (store, opened) = match slot.take() {
+        Some(store) => (store, false),
+        None => (Store::open(options).map_err(Failure::Open)?, true),
+    };
+    Ok((slot.insert(store), opened))
+}
+
+/// Tells the pipeline's sinks that the store's file was replaced by a new one.
+fn announce(path: &Path, how: &str) {
+    instrument::publish(
+        Notice::new(
+            "sqlite",
+            Level::Warn,
+            format!(
+                "{} was {how} while open; the store goes on in a new file at that path",
+                path.display()
+            ),
+        )
+        .field("path", path.display()),
+    );
+}
+
+/// Whether `error` is a lock held elsewhere, worth waiting for.
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Whether `error` calls for a new connection: the file may have become writable, readable or
+/// valid again by the time it is opened anew.
+fn reopens(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(
+            ErrorCode::ReadOnly
+                | ErrorCode::CannotOpen
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::DatabaseCorrupt
+                | ErrorCode::NotADatabase
+                | ErrorCode::FileLockingProtocolFailed
+        )
+    )
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// What identifies a file: its device and inode on Unix; elsewhere only that it exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileId(u64, u64);
+
+impl FileId {
+    fn of(path: &Path) -> std::io::Result<FileId> {
+        let metadata = std::fs::metadata(path)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            Ok(FileId(metadata.dev(), metadata.ino()))
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = metadata;
+            Ok(FileId(0, 0))
+        }
+    }
+}
+
+/// `path` with `suffix` appended to its file name.
+fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = OsString::from(path.as_os_str());
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// One open database file, and what the sink knows of it.
+#[derive(Debug)]
+struct Store {
+    conn: Connection,
+    /// The path the sink was given, and the file found there when it was opened.
+    path: PathBuf,
+    id: FileId,
+    /// The `-wal` and `-shm` files `SQLite` opened beside it (after following links), when
+    /// they existed once it was open.
+    companions: Vec<(PathBuf, FileId)>,
+    /// Frames in the write-ahead log after the last commit, from the WAL hook.
+    wal_frames: Arc<AtomicU32>,
+    /// The number of frames at which the next write waits for readers to leave the log.
+    restart_at: u32,
+    /// Row ids of the callsites written so far; cleared when a transaction rolls back.
+    callsites: HashMap<&'static Metadata, i64>,
+    /// The sink's row in this file's `runs`, inserted at start or with the first write.
+    run_id: Option<i64>,
+}
+
+impl Store {
+    fn open(options: &SqliteSinkBuilder) -> Result<Store, SqliteError> {
+        let path = &options.path;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| SqliteError::CreateDir {
                 path: path.clone(),
@@ -130,13 +487,18 @@ impl SqliteSinkBuilder {
             path: path.clone(),
             source,
         };
-        let mut conn = Connection::open(&path).map_err(open_error)?;
-        conn.busy_timeout(self.busy_timeout).map_err(open_error)?;
+        let mut conn = Connection::open(path).map_err(open_error)?;
+        conn.busy_timeout(options.busy_timeout)
+            .map_err(open_error)?;
+        // `SQLite` falls back to reading only when it may not write; nothing could be stored.
+        if conn.is_readonly(MAIN_DB).map_err(open_error)? {
+            return Err(SqliteError::ReadOnly { path: path.clone() });
+        }
         // Reads only: a file that is not a database fails here, untouched.
-        let version = schema::version(&conn, &path)?;
+        let version = schema::version(&conn, path)?;
         if version > SCHEMA_VERSION {
             return Err(SqliteError::NewerSchema {
-                path,
+                path: path.clone(),
                 found: version,
                 supported: SCHEMA_VERSION,
             });
@@ -147,43 +509,91 @@ impl SqliteSinkBuilder {
         .map_err(open_error)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_error)?;
-        // Truncate the WAL file to 64 MiB after checkpoints instead of leaving it at its peak.
-        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
             .map_err(open_error)?;
-        schema::migrate(&mut conn, &path, version)?;
-        Ok(SqliteSink {
-            path,
+        if let Some(bytes) = options.max_size {
+            let page_size: i64 = conn
+                .pragma_query_value(None, "page_size", |row| row.get(0))
+                .map_err(open_error)?;
+            let pages = i64::try_from(bytes).unwrap_or(i64::MAX) / page_size.max(1);
+            conn.pragma_update(None, "max_page_count", pages.max(1))
+                .map_err(open_error)?;
+        }
+        schema::migrate(&mut conn, path, version)?;
+        // Replaces `SQLite`'s automatic checkpoints: the sink checkpoints after writes itself.
+        let wal_frames = Arc::new(AtomicU32::new(0));
+        let frames = Arc::clone(&wal_frames);
+        conn.wal_hook(Some(move |_: &mut Wal, pages: c_int| {
+            frames.store(u32::try_from(pages).unwrap_or(0), Ordering::Relaxed);
+            Ok(())
+        }))
+        .map_err(open_error)?;
+        let id = FileId::of(path).map_err(|source| SqliteError::Examine {
+            path: path.clone(),
+            source,
+        })?;
+        let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+        let companions = ["-wal", "-shm"]
+            .into_iter()
+            .filter_map(|suffix| {
+                let file = beside(&target, suffix);
+                FileId::of(&file).ok().map(|id| (file, id))
+            })
+            .collect();
+        Ok(Store {
             conn,
+            path: path.clone(),
+            id,
+            companions,
+            wal_frames,
+            restart_at: RESTART_FRAMES,
             callsites: HashMap::new(),
             run_id: None,
-            start: None,
-            health: SinkHealth::Healthy,
         })
     }
-}
 
-impl SqliteSink {
-    /// A builder with the defaults: file [`DEFAULT_PATH`], busy timeout 5 s.
-    #[must_use]
-    pub fn builder() -> SqliteSinkBuilder {
-        SqliteSinkBuilder::default()
+    /// `Some("deleted")` or `Some("replaced")` when the file at the path is no longer the one
+    /// open. A path that cannot be examined for another reason counts as unchanged: writing
+    /// goes on, and `SQLite` reports what it meets.
+    fn moved(&self) -> Option<&'static str> {
+        match FileId::of(&self.path) {
+            Ok(id) if id == self.id => None,
+            Ok(_) => Some("replaced"),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Some("deleted"),
+            Err(_) => None,
+        }
     }
 
-    /// The database file.
-    #[must_use]
-    pub fn path(&self) -> &Path {
-        &self.path
+    fn record_run(&mut self, info: &StartInfo) -> rusqlite::Result<()> {
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        let id = insert_run(&tx, Some(info))?;
+        tx.commit()?;
+        self.run_id = Some(id);
+        Ok(())
     }
 
-    fn failed(&mut self, what: &str, error: rusqlite::Error) -> SinkError {
-        // Ids cached during the rolled-back transaction may name rows that do not exist.
-        self.callsites.clear();
-        let message = format!("{what} {}: {error}", self.path.display());
-        self.health = SinkHealth::Unhealthy(message.clone());
-        SinkError::with_source(message, error)
+    /// Writes `batch` in one transaction; audit batches with `synchronous=FULL`.
+    fn write(&mut self, batch: &Batch, start: Option<&StartInfo>) -> rusqlite::Result<()> {
+        let durable = !batch.audit.is_empty();
+        let mut result = Ok(());
+        if durable {
+            result = self.conn.pragma_update(None, "synchronous", "FULL");
+        }
+        if result.is_ok() {
+            result = self.write_batch(batch, start);
+        }
+        if durable {
+            let restored = self.conn.pragma_update(None, "synchronous", "NORMAL");
+            result = result.and(restored);
+        }
+        if result.is_err() {
+            // Ids cached during the rolled-back transaction may name rows that do not exist.
+            self.callsites.clear();
+        }
+        result
     }
 
-    fn write_batch(&mut self, batch: &Batch) -> rusqlite::Result<()> {
+    fn write_batch(&mut self, batch: &Batch, start: Option<&StartInfo>) -> rusqlite::Result<()> {
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         let callsites = &mut self.callsites;
         for event in &batch.events {
@@ -219,66 +629,94 @@ impl SqliteSink {
                 notice.correlation.map(|c| c.to_string()),
             ))?;
         }
-        if !batch.audit.is_empty() {
-            let run_id = match self.run_id {
-                Some(id) => id,
-                None => insert_run(&tx, self.start.as_ref())?,
-            };
+        // A file opened again after the first was deleted gets its own row in `runs`.
+        let mut run_id = self.run_id;
+        if run_id.is_none() && (start.is_some() || !batch.audit.is_empty()) {
+            run_id = Some(insert_run(&tx, start)?);
+        }
+        if let Some(run_id) = run_id.filter(|_| !batch.audit.is_empty()) {
             insert_audit(&tx, callsites, run_id, &batch.audit)?;
-            tx.commit()?;
-            self.run_id = Some(run_id);
+        }
+        tx.commit()?;
+        self.run_id = run_id;
+        Ok(())
+    }
+
+    /// After a write: a passive checkpoint past `CHECKPOINT_FRAMES`, and past `restart_at` one
+    /// that waits up to the busy timeout for readers to leave the log.
+    fn checkpoint_after_write(&mut self) -> rusqlite::Result<()> {
+        let frames = self.wal_frames.load(Ordering::Relaxed);
+        if frames < CHECKPOINT_FRAMES {
+            self.restart_at = RESTART_FRAMES;
             return Ok(());
         }
-        tx.commit()
+        if frames >= self.restart_at {
+            // Waits (the busy handler: the busy timeout) for the readers of older snapshots;
+            // readers beginning meanwhile read the database file and are not in the way.
+            return match self
+                .conn
+                .wal_checkpoint_v2(Some(MAIN_DB), CheckpointMode::RESTART)
+            {
+                Ok(_) => {
+                    self.restart_at = RESTART_FRAMES;
+                    Ok(())
+                }
+                Err(error) if is_busy(&error) => {
+                    self.restart_at = frames.saturating_add(RESTART_FRAMES);
+                    Ok(())
+                }
+                Err(error) => Err(error),
+            };
+        }
+        match self
+            .conn
+            .wal_checkpoint_v2(Some(MAIN_DB), CheckpointMode::PASSIVE)
+        {
+            Err(error) if !is_busy(&error) => Err(error),
+            _ => Ok(()),
+        }
+    }
+
+    /// On a tick: checkpoints everything and truncates the `-wal` file, unless a reader or
+    /// another writer is in the way (it does not wait for them).
+    fn checkpoint_idle(&mut self, wait: Duration) -> rusqlite::Result<()> {
+        if self.wal_frames.load(Ordering::Relaxed) == 0 {
+            return Ok(());
+        }
+        self.conn.busy_timeout(Duration::ZERO)?;
+        let result = self
+            .conn
+            .wal_checkpoint_v2(Some(MAIN_DB), CheckpointMode::TRUNCATE);
+        self.conn.busy_timeout(wait)?;
+        match result {
+            Ok(_) => {
+                self.wal_frames.store(0, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(error) if is_busy(&error) => Ok(()),
+            Err(error) => Err(error),
+        }
     }
 }
 
-impl Sink for SqliteSink {
-    fn name(&self) -> &'static str {
-        "sqlite"
-    }
-
-    fn start(&mut self, info: &StartInfo) -> Result<(), SinkError> {
-        self.start = Some(info.clone());
-        let tx =
-            Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).and_then(|tx| {
-                let id = insert_run(&tx, Some(info))?;
-                tx.commit()?;
-                Ok(id)
-            });
-        match tx {
-            Ok(id) => {
-                self.run_id = Some(id);
-                Ok(())
+impl Drop for Store {
+    /// Closing the last connection to a file makes `SQLite` checkpoint it and delete its `-wal`
+    /// and `-shm` files *by name*. When the file was deleted or replaced, those names may
+    /// belong to another database by now (or to none): the connection is then closed without a
+    /// checkpoint, which deletes nothing, and only the companions that are still the ones it
+    /// opened are removed, since they belong to the old file.
+    fn drop(&mut self) {
+        if self.moved().is_none() {
+            return;
+        }
+        let _ = self
+            .conn
+            .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true);
+        for (file, id) in &self.companions {
+            if FileId::of(file).is_ok_and(|now| now == *id) {
+                let _ = std::fs::remove_file(file);
             }
-            Err(error) => Err(self.failed("cannot record the run in", error)),
         }
-    }
-
-    fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        let durable = !batch.audit.is_empty();
-        let mut result = Ok(());
-        if durable {
-            result = self.conn.pragma_update(None, "synchronous", "FULL");
-        }
-        if result.is_ok() {
-            result = self.write_batch(batch);
-        }
-        if durable {
-            let restored = self.conn.pragma_update(None, "synchronous", "NORMAL");
-            result = result.and(restored);
-        }
-        match result {
-            Ok(()) => {
-                self.health = SinkHealth::Healthy;
-                Ok(())
-            }
-            Err(error) => Err(self.failed("cannot write a batch to", error)),
-        }
-    }
-
-    fn health(&self) -> SinkHealth {
-        self.health.clone()
     }
 }
 
