@@ -31,8 +31,9 @@ pub enum SqliteError {
         /// The database file.
         path: PathBuf,
     },
-    /// The file could not be examined right after it was opened (it was deleted meanwhile).
-    #[error("cannot examine {path} after opening it")]
+    /// The path could not be made absolute, or the file examined right after it was opened
+    /// (it was deleted meanwhile).
+    #[error("cannot examine {path}")]
     Examine {
         /// The database file.
         path: PathBuf,

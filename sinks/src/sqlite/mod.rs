@@ -31,24 +31,34 @@
 //!
 //! The write-ahead log (the `-wal` file beside the database) is checkpointed by the sink itself,
 //! in place of `SQLite`'s automatic checkpoints:
-//! - after a write that leaves more than 1,000 frames (pages, about 4 MiB with the default
-//!   4 KiB pages) in the log, a passive checkpoint copies what no reader still needs into the
-//!   database; once everything is copied and no reader uses the log, the next write starts it
-//!   again from its beginning and truncates the file to 4 MiB (`journal_size_limit`);
-//! - a reader that keeps a read transaction open, or readers that overlap so that one always
-//!   is, keep the log from starting again. Past 4,000 frames (about 16 MiB) the sink therefore
-//!   waits, up to the [busy timeout](SqliteSinkBuilder::busy_timeout), for the readers of old
-//!   snapshots to finish (new readers go on unhindered and read the database file), and then
-//!   starts the log again;
-//! - every tick (1 s) with something new in the log, the sink checkpoints everything and
-//!   truncates the file to zero bytes if no reader is in the way, without waiting.
+//! - after a write that leaves 1,000 frames (pages, 4 KiB each by default) or more in the log,
+//!   a passive checkpoint copies what no reader still needs into the database; once everything
+//!   is copied and no reader uses the log, the next write starts it again from its beginning
+//!   and cuts the file to 4 MiB (`journal_size_limit`);
+//! - a reader that keeps a read transaction open, or readers that follow one another without a
+//!   pause, keep the log from starting again. Past 4,000 frames (about 16 MiB) a write is
+//!   therefore followed by a checkpoint that tries again, 1 ms apart doubling to 10 ms and for
+//!   up to the [busy timeout](SqliteSinkBuilder::busy_timeout) (default 5 s), until every
+//!   frame is copied and the readers of older snapshots have finished; readers that begin
+//!   meanwhile read the database file and are not in the way. Each attempt reads anew which
+//!   readers are where: `SQLite`'s own waiting checkpoint waits on a reader's lock slot, which
+//!   a reader starting its next transaction at once takes again, and so can wait the whole
+//!   timeout for a reader whose snapshots are fresh;
+//! - every tick (1 s) after something was written, the sink checkpoints everything and
+//!   truncates the `-wal` file to zero bytes, if no reader or other writer is in the way at
+//!   that moment (it does not wait for them).
 //!
-//! So the `-wal` file stays under 4,000 frames plus one batch (about 16 MiB) as long as no read
-//! transaction lasts longer than the busy timeout. One that does lets the log grow by another
-//! 4,000 frames before the next wait, each wait holding up this sink's writes (not the
-//! pipeline) for up to the busy timeout; the file goes back to at most 4 MiB once the reader
-//! has finished. A checkpoint that fails for another reason than a reader in the way makes the
-//! sink [`Degraded`](instrument::SinkHealth::Degraded), naming the file, until one succeeds.
+//! So the `-wal` file stays under 4,000 frames of the database's page size plus one batch
+//! (16.5 MB with 4 KiB pages) while every read transaction lasts less than the busy timeout.
+//! The sink's writes pause during such a checkpoint (the pipeline does not: its batches wait in
+//! the sink's backlog), in practice for about as long as a read transaction lasts. A read
+//! transaction that lasts longer than the busy timeout lets the log
+//! grow by another 4,000 frames before the next attempt, each attempt pausing the sink's writes
+//! for the busy timeout; the file goes back to at most 4 MiB once the reader has finished. A
+//! checkpoint that fails for another reason than a reader or writer in the way makes the sink
+//! [`Degraded`](instrument::SinkHealth::Degraded), naming the file, until one succeeds.
+//! `tests/sqlite_failures.rs` writes 4,000 batches while two readers hold 300 ms snapshots
+//! back to back and checks the bound (without these checkpoints the file passes 100 MB).
 //!
 //! # Failures
 //! A write that fails returns an error and leaves nothing of its batch in the file: the
@@ -62,18 +72,21 @@
 //! | --- | --- |
 //! | the file is locked by another writer, `SQLITE_BUSY` or `SQLITE_LOCKED` (including the kinds `SQLite`'s busy handler does not wait for, such as `SQLITE_BUSY_SNAPSHOT`) | retries the batch itself, 5 ms apart doubling to 250 ms, for up to the busy timeout in all, then fails it |
 //! | the disk is full, or the file reached [`max_size`](SqliteSinkBuilder::max_size) (`SQLITE_FULL`) | fails the batch; writes succeed again as soon as space is freed (rows deleted from the store are reused) |
-//! | the file or its file system is read-only (`SQLITE_READONLY`), an I/O error, or `SQLite` cannot open or read the file | fails the batch and closes the connection; the next write or tick opens the file again |
-//! | the file, or its directory, was deleted or replaced while open | before each write and each tick, and after each write, the sink compares the file at the path with the one it has open (device and inode); when they differ it closes the old connection without touching the files now at the path, creates the directory and the tables again (refusing a file that is not a database, unchanged), and writes there, publishing a `warn` notice; a batch that was committed to the old file in the meantime is failed so that the pipeline writes it again to the new one. Nothing is written to the unlinked file after the check, and what was stored in it is not copied over |
+//! | the file or its file system is read-only (`SQLITE_READONLY`), an I/O error, or `SQLite` cannot open or read the file | fails the batch and closes the connection; the next write or tick opens the file again. Until that succeeds, each write and tick fails with the reason it cannot be opened, for example [`SqliteError::ReadOnly`]'s |
+//! | the file, or its directory, was deleted or replaced while open | before each write and each tick, and after each write, the sink compares the file at the path with the one it has open (device and inode); when they differ it closes the old connection without touching the files now at the path, creates the directory and the tables again (refusing a file that is not a database, unchanged), and writes there, publishing a `warn` notice; a batch committed to the old file between the check before it and the commit is failed after it, so that the pipeline writes it again to the new file. Nothing else goes to the unlinked file, and what was stored in it is not copied over |
 //!
 //! A file that cannot be opened for writing when the sink is built
 //! ([`SqliteError::ReadOnly`]), is not a `SQLite` database or is corrupt
 //! ([`SqliteError::NotADatabase`]), or has a newer schema is an error of
-//! [`build`](SqliteSinkBuilder::build), and the file is left unchanged. Limits: event batches
-//! arriving during an outage longer than the pipeline's retries (about 0.3 s with the default
-//! five retries) are lost and counted in the sink's status; audit entries wait in the
-//! pipeline's memory, up to its `audit_capacity`, and are lost for this sink (and reported)
-//! beyond it or if the process ends first. Device and inode are compared on Unix; elsewhere
-//! only a deleted file is noticed.
+//! [`build`](SqliteSinkBuilder::build), and the file is left unchanged.
+//!
+//! Limits: the pipeline tries an event or snapshot batch for about 0.3 s (five retries 10 ms
+//! to 160 ms apart, by default) plus the time its attempts take, then counts it lost; so during
+//! a longer outage every such batch whose turn comes is lost, and the batches behind it wait in
+//! the sink's backlog, beyond which the oldest are dropped (all counted in the sink's status,
+//! [`Lost`](instrument::Lost)). Audit entries wait in the pipeline's memory, up to its
+//! `audit_capacity`, and are lost for this sink (and reported) beyond it or if the process ends
+//! first. Device and inode are compared on Unix; elsewhere only a deleted file is noticed.
 
 mod audit;
 mod error;
@@ -203,7 +216,13 @@ impl SqliteSinkBuilder {
     /// written (it or its file system is read-only), is not a `SQLite` database or is corrupt
     /// (it is not written to), its schema is newer than this release's, or `SQLite` fails to
     /// open or configure it.
-    pub fn build(self) -> Result<SqliteSink, SqliteError> {
+    pub fn build(mut self) -> Result<SqliteSink, SqliteError> {
+        // `SQLite` resolves the path once; so does the sink, which compares the file at the path
+        // with the open one and may open it again, whatever the working directory is by then.
+        self.path = std::path::absolute(&self.path).map_err(|source| SqliteError::Examine {
+            path: self.path.clone(),
+            source,
+        })?;
         let store = Store::open(&self)?;
         Ok(SqliteSink {
             options: self,
@@ -264,24 +283,15 @@ impl SqliteSink {
 
     /// Writes `batch`, retrying it while the file is locked, for up to the busy timeout.
     fn write_retrying(&mut self, batch: &Batch) -> Result<(), Failure> {
-        let deadline = Instant::now() + self.options.busy_timeout;
-        let mut pause = FIRST_RETRY;
-        loop {
+        retry_locked(self.options.busy_timeout, || {
             let (store, _) = open_store(&mut self.store, &self.options)?;
-            match store.write(batch, self.start.as_ref()) {
-                Ok(()) => break,
-                Err(error) if is_busy(&error) && Instant::now() + pause <= deadline => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(LONGEST_RETRY);
-                }
-                Err(error) => {
-                    return Err(Failure::Sql {
-                        what: "cannot write a batch to",
-                        error,
-                    });
-                }
-            }
-        }
+            store
+                .write(batch, self.start.as_ref())
+                .map_err(|error| Failure::Sql {
+                    what: "cannot write a batch to",
+                    error,
+                })
+        })?;
         // A batch committed after the file was deleted or replaced is in a file nobody will
         // read: it is failed, and the pipeline writes it again, to the new file.
         if let Some(how) = self.store.as_ref().and_then(Store::moved) {
@@ -325,7 +335,7 @@ impl Sink for SqliteSink {
         }
         self.write_error = None;
         if let Some(store) = &mut self.store {
-            let result = store.checkpoint_after_write();
+            let result = store.checkpoint_after_write(self.options.busy_timeout);
             self.checkpointed(result);
         }
         Ok(())
@@ -375,6 +385,28 @@ fn open_store<'a>(
         None => (Store::open(options).map_err(Failure::Open)?, true),
     };
     Ok((slot.insert(store), opened))
+}
+
+/// Runs `attempt` until it succeeds or fails for another reason than a lock held elsewhere,
+/// pausing `FIRST_RETRY` doubling to `LONGEST_RETRY` in between, for up to `timeout` in all
+/// (`SQLite`'s busy handler waits inside an attempt, and not for every kind of lock).
+fn retry_locked(
+    timeout: Duration,
+    mut attempt: impl FnMut() -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = FIRST_RETRY;
+    loop {
+        match attempt() {
+            Err(Failure::Sql { error, .. })
+                if is_busy(&error) && Instant::now() + pause <= deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(LONGEST_RETRY);
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Tells the pipeline's sinks that the store's file was replaced by a new one.
@@ -643,30 +675,20 @@ impl Store {
     }
 
     /// After a write: a passive checkpoint past `CHECKPOINT_FRAMES`, and past `restart_at` one
-    /// that waits up to the busy timeout for readers to leave the log.
-    fn checkpoint_after_write(&mut self) -> rusqlite::Result<()> {
+    /// that waits up to `wait` for readers to leave the log.
+    fn checkpoint_after_write(&mut self, wait: Duration) -> rusqlite::Result<()> {
         let frames = self.wal_frames.load(Ordering::Relaxed);
         if frames < CHECKPOINT_FRAMES {
             self.restart_at = RESTART_FRAMES;
             return Ok(());
         }
         if frames >= self.restart_at {
-            // Waits (the busy handler: the busy timeout) for the readers of older snapshots;
-            // readers beginning meanwhile read the database file and are not in the way.
-            return match self
-                .conn
-                .wal_checkpoint_v2(Some(MAIN_DB), CheckpointMode::RESTART)
-            {
-                Ok(_) => {
-                    self.restart_at = RESTART_FRAMES;
-                    Ok(())
-                }
-                Err(error) if is_busy(&error) => {
-                    self.restart_at = frames.saturating_add(RESTART_FRAMES);
-                    Ok(())
-                }
-                Err(error) => Err(error),
+            self.restart_at = if self.restart_log(wait)? {
+                RESTART_FRAMES
+            } else {
+                frames.saturating_add(RESTART_FRAMES)
             };
+            return Ok(());
         }
         match self
             .conn
@@ -675,6 +697,40 @@ impl Store {
             Err(error) if !is_busy(&error) => Err(error),
             _ => Ok(()),
         }
+    }
+
+    /// Checkpoints the whole log and makes the next write start it again from its beginning,
+    /// trying for up to `wait`; `false` when readers were still in the way by then.
+    ///
+    /// Each attempt is a `RESTART` checkpoint that does not wait itself: `SQLite`'s own wait
+    /// (the busy handler) waits for the reader *slot* an old snapshot used, which a reader
+    /// starting its next transaction at once takes again, so that it can wait in vain however
+    /// fresh the reader's snapshots are. A new attempt reads the slots anew. Once everything is
+    /// copied, readers beginning read the database file, and the log can start again as soon
+    /// as the readers that began before have finished.
+    fn restart_log(&mut self, wait: Duration) -> rusqlite::Result<bool> {
+        const LONGEST_PAUSE: Duration = Duration::from_millis(10);
+        let deadline = Instant::now() + wait;
+        let mut pause = Duration::from_millis(1);
+        self.conn.busy_timeout(Duration::ZERO)?;
+        let result = loop {
+            match self
+                .conn
+                .wal_checkpoint_v2(Some(MAIN_DB), CheckpointMode::RESTART)
+            {
+                Ok(_) => break Ok(true),
+                Err(error) if is_busy(&error) => {
+                    if Instant::now() + pause > deadline {
+                        break Ok(false);
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(LONGEST_PAUSE);
+                }
+                Err(error) => break Err(error),
+            }
+        };
+        self.conn.busy_timeout(wait)?;
+        result
     }
 
     /// On a tick: checkpoints everything and truncates the `-wal` file, unless a reader or
@@ -1001,6 +1057,63 @@ fn insert_audit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn failure(code: c_int) -> Failure {
+        Failure::Sql {
+            what: "cannot write a batch to",
+            error: rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None),
+        }
+    }
+
+    #[test]
+    fn locks_the_busy_handler_does_not_wait_for_are_retried() {
+        for code in [
+            rusqlite::ffi::SQLITE_BUSY_SNAPSHOT,
+            rusqlite::ffi::SQLITE_BUSY_RECOVERY,
+            rusqlite::ffi::SQLITE_LOCKED,
+            rusqlite::ffi::SQLITE_BUSY,
+        ] {
+            let mut attempts = 0;
+            let result = retry_locked(Duration::from_secs(60), || {
+                attempts += 1;
+                if attempts < 4 {
+                    Err(failure(code))
+                } else {
+                    Ok(())
+                }
+            });
+            assert!(result.is_ok(), "code {code}");
+            assert_eq!(attempts, 4, "code {code}");
+        }
+    }
+
+    #[test]
+    fn other_failures_are_not_retried_and_locks_only_until_the_timeout() {
+        let mut attempts = 0;
+        let result = retry_locked(Duration::from_secs(60), || {
+            attempts += 1;
+            Err(failure(rusqlite::ffi::SQLITE_FULL))
+        });
+        assert!(matches!(result, Err(Failure::Sql { .. })));
+        assert_eq!(attempts, 1);
+
+        // A lock that is never released: the retries end once the timeout has passed.
+        let mut attempts = 0;
+        let result = retry_locked(Duration::from_millis(50), || {
+            attempts += 1;
+            Err(failure(rusqlite::ffi::SQLITE_BUSY_SNAPSHOT))
+        });
+        assert!(matches!(result, Err(Failure::Sql { error, .. }) if is_busy(&error)));
+        assert!(attempts > 1, "retried before giving up");
+
+        // No time allowed, no retry.
+        let mut attempts = 0;
+        let _ = retry_locked(Duration::ZERO, || {
+            attempts += 1;
+            Err(failure(rusqlite::ffi::SQLITE_BUSY))
+        });
+        assert_eq!(attempts, 1);
+    }
 
     #[test]
     fn micros_truncate_towards_the_past() {
