@@ -108,9 +108,7 @@ fn flush_until(
 }
 
 fn wal_len(path: &Path) -> u64 {
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    std::fs::metadata(PathBuf::from(wal)).map_or(0, |m| m.len())
+    std::fs::metadata(companion(path, "-wal")).map_or(0, |m| m.len())
 }
 
 /// Frames of 4 KiB pages the sink lets the write-ahead log reach before it waits for readers
@@ -333,7 +331,7 @@ fn a_store_at_its_size_limit_is_unhealthy_and_loses_no_audit_entry() {
         )
         .install()
         .unwrap();
-    full_then_freed(&pipeline, &path, || {
+    full_then_freed(&pipeline, &path, true, || {
         // Deleting rows frees pages, which the sink reuses below the limit.
         open(&path).execute("DELETE FROM events", []).unwrap();
     });
@@ -341,7 +339,9 @@ fn a_store_at_its_size_limit_is_unhealthy_and_loses_no_audit_entry() {
 
 /// Fills the store until the sink fails, records audit entries and events during the outage,
 /// calls `free`, and checks that the audit entries all landed and the events were counted lost.
-fn full_then_freed(pipeline: &PipelineGuard, path: &Path, free: impl FnOnce()) {
+/// `stable`: nothing but `free` makes room (on a full file system, a checkpoint that truncates
+/// the `-wal` file may).
+fn full_then_freed(pipeline: &PipelineGuard, path: &Path, stable: bool, free: impl FnOnce()) {
     let text = "9".repeat(40) + &"x".repeat(1000);
     let full = flush_until(pipeline, 2000, 20, &text, |s| {
         unhealthy_reason(s).is_some() && s.lost.events > 0
@@ -357,8 +357,11 @@ fn full_then_freed(pipeline: &PipelineGuard, path: &Path, free: impl FnOnce()) {
     for i in 0..20 {
         assert!(parse(&text, i).is_err());
     }
-    assert!(pipeline.flush().is_err(), "the store is still full");
-    assert!(unhealthy_reason(&sqlite_status(pipeline)).is_some());
+    let flushed = pipeline.flush();
+    if stable {
+        assert!(flushed.is_err(), "the store is still full");
+        assert!(unhealthy_reason(&sqlite_status(pipeline)).is_some());
+    }
 
     free();
     // The first flush may still report window snapshots lost before the space was freed.
@@ -450,7 +453,7 @@ fn a_full_disk_makes_the_sink_unhealthy_and_loses_no_audit_entry() {
         .sink(SqliteSink::builder().path(&path).build().unwrap())
         .install()
         .unwrap();
-    full_then_freed(&pipeline, &path, || tmpfs.remount("size=64m"));
+    full_then_freed(&pipeline, &path, false, || tmpfs.remount("size=64m"));
     drop(pipeline);
 }
 
