@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-/// Why [`SqliteSinkBuilder::build`](super::SqliteSinkBuilder::build) failed. Each variant names
-/// the file; none of them writes to it.
+/// Why [`SqliteSinkBuilder::build`](super::SqliteSinkBuilder::build) or
+/// [`Store::open`](super::query::Store::open) failed. Each variant names the file; none of them
+/// writes to it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SqliteError {
@@ -46,6 +47,20 @@ pub enum SqliteError {
         found: i64,
         /// The newest version this release knows.
         supported: i64,
+    },
+    /// The file to read does not exist ([`Store::open`](super::query::Store::open) never creates
+    /// one).
+    #[error("{path} does not exist")]
+    NotFound {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// The file is a `SQLite` database without the store's tables (it has no `schema_version`
+    /// rows), so there is nothing to read.
+    #[error("{path} is a SQLite database but not an instrument store (it has no schema_version)")]
+    NotAStore {
+        /// The database file.
+        path: PathBuf,
     },
     /// Creating or upgrading the tables failed.
     #[error("cannot create or upgrade the tables of {path}")]

@@ -18,6 +18,10 @@
 //! | `audit` | audit entry, in a hash chain ([`verify_audit_chain`]) |
 //! | `notices` | notice; `fields` a JSON array of `[key, value]` pairs |
 //!
+//! # Reading
+//! [`query::Store`] opens a store read-only and answers the questions of the `instrumentctl`
+//! command (feature `cli`): summaries, slow calls, errors, traces, audit trails and exports.
+//!
 //! # Writing
 //! The sink owns its connection and writes on its worker thread, one transaction per batch,
 //! through cached prepared statements. Data is written with `synchronous=NORMAL` (WAL: a
@@ -28,6 +32,7 @@
 
 mod audit;
 mod error;
+pub mod query;
 mod schema;
 
 use std::collections::HashMap;
