@@ -1034,26 +1034,10 @@ impl Store {
         let mut rows = statement.query((since, until)).map_err(&read)?;
         let mut written = 0u64;
         while let Some(row) = rows.next().map_err(&read)? {
-            let record = match table {
-                ExportTable::Events => {
-                    serde_json::to_value(self.event_record(row)?).map_err(json_write)?
-                }
+            match table {
+                ExportTable::Events => write_record(out, format, header, &self.event_record(row)?)?,
                 ExportTable::Windows => {
-                    serde_json::to_value(self.window_record(row)?).map_err(json_write)?
-                }
-            };
-            match format {
-                ExportFormat::Jsonl => {
-                    serde_json::to_writer(&mut *out, &record).map_err(json_write)?;
-                    out.write_all(b"\n").map_err(QueryError::Write)?;
-                }
-                ExportFormat::Csv => {
-                    let cells = header.iter().map(|h| match &record[*h] {
-                        Value::Null => String::new(),
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    });
-                    write_csv(out, cells).map_err(QueryError::Write)?;
+                    write_record(out, format, header, &self.window_record(row)?)?;
                 }
             }
             written += 1;
@@ -1187,6 +1171,31 @@ fn count(
 ) -> Result<u64, QueryError> {
     let value: Option<i64> = row.get(index).map_err(read)?;
     Ok(value.map_or(0, |v| u64::try_from(v).unwrap_or(0)))
+}
+
+/// One exported row: a JSON line in the record's field order, or a CSV line of `header`'s
+/// columns.
+fn write_record(
+    out: &mut dyn Write,
+    format: ExportFormat,
+    header: &[&str],
+    record: &impl Serialize,
+) -> Result<(), QueryError> {
+    match format {
+        ExportFormat::Jsonl => {
+            serde_json::to_writer(&mut *out, record).map_err(json_write)?;
+            out.write_all(b"\n").map_err(QueryError::Write)
+        }
+        ExportFormat::Csv => {
+            let record = serde_json::to_value(record).map_err(json_write)?;
+            let cells = header.iter().map(|h| match &record[*h] {
+                Value::Null => String::new(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+            write_csv(out, cells).map_err(QueryError::Write)
+        }
+    }
 }
 
 fn json_write(error: serde_json::Error) -> QueryError {
