@@ -102,4 +102,12 @@ pub enum ChainError {
         /// What does not match.
         reason: String,
     },
+    /// The audit anchor left by pruning does not fit the remaining rows.
+    #[error("the audit anchor of {path} does not fit its audit table: {reason}")]
+    Anchor {
+        /// The database file.
+        path: PathBuf,
+        /// What does not fit.
+        reason: String,
+    },
 }
