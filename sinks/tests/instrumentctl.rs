@@ -136,7 +136,7 @@ fn ctl_in(dir: &Path, args: &[&str]) -> Run {
 fn ctl(db: &Path, args: &[&str]) -> String {
     let mut all = vec!["--db", db.to_str().unwrap()];
     all.extend_from_slice(args);
-    let run = ctl_in(db.parent().unwrap(), &all);
+    let run = ctl_in(&std::env::temp_dir(), &all);
     assert!(run.ok, "{args:?} failed: {}", run.stderr);
     assert_eq!(run.stderr, "", "{args:?}");
     run.stdout
@@ -769,4 +769,153 @@ fn bad_input_fails_with_one_line_and_leaves_files_unchanged() {
         "{}",
         unknown.stderr
     );
+}
+
+#[test]
+fn a_backup_verifies_restores_into_a_new_file_and_reads_the_same() {
+    let r = record();
+    let dest = r.dir.join("backup-1");
+    let backup = ctl_json(&r.path, &["backup", dest.to_str().unwrap()]);
+    assert_eq!(backup["action"], "backed up");
+    assert_eq!(backup["audit_rows"], 4);
+    assert!(dest.join("instrument.db").is_file() && dest.join("manifest.json").is_file());
+
+    let verified = ctl_json(&r.path, &["verify-backup", dest.to_str().unwrap()]);
+    assert_eq!(verified["sha256"], backup["sha256"]);
+    let table = ctl(&r.path, &["verify-backup", dest.to_str().unwrap()]);
+    assert!(table.starts_with("verified "), "{table}");
+    assert!(
+        table.contains(backup["sha256"].as_str().unwrap()),
+        "{table}"
+    );
+
+    let restored = r.dir.join("restored").join("instrument.db");
+    let restored_str = restored.to_str().unwrap();
+    let report = ctl_json(&restored, &["restore", dest.to_str().unwrap()]);
+    assert_eq!(report["to"], restored_str);
+    let summary = |db: &Path| ctl_json(db, &["summary", "--since", "all"])["callsites"].clone();
+    assert_eq!(
+        summary(&restored),
+        summary(&r.path),
+        "the copy reads the same"
+    );
+    assert_eq!(ctl_json(&restored, &["audit", "verify"])["rows"], 4);
+
+    // Restore never overwrites: the restored file stays as it is.
+    let before = std::fs::read(&restored).unwrap();
+    let line = failing(
+        &r.dir,
+        &["--db", restored_str, "restore", dest.to_str().unwrap()],
+    );
+    assert!(line.contains("already exists"), "{line}");
+    assert_eq!(std::fs::read(&restored).unwrap(), before);
+
+    // A backup into a directory that is not empty is refused.
+    let line = failing(
+        &r.dir,
+        &[
+            "--db",
+            r.path.to_str().unwrap(),
+            "backup",
+            dest.to_str().unwrap(),
+        ],
+    );
+    assert!(line.contains("not empty"), "{line}");
+
+    // A damaged copy no longer verifies, and is not restored.
+    let copy = dest.join("instrument.db");
+    let mut bytes = std::fs::read(&copy).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&copy, &bytes).unwrap();
+    let line = failing(&r.dir, &["verify-backup", dest.to_str().unwrap()]);
+    assert!(line.contains("instrument.db"), "{line}");
+    let elsewhere = r.dir.join("elsewhere.db");
+    failing(
+        &r.dir,
+        &[
+            "--db",
+            elsewhere.to_str().unwrap(),
+            "restore",
+            dest.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        !elsewhere.exists(),
+        "nothing restored from a damaged backup"
+    );
+}
+
+#[test]
+fn prune_deletes_old_rows_and_keeps_the_audit_chain_verifiable() {
+    let r = record();
+    let day_us = 86_400_000_000i64;
+    // Five events and the first `step` window two days into the past.
+    {
+        let db = Connection::open(&r.path).unwrap();
+        db.execute(
+            "UPDATE events SET start_us = start_us - ?1 WHERE id IN
+             (SELECT id FROM events ORDER BY id LIMIT 5)",
+            [2 * day_us],
+        )
+        .unwrap();
+        db.execute(
+            "UPDATE windows SET window_start_us = window_start_us - ?1,
+                                window_end_us = window_end_us - ?1
+             WHERE id = (SELECT min(id) FROM windows)",
+            [2 * day_us],
+        )
+        .unwrap();
+    }
+    let report = ctl_json(&r.path, &["prune", "--older-than", "1d"]);
+    assert_eq!(report["rows"]["events"], 5);
+    assert_eq!(report["rows"]["windows"], 1);
+    assert_eq!(report["rows"]["audit"], 0);
+    assert_eq!(report["audit_pruned"], false);
+    let events: i64 = Connection::open(&r.path)
+        .unwrap()
+        .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(events, 16 - 5);
+
+    // Audit rows go only when asked, never the newest, and the chain still verifies.
+    let table = ctl(
+        &r.path,
+        &["prune", "--older-than", "30d", "--audit-older-than", "0s"],
+    );
+    let audit_line = table
+        .lines()
+        .find(|l| l.starts_with("audit "))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(audit_line.ends_with(" 3"), "{table}");
+    assert!(
+        table.contains("audit chain now starts after row 3"),
+        "{table}"
+    );
+    assert_eq!(ctl_json(&r.path, &["audit", "verify"])["rows"], 1);
+
+    let line = failing(
+        &r.dir,
+        &[
+            "--db",
+            r.path.to_str().unwrap(),
+            "prune",
+            "--older-than",
+            "a while",
+        ],
+    );
+    assert!(line.contains("invalid --older-than `a while`"), "{line}");
+    let missing = r.dir.join("missing.db");
+    let line = failing(
+        &r.dir,
+        &[
+            "--db",
+            missing.to_str().unwrap(),
+            "prune",
+            "--older-than",
+            "1d",
+        ],
+    );
+    assert!(line.contains("missing.db does not exist"), "{line}");
+    assert!(!missing.exists());
 }

@@ -16,7 +16,10 @@ use std::time::SystemTime;
 use clap::{Parser, Subcommand, ValueEnum};
 use instrument_sinks::sqlite::query::{
     AuditTrail, CallsiteSummary, ErrorGroup, EventRecord, ExportFormat, ExportTable, Store,
-    Summary, TimeRange, Trace, TraceEntry,
+    Summary, TimeRange, Trace, TraceEntry, rfc3339,
+};
+use instrument_sinks::sqlite::{
+    BackupManifest, PruneReport, backup, prune, restore, verify_backup,
 };
 use instrument_sinks::{ChainError, verify_audit_chain};
 use serde::Serialize;
@@ -28,7 +31,8 @@ use serde_json::{Value, json};
     name = "instrumentctl",
     version,
     about = "Reads the SQLite store of an instrument pipeline: summaries, slow calls, errors, \
-             traces and audit trails, and checks its audit chain."
+             traces and audit trails; checks its audit chain; backs it up, restores and prunes \
+             it."
 )]
 struct Cli {
     /// The pipeline's data directory; the store is DIR/instrument.db.
@@ -108,6 +112,32 @@ enum Command {
         /// A new file to write (an existing one is refused); default stdout.
         #[arg(short = 'o', long, value_name = "FILE")]
         output: Option<PathBuf>,
+    },
+    /// Copies the store, while a sink may write it, into the new directory DEST (instrument.db
+    /// and manifest.json), and verifies the copy.
+    Backup {
+        /// A directory that does not exist or is empty.
+        dest: PathBuf,
+    },
+    /// Checks a backup directory: manifest, size, SHA-256, integrity and audit chain.
+    VerifyBackup {
+        /// A directory written by `backup`.
+        dest: PathBuf,
+    },
+    /// Restores a verified backup into --db (or DIR/instrument.db), which must not exist.
+    Restore {
+        /// A directory written by `backup`.
+        src: PathBuf,
+    },
+    /// Deletes rows older than a duration (audit rows only with --audit-older-than).
+    Prune {
+        /// Age of the rows to delete: 30d, 12h, ...
+        #[arg(long, value_name = "DURATION")]
+        older_than: String,
+        /// Also delete audit rows older than this (the chain keeps an anchor); default: keep
+        /// them all.
+        #[arg(long, value_name = "DURATION")]
+        audit_older_than: Option<String>,
     },
 }
 
@@ -235,7 +265,140 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             output.as_deref(),
             json,
         ),
+        Command::Backup { dest } => {
+            let manifest = backup(&db, &dest)?;
+            let report = BackupReport {
+                action: "backed up",
+                from: &db,
+                to: &dest,
+                manifest: &manifest,
+            };
+            print(json, &report, || report.table())
+        }
+        Command::VerifyBackup { dest } => {
+            let manifest = verify_backup(&dest)?;
+            let report = BackupReport {
+                action: "verified",
+                from: &dest,
+                to: &dest,
+                manifest: &manifest,
+            };
+            print(json, &report, || report.table())
+        }
+        Command::Restore { src } => {
+            let manifest = restore(&src, &db)?;
+            let report = BackupReport {
+                action: "restored",
+                from: &src,
+                to: &db,
+                manifest: &manifest,
+            };
+            print(json, &report, || report.table())
+        }
+        Command::Prune {
+            older_than,
+            audit_older_than,
+        } => {
+            let older_than = duration("--older-than", &older_than)?;
+            let audit_older_than = audit_older_than
+                .map(|text| duration("--audit-older-than", &text))
+                .transpose()?;
+            let report = prune(&db, older_than, audit_older_than)?;
+            print(json, &report, || prune_table(&db, &report))
+        }
     }
+}
+
+/// `text` of `flag` as a duration.
+fn duration(flag: &str, text: &str) -> Result<std::time::Duration, Failure> {
+    humantime::parse_duration(text).map_err(|e| {
+        Failure(format!(
+            "invalid {flag} `{text}`: {e}; give a duration such as 30d, 12h or 90m"
+        ))
+    })
+}
+
+/// What `backup`, `verify-backup` and `restore` print: the manifest with where it went.
+#[derive(Serialize)]
+struct BackupReport<'a> {
+    /// `backed up`, `verified` or `restored`.
+    action: &'static str,
+    from: &'a Path,
+    to: &'a Path,
+    #[serde(flatten)]
+    manifest: &'a BackupManifest,
+}
+
+impl BackupReport<'_> {
+    fn table(&self) -> String {
+        let m = self.manifest;
+        let mut text = if self.from == self.to {
+            format!("{} {}\n", self.action, self.from.display())
+        } else {
+            format!(
+                "{} {} to {}\n",
+                self.action,
+                self.from.display(),
+                self.to.display()
+            )
+        };
+        let mut table = Columns::new(&[("FIELD", false), ("VALUE", false)]);
+        for (field, value) in [
+            ("file", m.file.clone()),
+            ("bytes", m.bytes.to_string()),
+            ("sha256", m.sha256.clone()),
+            ("schema version", m.schema_version.to_string()),
+            ("created", rfc3339(m.created_us)),
+            ("source", m.source.clone()),
+            ("audit rows", m.audit_rows.to_string()),
+            ("audit head", or_dash(m.audit_head.as_deref())),
+        ] {
+            table.rows.push(vec![field.to_owned(), value]);
+        }
+        text.push_str(&table.render());
+        text
+    }
+}
+
+fn prune_table(db: &Path, report: &PruneReport) -> String {
+    let when = |cutoff: Option<i64>| {
+        cutoff.map_or_else(|| "nothing (before the epoch)".to_owned(), rfc3339)
+    };
+    let mut text = format!(
+        "pruned {}: rows older than {}; audit rows {}\n",
+        db.display(),
+        when(report.cutoff_us),
+        match report.audit_cutoff_us {
+            Some(cutoff) => format!("older than {}", rfc3339(cutoff)),
+            None => "kept".to_owned(),
+        }
+    );
+    let r = &report.rows;
+    let mut table = Columns::new(&[("TABLE", false), ("DELETED", true)]);
+    for (name, rows) in [
+        ("events", r.events),
+        ("windows", r.windows),
+        ("window_errors", r.window_errors),
+        ("counters", r.counters),
+        ("gauges", r.gauges),
+        ("drops", r.drops),
+        ("notices", r.notices),
+        ("health", r.health),
+        ("alerts", r.alerts),
+        ("audit", r.audit),
+        ("total", r.total()),
+    ] {
+        table.rows.push(vec![name.to_owned(), rows.to_string()]);
+    }
+    text.push_str(&table.render());
+    if let Some(anchor) = &report.anchor {
+        let _ = writeln!(
+            text,
+            "audit chain now starts after row {} (anchor hash {})",
+            anchor.last_id, anchor.hash
+        );
+    }
+    text
 }
 
 /// `text` of `flag` as a time: `all` (no bound), a duration before `now`, or an RFC 3339 UTC
