@@ -42,6 +42,14 @@ fn explode() {
     panic!("boom");
 }
 
+/// `cargo test` runs this file's tests on parallel threads: one installed pipeline at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// What `record` stored, for the assertions.
 struct Recorded {
     _dir: tempfile::TempDir,
@@ -64,11 +72,7 @@ fn name(function: &str) -> String {
 /// - `open_file`: "a.rs", "b.rs" (under `traced`) failing; `explode`: one panic;
 /// - audit lineage `a -compile-> b -link-> c`, a sibling `a -lint-> s`, an unrelated `x -> y`.
 fn record() -> Recorded {
-    // `cargo test` runs this file's tests on parallel threads; one pipeline at a time.
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("instrument-data").join("instrument.db");
     let sink = SqliteSink::builder().path(&path).build().expect("opens");
@@ -699,6 +703,12 @@ fn bad_input_fails_with_one_line_and_leaves_files_unchanged() {
     assert!(line.contains("missing.db does not exist"), "{line}");
     assert!(!missing.exists());
 
+    let line = failing(d, &["--db", d.to_str().unwrap(), "slow"]);
+    assert!(
+        line.contains("is a directory, not a database file"),
+        "{line}"
+    );
+
     // A file that is not a database, under every command that reads.
     let garbage_path = d.join("garbage.db");
     let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 7 + 3) as u8).collect();
@@ -918,4 +928,31 @@ fn prune_deletes_old_rows_and_keeps_the_audit_chain_verifiable() {
     );
     assert!(line.contains("missing.db does not exist"), "{line}");
     assert!(!missing.exists());
+}
+
+#[test]
+fn a_store_is_read_while_its_sink_still_writes() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("instrument.db");
+    let pipeline = instrument::builder()
+        .clock(ClockSource::Mock)
+        .sink(SqliteSink::builder().path(&path).build().unwrap())
+        .install()
+        .unwrap();
+    for _ in 0..7 {
+        step(0, 2);
+    }
+    pipeline.flush().unwrap();
+    // The sink's connection is open, the WAL holds the batches: the reader sees them.
+    assert!(path.with_file_name("instrument.db-wal").exists());
+    let summary = ctl_json(&path, &["summary"]);
+    assert_eq!(callsite(&summary, "step")["calls"], 7);
+    for _ in 0..3 {
+        step(0, 2);
+    }
+    pipeline.flush().unwrap();
+    let summary = ctl_json(&path, &["summary"]);
+    assert_eq!(callsite(&summary, "step")["calls"], 10);
+    drop(pipeline);
 }

@@ -55,6 +55,12 @@ pub enum SqliteError {
         /// The database file.
         path: PathBuf,
     },
+    /// The path names a directory, not a database file.
+    #[error("{path} is a directory, not a database file")]
+    Directory {
+        /// The path.
+        path: PathBuf,
+    },
     /// The file is a `SQLite` database without the store's tables (it has no `schema_version`
     /// rows), so there is nothing to read.
     #[error("{path} is a SQLite database but not an instrument store (it has no schema_version)")]

@@ -537,18 +537,26 @@ impl Store {
     ///
     /// # Errors
     /// [`SqliteError`] naming the file: [`NotFound`](SqliteError::NotFound),
+    /// [`Directory`](SqliteError::Directory),
     /// [`NotADatabase`](SqliteError::NotADatabase) (a file that is not a `SQLite` database, or
     /// a corrupt one), [`NotAStore`](SqliteError::NotAStore),
     /// [`NewerSchema`](SqliteError::NewerSchema), or [`Open`](SqliteError::Open) when `SQLite`
     /// cannot open it. None of them changes the file.
     pub fn open(path: impl AsRef<Path>) -> Result<Store, SqliteError> {
         let path = path.as_ref();
-        if let Err(error) = std::fs::metadata(path)
-            && error.kind() == std::io::ErrorKind::NotFound
-        {
-            return Err(SqliteError::NotFound {
-                path: path.to_owned(),
-            });
+        match std::fs::metadata(path) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(SqliteError::NotFound {
+                    path: path.to_owned(),
+                });
+            }
+            Ok(meta) if meta.is_dir() => {
+                return Err(SqliteError::Directory {
+                    path: path.to_owned(),
+                });
+            }
+            // Anything else (no permission, a special file) is left for `SQLite` to report.
+            _ => {}
         }
         let open_error = |source| SqliteError::Open {
             path: path.to_owned(),
