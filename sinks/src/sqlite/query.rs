@@ -15,6 +15,8 @@
 //! - Labels and captured arguments are JSON objects; audit and notice fields arrays of
 //!   `[key, value]` pairs as stored (keys may repeat).
 //!
+//! Each answer reads one state of the file (a read transaction), also while a sink writes it.
+//!
 //! # Time ranges
 //! A [`TimeRange`] selects events by their start time (`since <= start < until`) and windows of
 //! aggregates by overlap (`window_end > since` and `window_start < until`): a window that
@@ -614,6 +616,12 @@ impl Store {
         Ok(u64::try_from(rows).unwrap_or(0))
     }
 
+    /// A read transaction, so that the queries of one answer see one state of the file while a
+    /// sink writes; it ends (rolls back, having changed nothing) when dropped.
+    fn snapshot(&self) -> Result<rusqlite::Transaction<'_>, QueryError> {
+        self.conn.unchecked_transaction().map_err(self.read())
+    }
+
     fn read(&self) -> impl Fn(rusqlite::Error) -> QueryError + '_ {
         |source| QueryError::Read {
             path: self.path.clone(),
@@ -756,6 +764,7 @@ impl Store {
         // (name, module, labels, outcome) -> (calls, kind -> calls)
         type Key = (String, String, String, String);
         let read = self.read();
+        let _snapshot = self.snapshot()?;
         let (since, until) = range.bounds();
         let mut groups: BTreeMap<Key, (u64, BTreeMap<String, u64>)> = BTreeMap::new();
         let mut statement = self
@@ -869,6 +878,7 @@ impl Store {
         }
         let correlation = correlation.to_ascii_lowercase();
         let read = self.read();
+        let _snapshot = self.snapshot()?;
         // (time, kind order, id, entry)
         let mut entries: Vec<(i64, u8, i64, TraceEntry)> = Vec::new();
         let sql = format!(
@@ -925,6 +935,7 @@ impl Store {
     /// [`QueryError::Read`], or [`QueryError::BadRow`] for an entry whose inputs or outputs are
     /// not a JSON array of strings.
     pub fn audit_trail(&self, id: &str) -> Result<AuditTrail, QueryError> {
+        let _snapshot = self.snapshot()?;
         // Entry id -> (upstream, downstream, depth, record).
         let mut found: BTreeMap<i64, (bool, bool, u32, AuditRecord)> = BTreeMap::new();
         for upstream in [true, false] {
