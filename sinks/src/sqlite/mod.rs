@@ -281,7 +281,8 @@ impl SqliteSinkBuilder {
 }
 
 impl SqliteSink {
-    /// A builder with the defaults: file [`DEFAULT_PATH`], busy timeout 5 s.
+    /// A builder with the defaults: file [`DEFAULT_PATH`], busy timeout 5 s, retention
+    /// [`DEFAULT_RETENTION`] (audit rows kept), a pruning pass a minute, no scheduled backups.
     #[must_use]
     pub fn builder() -> SqliteSinkBuilder {
         SqliteSinkBuilder::default()
