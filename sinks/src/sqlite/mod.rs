@@ -16,7 +16,14 @@
 //! | `drops` | drop marker |
 //! | `runs` | sink start: process id, name, host |
 //! | `audit` | audit entry, in a hash chain ([`verify_audit_chain`]) |
+//! | `audit_anchor` | pass that pruned audit rows: the last pruned row's `last_id`, `run_id`, `sequence` and `hash` (where the chain now starts), `pruned_rows`, `total_pruned`, `pruned_us` |
 //! | `notices` | notice; `fields` a JSON array of `[key, value]` pairs |
+//! | `health` | health change of a component: `time_us`, `component`, `status`, `reason` (for later releases; nothing writes it yet) |
+//! | `alerts` | alert: `rule`, `state`, `severity`, `labels` (JSON object), `message`, `value`, `started_us`, `updated_us`, `resolved_us`, `acked_us`, `acked_by` (for later releases; nothing writes it yet) |
+//!
+//! # Reading
+//! [`query::Store`] opens a store read-only and answers the questions of the `instrumentctl`
+//! command (feature `cli`): summaries, slow calls, errors, traces, audit trails and exports.
 //!
 //! # Writing
 //! The sink owns its connection and writes on its worker thread, one transaction per batch,
@@ -25,9 +32,69 @@
 //! batches with audit entries with `synchronous=FULL`, so an entry a returned
 //! [`flush`](instrument::PipelineGuard::flush) covers survives a power loss too. Audit rows are
 //! unique per run and sequence number, so a retried batch inserts nothing twice.
+//!
+//! # Retention
+//! [`prune`] deletes the rows older than a cutoff from `events` (by `start_us`), `windows` and
+//! their `window_errors`, `counters` and `gauges` (by `window_start_us`), `drops` (by
+//! `since_us`), `notices` and `health` (by `time_us`) and resolved `alerts` (by `resolved_us`;
+//! an alert that is still open is kept however old). It works in transactions of at most
+//! [`PRUNE_BATCH`] rows with a short pause between them, so a sink writing to the same file
+//! waits at most one small transaction. `callsites` and `runs` are kept: they are small, and
+//! the other tables refer to them. Deleted rows free pages that `SQLite` reuses; the file does
+//! not shrink (that takes a `VACUUM`, which rewrites the whole file and is left to the operator).
+//!
+//! The sink prunes by itself ([`SqliteSinkBuilder::retention`],
+//! default 30 days): every [`prune_interval`](SqliteSinkBuilder::prune_interval) (default
+//! a minute) it starts a pass, and each tick does at most [`PRUNE_STEPS_PER_TICK`] of those
+//! transactions, on the sink's own thread between batches, until the pass is done.
+//!
+//! # The audit anchor
+//! Audit rows are kept for ever unless an audit retention is given
+//! ([`SqliteSinkBuilder::audit_retention`], or the
+//! `audit_older_than` of [`prune`]). Pruning them deletes the oldest rows of the chain, in `id`
+//! order, up to the first row that is not older than the cutoff, and never the newest row (the
+//! chain goes on from it). Each pruned row is checked against the chain before it is deleted, so
+//! a changed row is reported, not laundered. In the same transaction, `audit_anchor` records the
+//! last pruned row: its `id` (`last_id`), `run_id`, `sequence`, `hash`, the rows this pass
+//! pruned, all rows pruned so far, and when. [`verify_audit_chain`]
+//! then starts from the newest anchor instead of the genesis hash.
+//!
+//! Limits: the anchor proves that the remaining rows follow on from the pruned ones, not that
+//! the pruned ones were genuine beyond the check made when pruning. Someone who can write the
+//! file can also delete the newest rows, or rewrite the whole chain and its anchor: the chain is
+//! evidence only against a head kept elsewhere, such as the `audit_head` of a backup's manifest.
+//!
+//! # Backups
+//! [`backup`] copies a store through `SQLite`'s online backup API, in steps of
+//! [`BACKUP_PAGES_PER_STEP`] pages, inside one read transaction on the source: the copy is the
+//! store as it was when the backup started, and in WAL mode (the sink's) a sink keeps writing
+//! meanwhile. A backup directory holds:
+//!
+//! ```text
+//! DEST/instrument.db    the copy, in rollback-journal mode, so it is one self-contained file
+//! DEST/manifest.json    a BackupManifest: file name, sha256, bytes, schema version, creation
+//!                       time, source path, audit rows and head
+//! ```
+//!
+//! The database is written as `instrument.db.partial` and renamed when complete, the manifest
+//! through a temporary file and a rename, and both are synced; then [`verify_backup`] checks the
+//! result (checksum, size, `PRAGMA integrity_check`, audit chain, and that the manifest's
+//! figures match the copy). A failed backup removes what it wrote. A backup never writes into a
+//! directory that holds anything, and [`restore`] never writes over an existing file.
+//!
+//! Scheduled backups ([`SqliteSinkBuilder::backups`] with a
+//! [`BackupSchedule`]) run on a thread of their own, started from the sink's tick, each into a
+//! new subdirectory `backup-YYYYMMDDTHHMMSS.ffffffZ` (UTC) of the schedule's directory; after a
+//! backup verifies, the oldest complete backups beyond [`BackupSchedule::keep`] are removed. A
+//! failed backup makes the sink [`Degraded`](instrument::SinkHealth::Degraded) with the reason
+//! until one succeeds; writing goes on. Limits: a backup still running when the sink shuts down
+//! is stopped and removed; the copy takes as much disk as the store; two sinks must not share a
+//! schedule directory.
 
 mod audit;
 mod error;
+mod maintenance;
+pub mod query;
 mod schema;
 
 use std::collections::HashMap;
@@ -43,12 +110,20 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 
 pub use self::audit::verify_audit_chain;
 pub use self::error::{ChainError, SqliteError};
+pub use self::maintenance::{
+    AuditAnchor, BACKUP_FILE, BACKUP_PAGES_PER_STEP, BackupManifest, BackupSchedule, MANIFEST_FILE,
+    MANIFEST_VERSION, MaintenanceError, PRUNE_BATCH, PRUNE_STEPS_PER_TICK, PruneReport, PrunedRows,
+    backup, prune, restore, verify_backup,
+};
 pub use self::schema::SCHEMA_VERSION;
 
 use self::audit::{AuditContent, GENESIS};
 
 /// The default database file, relative to the working directory.
 pub const DEFAULT_PATH: &str = "./instrument-data/instrument.db";
+
+/// How long the sink keeps rows other than audit rows by default: 30 days.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Stores what the pipeline delivers in a `SQLite` database; see the [module docs](self) for the
 /// tables.
@@ -78,6 +153,8 @@ pub struct SqliteSink {
     run_id: Option<i64>,
     start: Option<StartInfo>,
     health: SinkHealth,
+    /// Pruning passes and scheduled backups, run from [`Sink::tick`].
+    maintenance: maintenance::Maintenance,
 }
 
 /// Configures a [`SqliteSink`].
@@ -85,6 +162,7 @@ pub struct SqliteSink {
 pub struct SqliteSinkBuilder {
     path: PathBuf,
     busy_timeout: Duration,
+    maintenance: maintenance::Settings,
 }
 
 impl Default for SqliteSinkBuilder {
@@ -92,6 +170,12 @@ impl Default for SqliteSinkBuilder {
         SqliteSinkBuilder {
             path: PathBuf::from(DEFAULT_PATH),
             busy_timeout: Duration::from_secs(5),
+            maintenance: maintenance::Settings {
+                retention: DEFAULT_RETENTION,
+                audit_retention: None,
+                prune_interval: Duration::from_secs(60),
+                backups: None,
+            },
         }
     }
 }
@@ -108,6 +192,39 @@ impl SqliteSinkBuilder {
     #[must_use]
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
+        self
+    }
+
+    /// How long rows other than audit rows are kept (default [`DEFAULT_RETENTION`], 30 days);
+    /// older ones are pruned from the sink's ticks (see [retention](self#retention)).
+    /// `Duration::MAX` keeps everything.
+    #[must_use]
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.maintenance.retention = retention;
+        self
+    }
+
+    /// How long audit rows are kept: `None` (the default) keeps them for ever; with `Some`,
+    /// older ones are pruned too, and the chain goes on verifying from the anchor they leave.
+    #[must_use]
+    pub fn audit_retention(mut self, retention: Option<Duration>) -> Self {
+        self.maintenance.audit_retention = retention;
+        self
+    }
+
+    /// How often a pruning pass starts (default one minute). A pass does a bounded amount of
+    /// work per tick and goes on over the next ticks until it is done.
+    #[must_use]
+    pub fn prune_interval(mut self, interval: Duration) -> Self {
+        self.maintenance.prune_interval = interval;
+        self
+    }
+
+    /// Writes verified backups of the store on `schedule`, from a thread of their own (default:
+    /// none).
+    #[must_use]
+    pub fn backups(mut self, schedule: BackupSchedule) -> Self {
+        self.maintenance.backups = Some(schedule);
         self
     }
 
@@ -158,12 +275,14 @@ impl SqliteSinkBuilder {
             run_id: None,
             start: None,
             health: SinkHealth::Healthy,
+            maintenance: maintenance::Maintenance::new(self.maintenance),
         })
     }
 }
 
 impl SqliteSink {
-    /// A builder with the defaults: file [`DEFAULT_PATH`], busy timeout 5 s.
+    /// A builder with the defaults: file [`DEFAULT_PATH`], busy timeout 5 s, retention
+    /// [`DEFAULT_RETENTION`] (audit rows kept), a pruning pass a minute, no scheduled backups.
     #[must_use]
     pub fn builder() -> SqliteSinkBuilder {
         SqliteSinkBuilder::default()
@@ -275,8 +394,15 @@ impl Sink for SqliteSink {
         }
     }
 
+    fn tick(&mut self, now: SystemTime) -> Result<(), SinkError> {
+        self.maintenance.tick(&self.conn, &self.path, now)
+    }
+
     fn health(&self) -> SinkHealth {
-        self.health.clone()
+        match (&self.health, self.maintenance.problem()) {
+            (SinkHealth::Healthy, Some(problem)) => SinkHealth::Degraded(problem),
+            (health, _) => health.clone(),
+        }
     }
 }
 
