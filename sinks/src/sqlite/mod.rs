@@ -87,9 +87,15 @@
 //! new subdirectory `backup-YYYYMMDDTHHMMSS.ffffffZ` (UTC) of the schedule's directory; after a
 //! backup verifies, the oldest complete backups beyond [`BackupSchedule::keep`] are removed. A
 //! failed backup makes the sink [`Degraded`](instrument::SinkHealth::Degraded) with the reason
-//! until one succeeds; writing goes on. Limits: a backup still running when the sink shuts down
-//! is stopped and removed; the copy takes as much disk as the store; two sinks must not share a
-//! schedule directory.
+//! until one succeeds; writing goes on.
+//!
+//! Limits: a backup still running when the sink shuts down is stopped and removed. The copy
+//! takes as much disk as the store, and verifying it reads it twice (checksum, then
+//! `integrity_check`). While a backup runs, its read transaction keeps checkpoints from passing
+//! its snapshot, so the WAL grows by what is written meanwhile and shrinks at the next
+//! checkpoint after it. A source that is not in WAL mode blocks writers for the length of the
+//! backup. Two sinks must not share a schedule directory, and a clock that jumps back makes the
+//! subdirectory names sort out of order (the newest backup is never the one removed).
 
 mod audit;
 mod error;
