@@ -2,7 +2,8 @@
 //!
 //! `cargo bench --bench sinks -- sqlite`. Group `sqlite`, throughput in event rows:
 //! - `sink_write/1000`: `SqliteSink::write` of a batch of 1,000 events (one transaction, cached
-//!   prepared statements, converting each event: callsite id, times, captured arguments as JSON);
+//!   prepared statements of 32 rows each, converting each event: callsite id, times, captured
+//!   arguments as JSON);
 //! - `bare_insert_loop/1000`: the floor, a bare rusqlite loop inserting the same 1,000 rows,
 //!   converted before timing, through one prepared statement in one transaction, into the same
 //!   schema with the same settings (WAL, `synchronous=NORMAL`).

@@ -318,6 +318,7 @@ impl Report<'_> {
         self.metrics(&mut out);
         self.audit_trail(&mut out);
         self.self_metrics(&mut out);
+        self.look_further(&mut out);
         out
     }
 
@@ -618,6 +619,39 @@ impl Report<'_> {
                 arguments.collect::<Vec<_>>().join(", ")
             );
         }
+    }
+
+    /// `instrumentctl` commands that answer the next questions from the store, with this run's
+    /// own database, a real correlation id and a real file.
+    fn look_further(&self, out: &mut String) {
+        let db = self.database.display();
+        let ctl = format!("instrumentctl --db {db}");
+        let _ = writeln!(
+            out,
+            "\nLook further with instrumentctl (`cargo install --path sinks --features cli`; or \
+             `cargo run -p instrument-sinks --features cli --bin instrumentctl -- ARGS`):"
+        );
+        let _ = writeln!(out, "  {ctl} summary --since 1h");
+        let _ = writeln!(out, "  {ctl} slow --top 10");
+        let _ = writeln!(out, "  {ctl} errors --since 1h");
+        if let Some(id) = self
+            .events
+            .iter()
+            .filter(|e| e.correlation.is_some())
+            .max_by_key(|e| e.duration)
+            .and_then(|e| e.correlation)
+        {
+            let _ = writeln!(out, "  {ctl} trace {id}");
+        }
+        if let Some(file) = self
+            .audit
+            .iter()
+            .find(|a| a.operation == "analyze_file")
+            .and_then(|a| a.inputs.first())
+        {
+            let _ = writeln!(out, "  {ctl} audit trail '{file}'");
+        }
+        let _ = writeln!(out, "  {ctl} audit verify");
     }
 
     fn self_metrics(&self, out: &mut String) {

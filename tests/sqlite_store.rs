@@ -495,3 +495,48 @@ fn a_failed_write_makes_the_sink_unhealthy_until_a_write_succeeds() {
         .unwrap();
     assert_eq!(rows, 1);
 }
+
+#[test]
+fn every_event_of_a_large_batch_is_stored_once_with_its_own_values() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("instrument.db");
+    let pipeline = install(&path);
+    // Enough events for several multi-row statements and a remainder written row by row.
+    let calls = 32 * 3 + 7;
+    let mut ids = Vec::new();
+    for attempt in 0..calls {
+        let id = CorrelationId::new();
+        ids.push(id.to_string());
+        let text = format!("bad{attempt}");
+        assert!(instrument::with_correlation(id, || parse(&text, attempt)).is_err());
+    }
+    pipeline.flush().expect("flush");
+    drop(pipeline);
+
+    let db = open(&path);
+    let mut rows = db
+        .prepare("SELECT correlation, fields, duration_ns, reason FROM events ORDER BY id")
+        .unwrap();
+    let rows: Vec<(String, String, i64, String)> = rows
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows.len(), calls as usize);
+    let mut seen: Vec<(String, Value)> = rows
+        .into_iter()
+        .map(|(correlation, fields, duration, reason)| {
+            assert_eq!((duration, reason.as_str()), (3_000_000, "outcome"));
+            (correlation, serde_json::from_str(&fields).unwrap())
+        })
+        .collect();
+    seen.sort_by_key(|(_, fields)| fields["attempt"].as_u64());
+    for (attempt, (correlation, fields)) in seen.iter().enumerate() {
+        assert_eq!(correlation, &ids[attempt], "attempt {attempt}");
+        assert_eq!(
+            fields,
+            &json!({"text": format!("bad{attempt}"), "attempt": attempt})
+        );
+    }
+}

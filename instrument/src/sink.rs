@@ -542,6 +542,18 @@ pub enum EventReason {
     Sampled,
 }
 
+impl EventReason {
+    /// `outcome`, `slow` or `sampled`, the names of `docs/data-types.md`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventReason::Outcome => "outcome",
+            EventReason::Slow => "slow",
+            EventReason::Sampled => "sampled",
+        }
+    }
+}
+
 /// The thread a call ran on.
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,7 +5,8 @@
 //!   markers and audit entries.
 //! - [`SqliteSink`] (feature `sqlite`): a `SQLite` database file with callsites, events, windows
 //!   of aggregates, counters, gauges, drop markers, notices and a hash-chained audit table
-//!   ([`verify_audit_chain`]); tables in the [`sqlite`] module docs.
+//!   ([`verify_audit_chain`]), with retention, scheduled and online backups, and restore; tables
+//!   and maintenance in the [`sqlite`] module docs.
 //!
 //! ```
 //! use instrument_sinks::MemorySink;

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -56,17 +56,21 @@ impl AuditContent {
         hasher.update(prev_hash.as_bytes());
         hasher.update(b"\n");
         hasher.update(self.canonical().as_bytes());
-        let digest = hasher.finalize();
-        let mut hex = String::with_capacity(64);
-        for byte in digest {
-            let _ = write!(hex, "{byte:02x}");
-        }
-        hex
+        hex(&hasher.finalize())
     }
 }
 
-/// Checks the audit hash chain of the store at `path`, opened read-only, from its first row to
-/// its last.
+/// `bytes` as lower-case hex digits.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+/// Checks the audit hash chain of the store at `path`, opened read-only, from its first row (or
+/// the anchor left by pruning) to its last.
 ///
 /// # The chain
 /// Each row of `audit` stores `prev_hash`, the `hash` of the row before it in `id` order (64
@@ -90,6 +94,16 @@ impl AuditContent {
 /// values `null`. Changing any of these columns, deleting a row, inserting one or moving one
 /// makes the chain fail to verify at the first row affected.
 ///
+/// # The anchor
+/// When the oldest rows were pruned ([`prune`](super::prune) with an audit retention), the
+/// newest row of `audit_anchor` records the last pruned row: its `id`, `run_id`, `sequence`
+/// and `hash`. The chain then starts there: the first remaining row must come after `last_id`
+/// and its `prev_hash` must be the anchor's `hash`. Pruning always keeps the newest audit row,
+/// so an anchor with an empty `audit` table fails too. What the anchor cannot show is whether
+/// the pruned rows themselves were genuine (they were checked when pruned), nor a chain that
+/// was truncated together with a forged anchor: compare the head with one kept elsewhere, such
+/// as a backup's manifest.
+///
 /// ```
 /// # let dir = tempfile::tempdir()?;
 /// # let path = dir.path().join("instrument.db");
@@ -100,8 +114,9 @@ impl AuditContent {
 /// ```
 ///
 /// # Errors
-/// [`ChainError::Broken`] naming the first row whose stored hashes do not match its content or
-/// its predecessor; [`ChainError::Open`] or [`ChainError::Read`] when the store cannot be read.
+/// [`ChainError::Broken`] naming the first row whose stored hashes do not match its content,
+/// its predecessor or the anchor; [`ChainError::Anchor`] when an anchor is left without the rows
+/// after it; [`ChainError::Open`] or [`ChainError::Read`] when the store cannot be read.
 pub fn verify_audit_chain(path: impl AsRef<Path>) -> Result<(), ChainError> {
     let path = path.as_ref();
     let conn = Connection::open_with_flags(
@@ -121,20 +136,96 @@ pub fn verify_audit_chain(path: impl AsRef<Path>) -> Result<(), ChainError> {
         }
         .into());
     }
-    let read = |source| ChainError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let mut statement = conn
-        .prepare(
-            "SELECT id, run_id, sequence, operation, timestamp_us, inputs, outputs, actor,
-                    correlation, outcome, error_kind, duration_ns, fields, callsite, prev_hash, hash
-             FROM audit ORDER BY id",
-        )
-        .map_err(read)?;
-    let mut rows = statement.query([]).map_err(read)?;
-    let mut expected_prev = GENESIS.to_owned();
-    while let Some(row) = rows.next().map_err(read)? {
+    verify_chain(&conn, path).map(|_| ())
+}
+
+/// The end of a chain that verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChainSummary {
+    /// The rows in `audit`.
+    pub(crate) rows: u64,
+    /// The `hash` of the newest row; `None` when the table is empty.
+    pub(crate) head: Option<String>,
+}
+
+/// The columns [`ChainCheck::check`] reads, in its order.
+pub(crate) const AUDIT_COLUMNS: &str = "id, run_id, sequence, operation, timestamp_us, inputs, \
+    outputs, actor, correlation, outcome, error_kind, duration_ns, fields, callsite, prev_hash, \
+    hash";
+
+/// The newest row of `audit_anchor`; `None` when there is none or the table does not exist yet
+/// (a version 1 store).
+pub(crate) fn latest_anchor(conn: &Connection) -> rusqlite::Result<Option<Anchor>> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_anchor')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !exists {
+        return Ok(None);
+    }
+    conn.query_row(
+        "SELECT last_id, run_id, sequence, hash, total_pruned FROM audit_anchor
+         ORDER BY id DESC LIMIT 1",
+        [],
+        |row| {
+            Ok(Anchor {
+                last_id: row.get(0)?,
+                run_id: row.get(1)?,
+                sequence: row.get(2)?,
+                hash: row.get(3)?,
+                total_pruned: row.get(4)?,
+            })
+        },
+    )
+    .optional()
+}
+
+/// The last pruned audit row, as `audit_anchor` stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Anchor {
+    pub(crate) last_id: i64,
+    pub(crate) run_id: i64,
+    pub(crate) sequence: i64,
+    pub(crate) hash: String,
+    pub(crate) total_pruned: i64,
+}
+
+/// Checks `audit` rows one at a time, in `id` order, from the anchor (or the genesis).
+pub(crate) struct ChainCheck<'a> {
+    path: &'a Path,
+    expected_prev: String,
+    /// The anchor's `last_id`: every remaining row comes after it.
+    after_id: Option<i64>,
+    /// Whether no row was checked yet (the first one must follow the anchor).
+    first: bool,
+}
+
+/// A row that [`ChainCheck::check`] accepted.
+pub(crate) struct CheckedRow {
+    pub(crate) id: i64,
+    pub(crate) run_id: i64,
+    pub(crate) sequence: i64,
+    pub(crate) timestamp_us: i64,
+    pub(crate) hash: String,
+}
+
+impl<'a> ChainCheck<'a> {
+    pub(crate) fn new(path: &'a Path, anchor: Option<&Anchor>) -> Self {
+        ChainCheck {
+            path,
+            expected_prev: anchor.map_or_else(|| GENESIS.to_owned(), |a| a.hash.clone()),
+            after_id: anchor.map(|a| a.last_id),
+            first: true,
+        }
+    }
+
+    /// Checks the next row, selected with [`AUDIT_COLUMNS`].
+    pub(crate) fn check(&mut self, row: &Row<'_>) -> Result<CheckedRow, ChainError> {
+        let read = |source| ChainError::Read {
+            path: self.path.to_owned(),
+            source,
+        };
         let id: i64 = row.get(0).map_err(read)?;
         let run_id: i64 = row.get(1).map_err(read)?;
         let sequence: i64 = row.get(2).map_err(read)?;
@@ -144,6 +235,12 @@ pub fn verify_audit_chain(path: impl AsRef<Path>) -> Result<(), ChainError> {
             sequence,
             reason,
         };
+        if let Some(after) = self.after_id.filter(|&after| id <= after) {
+            return Err(broken(format!(
+                "it is at or before row {after}, the last row pruned according to the audit \
+                 anchor (a row was inserted)"
+            )));
+        }
         let json_column = |index: usize, name: &str| -> Result<Value, ChainError> {
             let text: String = row.get(index).map_err(read)?;
             serde_json::from_str(&text)
@@ -166,11 +263,21 @@ pub fn verify_audit_chain(path: impl AsRef<Path>) -> Result<(), ChainError> {
         };
         let prev_hash: String = row.get(14).map_err(read)?;
         let hash: String = row.get(15).map_err(read)?;
-        if prev_hash != expected_prev {
-            return Err(broken(format!(
-                "its prev_hash {prev_hash} is not the hash {expected_prev} of the row before it \
-                 (a row was deleted, inserted or moved)"
-            )));
+        if prev_hash != self.expected_prev {
+            let reason = match self.after_id {
+                Some(after) if self.first => format!(
+                    "its prev_hash {prev_hash} is not the hash {} of row {after}, the last row \
+                     pruned according to the audit anchor (a row was deleted, inserted or moved, \
+                     or the anchor was changed)",
+                    self.expected_prev
+                ),
+                _ => format!(
+                    "its prev_hash {prev_hash} is not the hash {} of the row before it (a row was \
+                     deleted, inserted or moved)",
+                    self.expected_prev
+                ),
+            };
+            return Err(broken(reason));
         }
         let computed = content.hash(&prev_hash);
         if computed != hash {
@@ -178,7 +285,48 @@ pub fn verify_audit_chain(path: impl AsRef<Path>) -> Result<(), ChainError> {
                 "its content hashes to {computed}, not to the stored {hash} (the row was changed)"
             )));
         }
-        expected_prev = hash;
+        self.expected_prev.clone_from(&hash);
+        self.first = false;
+        Ok(CheckedRow {
+            id,
+            run_id,
+            sequence,
+            timestamp_us: content.timestamp_us,
+            hash,
+        })
     }
-    Ok(())
+}
+
+/// Checks the whole chain of `conn`'s store, from its anchor if it has one.
+pub(crate) fn verify_chain(conn: &Connection, path: &Path) -> Result<ChainSummary, ChainError> {
+    let read = |source| ChainError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let anchor = latest_anchor(conn).map_err(read)?;
+    let mut check = ChainCheck::new(path, anchor.as_ref());
+    let mut statement = conn
+        .prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY id"))
+        .map_err(read)?;
+    let mut rows = statement.query([]).map_err(read)?;
+    let mut summary = ChainSummary {
+        rows: 0,
+        head: None,
+    };
+    while let Some(row) = rows.next().map_err(read)? {
+        let checked = check.check(row)?;
+        summary.rows += 1;
+        summary.head = Some(checked.hash);
+    }
+    if let (Some(anchor), None) = (&anchor, &summary.head) {
+        return Err(ChainError::Anchor {
+            path: path.to_owned(),
+            reason: format!(
+                "the audit table is empty, but pruning keeps the newest row: the rows after row \
+                 {} (run {}, sequence {}) were deleted",
+                anchor.last_id, anchor.run_id, anchor.sequence
+            ),
+        });
+    }
+    Ok(summary)
 }

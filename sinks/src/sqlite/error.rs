@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-/// Why [`SqliteSinkBuilder::build`](super::SqliteSinkBuilder::build) failed. Each variant names
-/// the file; none of them writes to it.
+/// Why [`SqliteSinkBuilder::build`](super::SqliteSinkBuilder::build) or
+/// [`Store::open`](super::query::Store::open) failed. Each variant names the file; none of them
+/// writes to it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SqliteError {
@@ -63,6 +64,26 @@ pub enum SqliteError {
         /// The newest version this release knows.
         supported: i64,
     },
+    /// The file to read does not exist ([`Store::open`](super::query::Store::open) never creates
+    /// one).
+    #[error("{path} does not exist")]
+    NotFound {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// The path names a directory, not a database file.
+    #[error("{path} is a directory, not a database file")]
+    Directory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The file is a `SQLite` database without the store's tables (it has no `schema_version`
+    /// rows), so there is nothing to read.
+    #[error("{path} is a SQLite database but not an instrument store (it has no schema_version)")]
+    NotAStore {
+        /// The database file.
+        path: PathBuf,
+    },
     /// Creating or upgrading the tables failed.
     #[error("cannot create or upgrade the tables of {path}")]
     Migrate {
@@ -101,6 +122,14 @@ pub enum ChainError {
         /// Its `sequence`.
         sequence: i64,
         /// What does not match.
+        reason: String,
+    },
+    /// The audit anchor left by pruning does not fit the remaining rows.
+    #[error("the audit anchor of {path} does not fit its audit table: {reason}")]
+    Anchor {
+        /// The database file.
+        path: PathBuf,
+        /// What does not fit.
         reason: String,
     },
 }

@@ -16,12 +16,20 @@
 //! | `drops` | drop marker |
 //! | `runs` | sink start: process id, name, host |
 //! | `audit` | audit entry, in a hash chain ([`verify_audit_chain`]) |
+//! | `audit_anchor` | pass that pruned audit rows: the last pruned row's `last_id`, `run_id`, `sequence` and `hash` (where the chain now starts), `pruned_rows`, `total_pruned`, `pruned_us` |
 //! | `notices` | notice; `fields` a JSON array of `[key, value]` pairs |
+//! | `health` | health change of a component: `time_us`, `component`, `status`, `reason` (for later releases; nothing writes it yet) |
+//! | `alerts` | alert: `rule`, `state`, `severity`, `labels` (JSON object), `message`, `value`, `started_us`, `updated_us`, `resolved_us`, `acked_us`, `acked_by` (for later releases; nothing writes it yet) |
+//!
+//! # Reading
+//! [`query::Store`] opens a store read-only and answers the questions of the `instrumentctl`
+//! command (feature `cli`): summaries, slow calls, errors, traces, audit trails and exports.
 //!
 //! # Writing
 //! The sink owns its connection and writes on its worker thread, one transaction per batch,
-//! through cached prepared statements. Data is written with `synchronous=NORMAL` (WAL: a
-//! committed batch survives a process crash, and may be lost with the machine's power);
+//! through cached prepared statements; events go 32 rows per `INSERT`. Data is written with
+//! `synchronous=NORMAL` (WAL: a committed batch survives a process crash, and may be lost with
+//! the machine's power);
 //! batches with audit entries with `synchronous=FULL`, so an entry a returned
 //! [`flush`](instrument::PipelineGuard::flush) covers survives a power loss too. Audit rows are
 //! unique per run and sequence number, so a retried batch inserts nothing twice.
@@ -56,7 +64,9 @@
 //! grow by another 4,000 frames before the next attempt, each attempt pausing the sink's writes
 //! for the busy timeout; the file goes back to at most 4 MiB once the reader has finished. A
 //! checkpoint that fails for another reason than a reader or writer in the way makes the sink
-//! [`Degraded`](instrument::SinkHealth::Degraded), naming the file, until one succeeds.
+//! [`Degraded`](instrument::SinkHealth::Degraded), naming the file, until one succeeds. While
+//! the sink's own [scheduled backup](#backups) runs (one read transaction for the whole copy),
+//! the checkpoint past 4,000 frames makes one attempt and does not wait.
 //! `tests/sqlite_failures.rs` writes 4,000 batches while two readers hold 300 ms snapshots
 //! back to back and checks the bound (without these checkpoints the file passes 100 MB).
 //!
@@ -87,9 +97,74 @@
 //! [`Lost`](instrument::Lost)). Audit entries wait in the pipeline's memory, up to its
 //! `audit_capacity`, and are lost for this sink (and reported) beyond it or if the process ends
 //! first. Device and inode are compared on Unix; elsewhere only a deleted file is noticed.
+//! # Retention
+//! [`prune`] deletes the rows older than a cutoff from `events` (by `start_us`), `windows` and
+//! their `window_errors`, `counters` and `gauges` (by `window_start_us`), `drops` (by
+//! `since_us`), `notices` and `health` (by `time_us`) and resolved `alerts` (by `resolved_us`;
+//! an alert that is still open is kept however old). It works in transactions of at most
+//! [`PRUNE_BATCH`] rows with a short pause between them, so a sink writing to the same file
+//! waits at most one small transaction. `callsites` and `runs` are kept: they are small, and
+//! the other tables refer to them. Deleted rows free pages that `SQLite` reuses; the file does
+//! not shrink (that takes a `VACUUM`, which rewrites the whole file and is left to the operator).
+//!
+//! The sink prunes by itself ([`SqliteSinkBuilder::retention`],
+//! default 30 days): every [`prune_interval`](SqliteSinkBuilder::prune_interval) (default
+//! a minute) it starts a pass, and each tick does at most [`PRUNE_STEPS_PER_TICK`] of those
+//! transactions, on the sink's own thread between batches, until the pass is done.
+//!
+//! # The audit anchor
+//! Audit rows are kept for ever unless an audit retention is given
+//! ([`SqliteSinkBuilder::audit_retention`], or the
+//! `audit_older_than` of [`prune`]). Pruning them deletes the oldest rows of the chain, in `id`
+//! order, up to the first row that is not older than the cutoff, and never the newest row (the
+//! chain goes on from it). Each pruned row is checked against the chain before it is deleted, so
+//! a changed row is reported, not laundered. In the same transaction, `audit_anchor` records the
+//! last pruned row: its `id` (`last_id`), `run_id`, `sequence`, `hash`, the rows this pass
+//! pruned, all rows pruned so far, and when. [`verify_audit_chain`]
+//! then starts from the newest anchor instead of the genesis hash.
+//!
+//! Limits: the anchor proves that the remaining rows follow on from the pruned ones, not that
+//! the pruned ones were genuine beyond the check made when pruning. Someone who can write the
+//! file can also delete the newest rows, or rewrite the whole chain and its anchor: the chain is
+//! evidence only against a head kept elsewhere, such as the `audit_head` of a backup's manifest.
+//!
+//! # Backups
+//! [`backup`] copies a store through `SQLite`'s online backup API, in steps of
+//! [`BACKUP_PAGES_PER_STEP`] pages, inside one read transaction on the source: the copy is the
+//! store as it was when the backup started, and in WAL mode (the sink's) a sink keeps writing
+//! meanwhile. A backup directory holds:
+//!
+//! ```text
+//! DEST/instrument.db    the copy, in rollback-journal mode, so it is one self-contained file
+//! DEST/manifest.json    a BackupManifest: file name, sha256, bytes, schema version, creation
+//!                       time, source path, audit rows and head
+//! ```
+//!
+//! The database is written as `instrument.db.partial` and renamed when complete, the manifest
+//! through a temporary file and a rename, and both are synced; then [`verify_backup`] checks the
+//! result (checksum, size, `PRAGMA integrity_check`, audit chain, and that the manifest's
+//! figures match the copy). A failed backup removes what it wrote. A backup never writes into a
+//! directory that holds anything, and [`restore`] never writes over an existing file.
+//!
+//! Scheduled backups ([`SqliteSinkBuilder::backups`] with a
+//! [`BackupSchedule`]) run on a thread of their own, started from the sink's tick, each into a
+//! new subdirectory `backup-YYYYMMDDTHHMMSS.ffffffZ` (UTC) of the schedule's directory; after a
+//! backup verifies, the oldest complete backups beyond [`BackupSchedule::keep`] are removed. A
+//! failed backup makes the sink [`Degraded`](instrument::SinkHealth::Degraded) with the reason
+//! until one succeeds; writing goes on.
+//!
+//! Limits: a backup still running when the sink shuts down is stopped and removed. The copy
+//! takes as much disk as the store, and verifying it reads it twice (checksum, then
+//! `integrity_check`). While a backup runs, its read transaction keeps checkpoints from passing
+//! its snapshot, so the WAL grows by what is written meanwhile and shrinks at the next
+//! checkpoint after it (see [Writing](#writing)). A source that is not in WAL mode blocks writers for the length of the
+//! backup. Two sinks must not share a schedule directory, and a clock that jumps back makes the
+//! subdirectory names sort out of order (the newest backup is never the one removed).
 
 mod audit;
 mod error;
+mod maintenance;
+pub mod query;
 mod schema;
 
 use std::collections::HashMap;
@@ -113,6 +188,11 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 
 pub use self::audit::verify_audit_chain;
 pub use self::error::{ChainError, SqliteError};
+pub use self::maintenance::{
+    AuditAnchor, BACKUP_FILE, BACKUP_PAGES_PER_STEP, BackupManifest, BackupSchedule, MANIFEST_FILE,
+    MANIFEST_VERSION, MaintenanceError, PRUNE_BATCH, PRUNE_STEPS_PER_TICK, PruneReport, PrunedRows,
+    backup, prune, restore, verify_backup,
+};
 pub use self::schema::SCHEMA_VERSION;
 
 use self::audit::{AuditContent, GENESIS};
@@ -131,6 +211,8 @@ const WAL_SIZE_LIMIT: i64 = 4 << 20;
 /// First pause of a write retried because the file was locked; it doubles up to `LONGEST_RETRY`.
 const FIRST_RETRY: Duration = Duration::from_millis(5);
 const LONGEST_RETRY: Duration = Duration::from_millis(250);
+/// How long the sink keeps rows other than audit rows by default: 30 days.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Stores what the pipeline delivers in a `SQLite` database; see the [module docs](self) for the
 /// tables, and for what happens when the file is locked, full, read-only or deleted.
@@ -160,6 +242,8 @@ pub struct SqliteSink {
     write_error: Option<String>,
     /// Why the last checkpoint failed; cleared by the next success.
     checkpoint_error: Option<String>,
+    /// Pruning passes and scheduled backups, run from [`Sink::tick`].
+    maintenance: maintenance::Maintenance,
 }
 
 /// Configures a [`SqliteSink`].
@@ -168,6 +252,7 @@ pub struct SqliteSinkBuilder {
     path: PathBuf,
     busy_timeout: Duration,
     max_size: Option<u64>,
+    maintenance: maintenance::Settings,
 }
 
 impl Default for SqliteSinkBuilder {
@@ -176,6 +261,12 @@ impl Default for SqliteSinkBuilder {
             path: PathBuf::from(DEFAULT_PATH),
             busy_timeout: Duration::from_secs(5),
             max_size: None,
+            maintenance: maintenance::Settings {
+                retention: DEFAULT_RETENTION,
+                audit_retention: None,
+                prune_interval: Duration::from_secs(60),
+                backups: None,
+            },
         }
     }
 }
@@ -208,6 +299,39 @@ impl SqliteSinkBuilder {
         self
     }
 
+    /// How long rows other than audit rows are kept (default [`DEFAULT_RETENTION`], 30 days);
+    /// older ones are pruned from the sink's ticks (see [retention](self#retention)).
+    /// `Duration::MAX` keeps everything.
+    #[must_use]
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.maintenance.retention = retention;
+        self
+    }
+
+    /// How long audit rows are kept: `None` (the default) keeps them for ever; with `Some`,
+    /// older ones are pruned too, and the chain goes on verifying from the anchor they leave.
+    #[must_use]
+    pub fn audit_retention(mut self, retention: Option<Duration>) -> Self {
+        self.maintenance.audit_retention = retention;
+        self
+    }
+
+    /// How often a pruning pass starts (default one minute). A pass does a bounded amount of
+    /// work per tick and goes on over the next ticks until it is done.
+    #[must_use]
+    pub fn prune_interval(mut self, interval: Duration) -> Self {
+        self.maintenance.prune_interval = interval;
+        self
+    }
+
+    /// Writes verified backups of the store on `schedule`, from a thread of their own (default:
+    /// none).
+    #[must_use]
+    pub fn backups(mut self, schedule: BackupSchedule) -> Self {
+        self.maintenance.backups = Some(schedule);
+        self
+    }
+
     /// Opens (or creates) the database and brings its tables up to date, so that a bad file is
     /// reported when the pipeline is built, not when the first batch arrives.
     ///
@@ -225,6 +349,7 @@ impl SqliteSinkBuilder {
         })?;
         let store = Store::open(&self)?;
         Ok(SqliteSink {
+            maintenance: maintenance::Maintenance::new(self.maintenance.clone()),
             options: self,
             store: Some(store),
             start: None,
@@ -248,7 +373,9 @@ enum Failure {
 }
 
 impl SqliteSink {
-    /// A builder with the defaults: file [`DEFAULT_PATH`], busy timeout 5 s, no size limit.
+    /// A builder with the defaults: file [`DEFAULT_PATH`], busy timeout 5 s, no size limit,
+    /// retention [`DEFAULT_RETENTION`] (audit rows kept), a pruning pass a minute, no scheduled
+    /// backups.
     #[must_use]
     pub fn builder() -> SqliteSinkBuilder {
         SqliteSinkBuilder::default()
@@ -334,37 +461,50 @@ impl Sink for SqliteSink {
             return Err(self.fail(failure));
         }
         self.write_error = None;
+        // The sink's own scheduled backup holds one read transaction for as long as it runs:
+        // waiting for it to end would hold up the writes in vain.
+        let wait = if self.maintenance.backup_running() {
+            Duration::ZERO
+        } else {
+            self.options.busy_timeout
+        };
         if let Some(store) = &mut self.store {
-            let result = store.checkpoint_after_write(self.options.busy_timeout);
+            let result = store.checkpoint_after_write(wait);
             self.checkpointed(result);
         }
         Ok(())
     }
 
-    /// Opens the file again if a failure closed it or it was deleted or replaced, and
-    /// checkpoints the write-ahead log if no reader is in the way.
-    fn tick(&mut self, _now: SystemTime) -> Result<(), SinkError> {
+    /// Opens the file again if a failure closed it or it was deleted or replaced, runs the
+    /// pruning passes and scheduled backups that are due, and checkpoints the write-ahead log
+    /// if no reader is in the way.
+    fn tick(&mut self, now: SystemTime) -> Result<(), SinkError> {
         let (store, reopened) = match open_store(&mut self.store, &self.options) {
             Ok(opened) => opened,
             Err(failure) => return Err(self.fail(failure)),
         };
-        let result = store.checkpoint_idle(self.options.busy_timeout);
+        let maintained = self.maintenance.tick(&store.conn, &self.options.path, now);
+        let checkpointed = store.checkpoint_idle(self.options.busy_timeout);
         if reopened {
             // What kept the sink from writing was the file; a full disk or a lock is cleared
             // only by a write that succeeds.
             self.write_error = None;
         }
-        self.checkpointed(result);
-        Ok(())
+        self.checkpointed(checkpointed);
+        maintained
     }
 
     fn health(&self) -> SinkHealth {
         if let Some(error) = &self.write_error {
-            SinkHealth::Unhealthy(error.clone())
-        } else if let Some(error) = &self.checkpoint_error {
-            SinkHealth::Degraded(error.clone())
-        } else {
-            SinkHealth::Healthy
+            return SinkHealth::Unhealthy(error.clone());
+        }
+        match (&self.checkpoint_error, self.maintenance.problem()) {
+            (Some(checkpoint), Some(maintenance)) => {
+                SinkHealth::Degraded(format!("{checkpoint}; {maintenance}"))
+            }
+            (Some(problem), None) => SinkHealth::Degraded(problem.clone()),
+            (None, Some(problem)) => SinkHealth::Degraded(problem),
+            (None, None) => SinkHealth::Healthy,
         }
     }
 }
@@ -628,9 +768,7 @@ impl Store {
     fn write_batch(&mut self, batch: &Batch, start: Option<&StartInfo>) -> rusqlite::Result<()> {
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         let callsites = &mut self.callsites;
-        for event in &batch.events {
-            insert_event(&tx, callsites, event)?;
-        }
+        insert_events(&tx, callsites, &batch.events)?;
         for drop in &batch.drops {
             let callsite = callsite_id(&tx, callsites, drop.callsite)?;
             tx.prepare_cached(
@@ -849,9 +987,61 @@ fn callsite_id(
     Ok(id)
 }
 
-fn insert_event(
+/// The columns of an `events` row, in the order [`bind_event`] binds them.
+const EVENT_COLUMNS: &str = "callsite_id, outcome, error_kind, start_us, duration_ns, thread_id, \
+                             thread_name, correlation, reason, fields";
+/// How many values [`bind_event`] binds.
+const EVENT_VALUES: usize = 10;
+/// Events per multi-row `INSERT`: one statement step for this many rows instead of one each,
+/// which is most of the per-row cost left once the indexes are paid for.
+const EVENT_CHUNK: usize = 32;
+
+/// `INSERT INTO events` with `rows` rows of placeholders.
+fn event_insert_sql(rows: usize) -> String {
+    let row = format!("({})", ["?"; EVENT_VALUES].join(", "));
+    format!(
+        "INSERT INTO events ({EVENT_COLUMNS}) VALUES {}",
+        vec![row; rows].join(", ")
+    )
+}
+
+/// Inserts `events`, [`EVENT_CHUNK`] rows per statement and the rest one by one, each statement
+/// prepared once per connection.
+fn insert_events(
     tx: &Transaction<'_>,
     callsites: &mut HashMap<&'static Metadata, i64>,
+    events: &[Event],
+) -> rusqlite::Result<()> {
+    static CHUNK_SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static ONE_SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let mut chunks = events.chunks_exact(EVENT_CHUNK);
+    if chunks.len() > 0 {
+        let mut insert =
+            tx.prepare_cached(CHUNK_SQL.get_or_init(|| event_insert_sql(EVENT_CHUNK)))?;
+        for chunk in &mut chunks {
+            for (row, event) in chunk.iter().enumerate() {
+                bind_event(tx, callsites, &mut insert, row * EVENT_VALUES, event)?;
+            }
+            insert.raw_execute()?;
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut insert = tx.prepare_cached(ONE_SQL.get_or_init(|| event_insert_sql(1)))?;
+        for event in rest {
+            bind_event(tx, callsites, &mut insert, 0, event)?;
+            insert.raw_execute()?;
+        }
+    }
+    Ok(())
+}
+
+/// Binds `event`'s values to parameters `offset + 1 ..= offset + EVENT_VALUES` of `insert`.
+fn bind_event(
+    tx: &Transaction<'_>,
+    callsites: &mut HashMap<&'static Metadata, i64>,
+    insert: &mut rusqlite::CachedStatement<'_>,
+    offset: usize,
     event: &Event,
 ) -> rusqlite::Result<()> {
     let callsite = callsite_id(tx, callsites, event.callsite)?;
@@ -860,24 +1050,16 @@ fn insert_event(
     } else {
         Some(serde_json::to_string(&Pairs::<&str, FieldValue>(&event.fields)).map_err(conversion)?)
     };
-    let reason = serde_json::to_value(event.reason).map_err(conversion)?;
-    tx.prepare_cached(
-        "INSERT INTO events (callsite_id, outcome, error_kind, start_us, duration_ns, thread_id,
-                             thread_name, correlation, reason, fields)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?
-    .execute((
-        callsite,
-        event.outcome.as_str(),
-        event.error_kind,
-        micros(event.start),
-        nanos(event.duration),
-        int(event.thread.id),
-        event.thread.name.as_deref(),
-        event.correlation.map(|c| c.to_string()),
-        reason.as_str().unwrap_or_default(),
-        fields,
-    ))?;
+    insert.raw_bind_parameter(offset + 1, callsite)?;
+    insert.raw_bind_parameter(offset + 2, event.outcome.as_str())?;
+    insert.raw_bind_parameter(offset + 3, event.error_kind)?;
+    insert.raw_bind_parameter(offset + 4, micros(event.start))?;
+    insert.raw_bind_parameter(offset + 5, nanos(event.duration))?;
+    insert.raw_bind_parameter(offset + 6, int(event.thread.id))?;
+    insert.raw_bind_parameter(offset + 7, event.thread.name.as_deref())?;
+    insert.raw_bind_parameter(offset + 8, event.correlation.map(|c| c.to_string()))?;
+    insert.raw_bind_parameter(offset + 9, event.reason.as_str())?;
+    insert.raw_bind_parameter(offset + 10, fields)?;
     Ok(())
 }
 

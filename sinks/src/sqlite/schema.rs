@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension};
 use super::error::SqliteError;
 
 /// The schema version this release writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migration `i` brings a database from version `i` to `i + 1`; each runs in its own transaction.
 const MIGRATIONS: &[&str] = &[
@@ -142,6 +142,46 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX notices_by_time ON notices (time_us);
     CREATE INDEX notices_by_correlation ON notices (correlation) WHERE correlation IS NOT NULL;
     ",
+    // v2: the anchor that pruning the audit table leaves, health changes of components, and
+    // alerts.
+    "
+    CREATE TABLE audit_anchor (
+        id           INTEGER PRIMARY KEY,
+        last_id      INTEGER NOT NULL,
+        run_id       INTEGER NOT NULL,
+        sequence     INTEGER NOT NULL,
+        hash         TEXT NOT NULL,
+        pruned_rows  INTEGER NOT NULL,
+        total_pruned INTEGER NOT NULL,
+        pruned_us    INTEGER NOT NULL
+    );
+    CREATE TABLE health (
+        id        INTEGER PRIMARY KEY,
+        time_us   INTEGER NOT NULL,
+        component TEXT NOT NULL,
+        status    TEXT NOT NULL,
+        reason    TEXT
+    );
+    CREATE INDEX health_by_time ON health (time_us);
+    CREATE INDEX health_by_component ON health (component, time_us);
+    CREATE TABLE alerts (
+        id          INTEGER PRIMARY KEY,
+        rule        TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        severity    TEXT NOT NULL,
+        labels      TEXT NOT NULL,
+        message     TEXT NOT NULL,
+        value       REAL,
+        started_us  INTEGER NOT NULL,
+        updated_us  INTEGER NOT NULL,
+        resolved_us INTEGER,
+        acked_us    INTEGER,
+        acked_by    TEXT
+    );
+    CREATE INDEX alerts_by_time ON alerts (started_us);
+    CREATE INDEX alerts_by_resolved ON alerts (resolved_us) WHERE resolved_us IS NOT NULL;
+    CREATE INDEX alerts_by_rule ON alerts (rule, state);
+    ",
 ];
 
 /// The highest version recorded in `schema_version`, 0 for a database without that table.
@@ -212,5 +252,75 @@ mod tests {
     #[test]
     fn the_migration_list_ends_at_the_current_version() {
         assert_eq!(i64::try_from(MIGRATIONS.len()), Ok(SCHEMA_VERSION));
+    }
+
+    fn tables(conn: &Connection) -> Vec<String> {
+        conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_version_1_store_migrates_to_version_2_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            // A store as version 1 wrote it: its own SQL, then rows.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_us INTEGER NOT NULL);
+                 INSERT INTO schema_version VALUES (1, 1);",
+            )
+            .unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "INSERT INTO callsites (name, module, file, line, kind, labels)
+                     VALUES ('parse', 'm', 'f.rs', 1, 'function', '{}');
+                 INSERT INTO events (callsite_id, outcome, start_us, duration_ns, thread_id, reason)
+                     VALUES (1, 'error', 10, 5, 1, 'outcome');
+                 INSERT INTO runs (pid, process_name, started_us) VALUES (1, 'p', 1);
+                 INSERT INTO audit (run_id, sequence, operation, timestamp_us, inputs, outputs,
+                                    fields, prev_hash, hash)
+                     VALUES (1, 1, 'load', 2, '[]', '[]', '[]', 'p', 'h');",
+            )
+            .unwrap();
+        }
+        let mut conn = Connection::open(&path).unwrap();
+        assert_eq!(version(&conn, &path).unwrap(), 1);
+        let before = tables(&conn);
+        assert!(!before.contains(&"audit_anchor".to_owned()));
+        migrate(&mut conn, &path, 1).unwrap();
+        assert_eq!(version(&conn, &path).unwrap(), 2);
+        let after = tables(&conn);
+        for table in ["audit_anchor", "health", "alerts"] {
+            assert!(after.contains(&table.to_owned()), "{table} in {after:?}");
+        }
+        assert!(before.iter().all(|t| after.contains(t)));
+        let count = |table: &str| -> i64 {
+            conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(
+            (count("callsites"), count("events"), count("audit")),
+            (1, 1, 1)
+        );
+        let versions: Vec<i64> = conn
+            .prepare("SELECT version FROM schema_version ORDER BY version")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(versions, [1, 2]);
+        // The new tables take rows of the shape later releases write.
+        conn.execute_batch(
+            "INSERT INTO health (time_us, component, status, reason) VALUES (1, 'sqlite', 'degraded', 'x');
+             INSERT INTO alerts (rule, state, severity, labels, message, value, started_us, updated_us)
+                 VALUES ('slow', 'firing', 'warning', '{}', 'slow calls', 1.5, 1, 1);",
+        )
+        .unwrap();
     }
 }
