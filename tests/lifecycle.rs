@@ -122,9 +122,14 @@ fn gauges_set_under_an_earlier_pipeline_are_not_reported() {
     );
 }
 
+/// Says it has started (from inside the call, so the call's start is before the signal), then
+/// waits for `go`.
 #[instrument_performance]
-fn waits_for(go: &crossbeam_channel::Receiver<()>) -> bool {
-    go.recv().is_ok()
+fn waits_for(
+    started: &crossbeam_channel::Sender<()>,
+    go: &crossbeam_channel::Receiver<()>,
+) -> bool {
+    started.send(()).is_ok() && go.recv().is_ok()
 }
 
 #[test]
@@ -142,10 +147,7 @@ fn nothing_is_recorded_before_install() {
     // A call that starts before install and ends after it belongs to no pipeline.
     let (go, wait) = crossbeam_channel::bounded(0);
     let (started, is_started) = crossbeam_channel::bounded(0);
-    let straddling = thread::spawn(move || {
-        started.send(()).unwrap();
-        waits_for(&wait)
-    });
+    let straddling = thread::spawn(move || waits_for(&started, &wait));
     is_started.recv().unwrap();
 
     let sink = MemorySink::new();

@@ -283,6 +283,75 @@ fn a_sink_that_recovers_gets_the_retried_batch() {
     assert_eq!(flaky.last_error.as_deref(), Some("flaky: not yet"));
 }
 
+/// A store that is down until the test says its cause is gone, and that notices it only in its
+/// `tick`, as a store reopening a lost file does.
+struct Outage {
+    inner: MemorySink,
+    down: bool,
+    cause_gone: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Sink for Outage {
+    fn name(&self) -> &'static str {
+        "outage"
+    }
+    fn interests(&self) -> Interests {
+        EVENTS_AND_SNAPSHOTS
+    }
+    fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        if self.down {
+            return Err(SinkError::new("store unreachable"));
+        }
+        self.inner.write(batch)
+    }
+    fn tick(&mut self, _now: std::time::SystemTime) -> Result<(), SinkError> {
+        if self.cause_gone.load(std::sync::atomic::Ordering::SeqCst) {
+            self.down = false;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failed_batch_waits_while_the_sink_ticks_and_arrives_when_the_cause_goes_away() {
+    let _serial = serial();
+    let inner = MemorySink::new();
+    let cause_gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pipeline = builder()
+        .sink_tick(Duration::from_millis(10))
+        .sink(Outage {
+            inner: inner.clone(),
+            down: true,
+            cause_gone: Arc::clone(&cause_gone),
+        })
+        .install()
+        .expect("no other pipeline is installed");
+
+    for i in 0..60 {
+        let _ = op(i);
+    }
+    thread::scope(|scope| {
+        // The cause goes away only after the batch has failed several times: with a worker that
+        // retried by sleeping, no tick would run in between and the batch would be given up.
+        scope.spawn(|| {
+            assert!(
+                poll_until(Duration::from_secs(60), || status(&pipeline, "outage")
+                    .errors
+                    >= 6),
+                "the batch is retried while the store is down"
+            );
+            cause_gone.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        pipeline
+            .flush()
+            .expect("the batch waits for the store instead of being given up");
+    });
+    assert_eq!(inner.events().len(), 10);
+    let outage = status(&pipeline, "outage");
+    assert_eq!(outage.dropped_batches, 0, "{outage:#?}");
+    assert!(outage.lost.is_none(), "{outage:#?}");
+}
+
 #[test]
 fn event_batches_are_given_up_after_the_retries() {
     let _serial = serial();

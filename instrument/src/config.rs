@@ -59,7 +59,8 @@ pub struct Config {
     pub flush_timeout: Duration,
     /// Default `slow` threshold for callsites that set none (default: none).
     pub slow_threshold: Option<Duration>,
-    /// Retries of a failed event/snapshot batch before it is dropped (default 5).
+    /// Retries of a failed event/snapshot batch before it is dropped (default 14: with the
+    /// back-off of 10 ms doubling to 5 s, about 30 s).
     pub max_retries: u32,
     /// The clock (default: the CPU counter).
     pub clock: ClockSource,
@@ -78,7 +79,7 @@ impl Default for Config {
             sink_tick: Duration::from_secs(1),
             flush_timeout: Duration::from_secs(30),
             slow_threshold: None,
-            max_retries: 5,
+            max_retries: 14,
             clock: ClockSource::Counter,
         }
     }

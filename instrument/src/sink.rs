@@ -200,8 +200,11 @@ pub enum SinkHealth {
 ///   and the other sinks go on, and [`PipelineGuard::flush`](crate::PipelineGuard::flush) names
 ///   it when its timeout passes.
 /// - An `Err` (or a panic, which is caught) is counted in `instrument_sink_errors_total{sink}`.
-///   A failed event/snapshot batch is retried with exponential backoff up to `max_retries`
-///   times, then given up and counted as lost. A failed audit batch is retried without limit
+///   A failed event/snapshot batch stays at the head of the sink's queue and is retried with
+///   exponential backoff (10 ms doubling to 5 s) up to `max_retries` times (default 14, about
+///   30 s), then given up and counted as lost; batches arriving meanwhile wait behind it within
+///   the queue's bounds, so a short outage loses nothing. The worker never sleeps meanwhile:
+///   [`Sink::tick`], health polls and audit retries go on. A failed audit batch is retried without limit
 ///   (events keep flowing meanwhile); while it fails, the sink's audit backlog fills to
 ///   `audit_capacity` entries, after which further entries are lost *for that sink* and
 ///   reported by name. Audit producers wait only when every audit sink is full.

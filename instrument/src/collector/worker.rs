@@ -3,8 +3,12 @@
 //! Audit entries come first: whenever some are waiting and no retry back-off is running, the
 //! worker writes them (up to `AUDIT_BATCH` per batch) before the next data batch. A failed audit
 //! batch is put back and retried after a back-off (10 ms doubling to 5 s) without limit, while
-//! data batches keep flowing in between; a failed data batch is retried `max_retries` times and
-//! then given up and counted as lost.
+//! data batches keep flowing in between. A failed data batch is put back at the head of the
+//! queue and retried after the same back-off, up to `max_retries` times (with the default 14,
+//! about 30 s), then given up and counted as lost; batches arriving meanwhile wait behind it,
+//! within the queue's bounds, so an outage shorter than that loses nothing but what overflows
+//! the bounds. The worker never sleeps: audit entries, ticks (where a sink notices that its
+//! cause went away) and health polls go on while a data batch waits for its retry.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -26,6 +30,24 @@ pub(crate) struct Worker {
     pub(crate) start: StartInfo,
 }
 
+/// The retry of the data batch at the head of the queue after it failed.
+#[derive(Default)]
+struct Retry {
+    /// Failed attempts so far.
+    attempts: u32,
+    /// When the batch may be tried again; `None` when the head has not failed.
+    at: Option<Instant>,
+}
+
+impl Retry {
+    /// The wait before the next attempt: 10 ms doubling per failed attempt, at most 5 s.
+    fn next_backoff(&self) -> Duration {
+        FIRST_BACKOFF
+            .saturating_mul(1 << self.attempts.min(16))
+            .min(MAX_BACKOFF)
+    }
+}
+
 enum Work {
     Audit(Vec<crate::AuditEntry>),
     Item(Item),
@@ -41,6 +63,7 @@ impl Worker {
         let mut next_tick = Instant::now() + tick;
         let mut audit_retry: Option<Instant> = None;
         let mut backoff = FIRST_BACKOFF;
+        let mut data_retry = Retry::default();
         loop {
             let work = {
                 let mut state = self.queue.lock();
@@ -52,7 +75,8 @@ impl Worker {
                         let n = state.audit.len().min(AUDIT_BATCH);
                         break Work::Audit(state.audit.drain(..n).collect());
                     }
-                    if let Some(item) = state.items.pop_front() {
+                    let data_ready = data_retry.at.is_none_or(|at| now >= at);
+                    if let Some(item) = data_ready.then(|| state.items.pop_front()).flatten() {
                         if let Item::Batch(batch, _) = &item {
                             state.batches -= 1;
                             state.events -= batch.weight();
@@ -65,6 +89,10 @@ impl Worker {
                     let until = audit_retry
                         .filter(|_| !state.audit.is_empty())
                         .map_or(next_tick, |at| at.min(next_tick));
+                    let until = data_retry
+                        .at
+                        .filter(|_| !state.items.is_empty())
+                        .map_or(until, |at| at.min(until));
                     state = self.queue.wait(state, until);
                 }
             };
@@ -78,7 +106,9 @@ impl Worker {
                         backoff = (backoff * 2).min(MAX_BACKOFF);
                     }
                 }
-                Work::Item(Item::Batch(batch, _)) => self.write_batch(&batch),
+                Work::Item(Item::Batch(batch, keep)) => {
+                    self.write_batch(batch, keep, &mut data_retry);
+                }
                 Work::Item(Item::Flush(marker)) => self.finish(&marker, false),
                 Work::Item(Item::Shutdown(marker)) => {
                     self.finish(&marker, true);
@@ -112,28 +142,32 @@ impl Worker {
         false
     }
 
-    fn write_batch(&mut self, batch: &Batch) {
-        let mut attempts = 0u32;
-        let mut backoff = FIRST_BACKOFF;
-        loop {
-            if guarded(&self.status, || self.sink.write(batch)).is_ok() {
-                self.status
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .delivered += 1;
-                break;
-            }
-            attempts += 1;
-            if attempts > self.max_retries {
-                let lost = lost_batch(batch);
-                self.queue.lock().lost.add(lost);
-                let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
-                status.dropped_batches += 1;
-                status.lost.add(lost);
-                break;
-            }
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+    /// Writes a data batch once. On failure puts it back at the head of the queue for a retry
+    /// after the back-off, or, past `max_retries`, gives it up and counts it as lost.
+    fn write_batch(&mut self, batch: Arc<Batch>, keep: bool, retry: &mut Retry) {
+        if guarded(&self.status, || self.sink.write(&batch)).is_ok() {
+            self.status
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .delivered += 1;
+            *retry = Retry::default();
+        } else if retry.attempts >= self.max_retries {
+            let lost = lost_batch(&batch);
+            self.queue.lock().lost.add(lost);
+            let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+            status.dropped_batches += 1;
+            status.lost.add(lost);
+            drop(status);
+            *retry = Retry::default();
+        } else {
+            let mut state = self.queue.lock();
+            state.batches += 1;
+            state.events += batch.weight();
+            state.items.push_front(Item::Batch(batch, keep));
+            drop(state);
+            let backoff = retry.next_backoff();
+            retry.attempts += 1;
+            retry.at = Some(Instant::now() + backoff);
         }
         self.poll_health();
     }
