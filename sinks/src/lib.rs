@@ -6,6 +6,8 @@
 //! - [`SqliteSink`] (feature `sqlite`): a `SQLite` database file with callsites, events, windows
 //!   of aggregates, counters, gauges, drop markers, notices and a hash-chained audit table
 //!   ([`verify_audit_chain`]); tables in the [`sqlite`] module docs.
+//! - [`PrometheusSink`] (feature `prometheus`): `/metrics` in the Prometheus text format and in
+//!   OpenMetrics with exemplars, served by the operations endpoint ([`http`], feature `http`).
 //!
 //! ```
 //! use instrument_sinks::MemorySink;
@@ -27,6 +29,15 @@ pub use crate::memory::MemorySink;
 
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+
+#[cfg(feature = "http")]
+pub mod http;
+
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
+
+#[cfg(feature = "prometheus")]
+pub use crate::prometheus::{PrometheusError, PrometheusHandle, PrometheusSink, PrometheusSinkBuilder};
 
 #[cfg(feature = "sqlite")]
 pub use crate::sqlite::{
