@@ -6,8 +6,9 @@
 //! - [`SqliteSink`] (feature `sqlite`): a `SQLite` database file with callsites, events, windows
 //!   of aggregates, counters, gauges, drop markers, notices and a hash-chained audit table
 //!   ([`verify_audit_chain`]); tables in the [`sqlite`] module docs.
-//! - [`PrometheusSink`] (feature `prometheus`): `/metrics` in the Prometheus text format and in
-//!   OpenMetrics with exemplars, served by the operations endpoint ([`http`], feature `http`).
+//! - `PrometheusSink` (feature `prometheus`): `/metrics` in the Prometheus text format and in
+//!   `OpenMetrics` with exemplars, served by the operations endpoint (module `http`, feature
+//!   `http`); see the `prometheus` module docs.
 //!
 //! ```
 //! use instrument_sinks::MemorySink;
@@ -37,7 +38,9 @@ pub mod http;
 pub mod prometheus;
 
 #[cfg(feature = "prometheus")]
-pub use crate::prometheus::{PrometheusError, PrometheusHandle, PrometheusSink, PrometheusSinkBuilder};
+pub use crate::prometheus::{
+    PrometheusError, PrometheusHandle, PrometheusSink, PrometheusSinkBuilder,
+};
 
 #[cfg(feature = "sqlite")]
 pub use crate::sqlite::{

@@ -316,8 +316,11 @@ impl EndpointBuilder {
         if !self.addr.ip().is_loopback() && !self.allow_remote {
             return Err(HttpError::NotLoopback { addr: self.addr });
         }
-        let listener = StdTcpListener::bind(self.addr).map_err(|source| bind_error(self.addr, source))?;
-        let addr = listener.local_addr().map_err(|source| bind_error(self.addr, source))?;
+        let listener =
+            StdTcpListener::bind(self.addr).map_err(|source| bind_error(self.addr, source))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| bind_error(self.addr, source))?;
         listener
             .set_nonblocking(true)
             .map_err(|source| HttpError::Start { addr, source })?;
@@ -326,15 +329,15 @@ impl EndpointBuilder {
             .enable_time()
             .build()
             .map_err(|source| HttpError::Start { addr, source })?;
-        let routes = self.paths.iter().cloned().collect::<Vec<_>>().join(", ");
+        let listing = self.paths.iter().cloned().collect::<Vec<_>>().join(", ");
         let router = self
             .router
             .fallback(move || {
-                let routes = routes.clone();
+                let listing = listing.clone();
                 async move {
                     (
                         StatusCode::NOT_FOUND,
-                        format!("not found; this endpoint serves {routes}\n"),
+                        format!("not found; this endpoint serves {listing}\n"),
                     )
                 }
             })
@@ -470,17 +473,15 @@ async fn serve(
             },
             _ = stop.wait_for(|s| *s) => break,
         };
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
-                Err(_) => {
-                    // Out of file descriptors or a connection reset before accept: back off
-                    // briefly instead of spinning.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
             _ = stop.wait_for(|s| *s) => break,
+        };
+        let Ok((stream, _peer)) = accepted else {
+            // Out of file descriptors or a connection reset before accept: back off briefly
+            // instead of spinning.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let connection = http.serve_connection(TokioIo::new(stream), service.clone());

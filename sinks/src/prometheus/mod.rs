@@ -1,5 +1,5 @@
 //! A Prometheus sink: `/metrics` on the operations endpoint ([`http`](crate::http)), in the
-//! Prometheus text format or, when the scraper asks for it, in OpenMetrics with exemplars.
+//! Prometheus text format or, when the scraper asks for it, in `OpenMetrics` with exemplars.
 //!
 //! The sink keeps, on its worker thread, what the latest snapshot says (totals since install)
 //! and, from events, a recent call per histogram bucket; a scrape renders that state on the
@@ -11,7 +11,7 @@
 //! - `instrument_calls_total`: calls, exact, including those whose durations were dropped under
 //!   overload; `error` outcomes split by `error_kind`.
 //! - `instrument_duration_seconds`: a histogram of the timed calls, buckets configurable
-//!   (default 1 us .. 10 s, [`DEFAULT_BUCKETS`]); `+Inf` equals `_count`. In OpenMetrics its
+//!   (default 1 us .. 10 s, [`DEFAULT_BUCKETS`]); `+Inf` equals `_count`. In `OpenMetrics` its
 //!   buckets carry exemplars `{correlation_id="..."}` of recent error, slow and sampled calls,
 //!   so a latency spike leads to the calls behind it.
 //! - `instrument_duration_quantile_seconds`: a summary of the last window's p50, p90, p99 and
@@ -31,7 +31,7 @@
 //! exported as `instrument_callsite_overflow_total`.
 //!
 //! # Formats
-//! `Accept: application/openmetrics-text` gets OpenMetrics 1.0 (`# TYPE`, `# UNIT`, `# HELP`,
+//! `Accept: application/openmetrics-text` gets `OpenMetrics` 1.0 (`# TYPE`, `# UNIT`, `# HELP`,
 //! counters' `_total` samples, exemplars, `# EOF`), anything else the text format 0.0.4; each
 //! with its exact `Content-Type` ([`Format::content_type`]). Responses are gzip-compressed when
 //! `Accept-Encoding` allows it.
@@ -116,7 +116,7 @@ pub const DEFAULT_PREFIX: &str = "instrument";
 pub enum Format {
     /// The Prometheus text format, version 0.0.4.
     Text,
-    /// OpenMetrics 1.0 text, with exemplars.
+    /// `OpenMetrics` 1.0 text, with exemplars.
     OpenMetrics,
 }
 
@@ -139,7 +139,7 @@ impl Format {
         }
     }
 
-    /// The format to answer a request with this `Accept` header: OpenMetrics when the client
+    /// The format to answer a request with this `Accept` header: `OpenMetrics` when the client
     /// accepts it at least as much as plain text, the text format otherwise.
     ///
     /// ```
@@ -397,37 +397,169 @@ struct Families {
 
 /// The pipeline's metrics without labels: name after the prefix, type, unit, help, and how to
 /// read it from [`SelfMetrics`].
-type SelfMetric = (&'static str, Type, Option<&'static str>, &'static str, fn(&SelfMetrics) -> f64);
+type SelfMetric = (
+    &'static str,
+    Type,
+    Option<&'static str>,
+    &'static str,
+    fn(&SelfMetrics) -> f64,
+);
 
 const SELF_METRICS: [SelfMetric; 11] = [
-    ("events_recorded_total", Type::Counter, None, "Records that reached the drain since the pipeline was installed.", |m| m.events_recorded as f64),
-    ("dropped_events_total", Type::Counter, None, "Records whose durations were dropped because a thread's queue was full; their calls are still counted.", |m| m.events_dropped as f64),
-    ("queue_high_water", Type::Gauge, None, "The fullest any thread's queue was seen by the drain, in records.", |m| m.queue_high_water as f64),
-    ("drain_cycle_seconds", Type::Gauge, Some("seconds"), "Duration of the last drain cycle.", |m| m.drain_cycle.as_secs_f64()),
-    ("memory_bytes", Type::Gauge, Some("bytes"), "Bytes held by thread buffers and aggregates.", |m| m.memory_bytes as f64),
-    ("threads", Type::Gauge, None, "Thread buffers registered.", |m| m.threads as f64),
-    ("drain_panics_total", Type::Counter, None, "Drain cycles that panicked (caught; the drain goes on).", |m| m.drain_panics as f64),
-    ("audit_queued", Type::Gauge, None, "Audit entries waiting for the drain.", |m| m.audit_queued as f64),
-    ("audit_orphaned_total", Type::Counter, None, "Audit entries of audited calls that ended while no pipeline was installed.", |m| m.audit_orphaned as f64),
-    ("notices_dropped_total", Type::Counter, None, "Notices dropped because the notice queue was full.", |m| m.notices_dropped as f64),
-    ("callsite_overflow_total", Type::Counter, None, "Run-time registrations folded into their name's overflow=\"true\" series by the cardinality limit.", |m| m.callsite_overflows as f64),
+    (
+        "events_recorded_total",
+        Type::Counter,
+        None,
+        "Records that reached the drain since the pipeline was installed.",
+        |m| m.events_recorded as f64,
+    ),
+    (
+        "dropped_events_total",
+        Type::Counter,
+        None,
+        "Records whose durations were dropped because a thread's queue was full; their calls are still counted.",
+        |m| m.events_dropped as f64,
+    ),
+    (
+        "queue_high_water",
+        Type::Gauge,
+        None,
+        "The fullest any thread's queue was seen by the drain, in records.",
+        |m| m.queue_high_water as f64,
+    ),
+    (
+        "drain_cycle_seconds",
+        Type::Gauge,
+        Some("seconds"),
+        "Duration of the last drain cycle.",
+        |m| m.drain_cycle.as_secs_f64(),
+    ),
+    (
+        "memory_bytes",
+        Type::Gauge,
+        Some("bytes"),
+        "Bytes held by thread buffers and aggregates.",
+        |m| m.memory_bytes as f64,
+    ),
+    (
+        "threads",
+        Type::Gauge,
+        None,
+        "Thread buffers registered.",
+        |m| m.threads as f64,
+    ),
+    (
+        "drain_panics_total",
+        Type::Counter,
+        None,
+        "Drain cycles that panicked (caught; the drain goes on).",
+        |m| m.drain_panics as f64,
+    ),
+    (
+        "audit_queued",
+        Type::Gauge,
+        None,
+        "Audit entries waiting for the drain.",
+        |m| m.audit_queued as f64,
+    ),
+    (
+        "audit_orphaned_total",
+        Type::Counter,
+        None,
+        "Audit entries of audited calls that ended while no pipeline was installed.",
+        |m| m.audit_orphaned as f64,
+    ),
+    (
+        "notices_dropped_total",
+        Type::Counter,
+        None,
+        "Notices dropped because the notice queue was full.",
+        |m| m.notices_dropped as f64,
+    ),
+    (
+        "callsite_overflow_total",
+        Type::Counter,
+        None,
+        "Run-time registrations folded into their name's overflow=\"true\" series by the cardinality limit.",
+        |m| m.callsite_overflows as f64,
+    ),
 ];
 
 /// The pipeline's metrics per sink (label `sink`), read from its `SinkStatus`.
-type SinkMetric = (&'static str, Type, &'static str, fn(&instrument::SinkStatus) -> u64);
+type SinkMetric = (
+    &'static str,
+    Type,
+    &'static str,
+    fn(&instrument::SinkStatus) -> u64,
+);
 
 const SINK_METRICS: [SinkMetric; 11] = [
-    ("sink_errors_total", Type::Counter, "Failed writes, flushes and other calls of the sink.", |s| s.errors),
-    ("sink_panics_total", Type::Counter, "Panics caught in the sink (also counted in errors).", |s| s.panics),
-    ("sink_delivered_batches_total", Type::Counter, "Batches delivered to the sink.", |s| s.delivered),
-    ("sink_dropped_batches_total", Type::Counter, "Event and snapshot batches given up on after retries or a full backlog.", |s| s.dropped_batches),
-    ("sink_lag_batches", Type::Gauge, "Batches waiting for the sink.", |s| s.backlog),
-    ("sink_lag_events", Type::Gauge, "Events, drop markers and notices in the batches waiting for the sink.", |s| s.backlog_events),
-    ("sink_audit_lag_entries", Type::Gauge, "Audit entries waiting for the sink.", |s| s.audit_backlog),
-    ("sink_audit_delivered_entries_total", Type::Counter, "Audit entries delivered to the sink.", |s| s.audit_delivered),
-    ("sink_lost_events_total", Type::Counter, "Events, drop markers and notices the sink did not get.", |s| s.lost.events),
-    ("sink_lost_snapshots_total", Type::Counter, "Snapshots the sink did not get.", |s| s.lost.snapshots),
-    ("sink_lost_audit_entries_total", Type::Counter, "Audit entries the sink did not get.", |s| s.lost.audit_entries),
+    (
+        "sink_errors_total",
+        Type::Counter,
+        "Failed writes, flushes and other calls of the sink.",
+        |s| s.errors,
+    ),
+    (
+        "sink_panics_total",
+        Type::Counter,
+        "Panics caught in the sink (also counted in errors).",
+        |s| s.panics,
+    ),
+    (
+        "sink_delivered_batches_total",
+        Type::Counter,
+        "Batches delivered to the sink.",
+        |s| s.delivered,
+    ),
+    (
+        "sink_dropped_batches_total",
+        Type::Counter,
+        "Event and snapshot batches given up on after retries or a full backlog.",
+        |s| s.dropped_batches,
+    ),
+    (
+        "sink_lag_batches",
+        Type::Gauge,
+        "Batches waiting for the sink.",
+        |s| s.backlog,
+    ),
+    (
+        "sink_lag_events",
+        Type::Gauge,
+        "Events, drop markers and notices in the batches waiting for the sink.",
+        |s| s.backlog_events,
+    ),
+    (
+        "sink_audit_lag_entries",
+        Type::Gauge,
+        "Audit entries waiting for the sink.",
+        |s| s.audit_backlog,
+    ),
+    (
+        "sink_audit_delivered_entries_total",
+        Type::Counter,
+        "Audit entries delivered to the sink.",
+        |s| s.audit_delivered,
+    ),
+    (
+        "sink_lost_events_total",
+        Type::Counter,
+        "Events, drop markers and notices the sink did not get.",
+        |s| s.lost.events,
+    ),
+    (
+        "sink_lost_snapshots_total",
+        Type::Counter,
+        "Snapshots the sink did not get.",
+        |s| s.lost.snapshots,
+    ),
+    (
+        "sink_lost_audit_entries_total",
+        Type::Counter,
+        "Audit entries the sink did not get.",
+        |s| s.lost.audit_entries,
+    ),
 ];
 
 impl Families {
@@ -465,9 +597,8 @@ impl Families {
             Some("seconds"),
             "Quantiles of the call durations of the last window per callsite and outcome (NaN when the window had no calls).",
         );
-        let self_metrics = SELF_METRICS.map(|(name, kind, unit, help, _)| {
-            family(name, kind, Scale::Plain, unit, help)
-        });
+        let self_metrics = SELF_METRICS
+            .map(|(name, kind, unit, help, _)| family(name, kind, Scale::Plain, unit, help));
         let sink_metrics =
             SINK_METRICS.map(|(name, kind, help, _)| family(name, kind, Scale::Plain, None, help));
         let sink_health = family(
@@ -622,7 +753,6 @@ impl PrometheusHandle {
     /// The `/metrics` handler, to mount on an endpoint the sink does not start
     /// ([`serve(false)`](PrometheusSinkBuilder::serve)):
     /// `endpoint.route("/metrics", handle.route())`.
-    #[must_use]
     pub fn route(&self) -> MethodRouter {
         route(Arc::clone(&self.shared))
     }
@@ -766,29 +896,32 @@ impl PrometheusSink {
 
     fn call_series(&mut self, callsite: &'static Metadata, outcome: Outcome) -> usize {
         let buckets = self.bounds.len() + 1;
-        *self.call_index.entry((callsite, outcome)).or_insert_with(|| {
-            self.calls.push(CallSeries {
-                callsite,
-                outcome,
-                registered: false,
-                head: String::new(),
-                tail: String::new(),
-                calls: None,
-                histogram: None,
-                quantiles: None,
-                kinds: Vec::new(),
-                latest_count: 0,
-                applied_count: 0,
-                latest_timed: 0,
-                applied_timed: 0,
-                latest_sum: 0,
-                applied_sum: 0,
-                latest_buckets: vec![0; buckets].into(),
-                applied_buckets: vec![0; buckets].into(),
-                window: None,
-            });
-            self.calls.len() - 1
-        })
+        *self
+            .call_index
+            .entry((callsite, outcome))
+            .or_insert_with(|| {
+                self.calls.push(CallSeries {
+                    callsite,
+                    outcome,
+                    registered: false,
+                    head: String::new(),
+                    tail: String::new(),
+                    calls: None,
+                    histogram: None,
+                    quantiles: None,
+                    kinds: Vec::new(),
+                    latest_count: 0,
+                    applied_count: 0,
+                    latest_timed: 0,
+                    applied_timed: 0,
+                    latest_sum: 0,
+                    applied_sum: 0,
+                    latest_buckets: vec![0; buckets].into(),
+                    applied_buckets: vec![0; buckets].into(),
+                    window: None,
+                });
+                self.calls.len() - 1
+            })
     }
 
     /// Reads a snapshot's call aggregates into `calls` without the lock: re-bucketing a
@@ -886,25 +1019,25 @@ impl PrometheusSink {
                 registry.add(series, c.latest_count.saturating_sub(c.applied_count));
                 c.applied_count = c.applied_count.max(c.latest_count);
             }
-            if let Some(series) = c.histogram {
-                if let Value::Histogram(h) = registry.value(series) {
-                    for ((count, latest), applied) in h
-                        .counts
-                        .iter_mut()
-                        .zip(c.latest_buckets.iter())
-                        .zip(c.applied_buckets.iter_mut())
-                    {
-                        *count += latest.saturating_sub(*applied);
-                        *applied = (*applied).max(*latest);
-                    }
-                    h.sum_nanos += c.latest_sum.saturating_sub(c.applied_sum);
-                    c.applied_sum = c.applied_sum.max(c.latest_sum);
+            if let Some(series) = c.histogram
+                && let Value::Histogram(h) = registry.value(series)
+            {
+                for ((count, latest), applied) in h
+                    .counts
+                    .iter_mut()
+                    .zip(c.latest_buckets.iter())
+                    .zip(c.applied_buckets.iter_mut())
+                {
+                    *count += latest.saturating_sub(*applied);
+                    *applied = (*applied).max(*latest);
                 }
+                h.sum_nanos += c.latest_sum.saturating_sub(c.applied_sum);
+                c.applied_sum = c.applied_sum.max(c.latest_sum);
             }
-            if let Some(series) = c.quantiles {
-                if let Value::Summary(s) = registry.value(series) {
-                    s.quantiles = c.window.map_or([None; 4], |w| w.map(Some));
-                }
+            if let Some(series) = c.quantiles
+                && let Value::Summary(s) = registry.value(series)
+            {
+                s.quantiles = c.window.map_or([None; 4], |w| w.map(Some));
             }
         }
     }

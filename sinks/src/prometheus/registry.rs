@@ -8,6 +8,7 @@
 //! refused, with a message naming both.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use super::text::{escape_help, push_seconds, push_u64};
 
@@ -233,9 +234,9 @@ impl Registry {
         );
         let mut om_header = format!("# TYPE {base} {kind}\n");
         if let Some(unit) = spec.unit.filter(|u| base.ends_with(&format!("_{u}"))) {
-            om_header.push_str(&format!("# UNIT {base} {unit}\n"));
+            let _ = writeln!(om_header, "# UNIT {base} {unit}");
         }
-        om_header.push_str(&format!("# HELP {base} {}\n", escape_help(spec.help, true)));
+        let _ = writeln!(om_header, "# HELP {base} {}", escape_help(spec.help, true));
         self.families.push(Family {
             kind: spec.kind,
             scale: spec.scale,
@@ -306,7 +307,7 @@ impl Registry {
         self.families.iter().map(|f| f.series.len()).sum()
     }
 
-    /// Renders every family with series, in the Prometheus text format or in OpenMetrics.
+    /// Renders every family with series, in the Prometheus text format or in `OpenMetrics`.
     pub(super) fn render(&self, out: &mut Vec<u8>, openmetrics: bool) {
         for family in &self.families {
             if family.series.is_empty() {
@@ -338,10 +339,9 @@ impl Registry {
                             cumulative += n;
                             sample(out, first, labels, Some(le));
                             push_u64(out, cumulative);
-                            if openmetrics {
-                                if let Some(e) = h.exemplars.as_ref().and_then(|e| e[i]) {
-                                    exemplar(out, e);
-                                }
+                            if openmetrics && let Some(e) = h.exemplars.as_ref().and_then(|e| e[i])
+                            {
+                                exemplar(out, e);
                             }
                             out.push(b'\n');
                         }
@@ -457,12 +457,21 @@ mod tests {
         let mut r = registry();
         r.family(&spec("rows_total", Type::Counter)).unwrap();
         let err = r.family(&spec("rows_total", Type::Gauge)).unwrap_err();
-        assert!(err.contains("rows_total") && err.contains("test rows_total"), "{err}");
+        assert!(
+            err.contains("rows_total") && err.contains("test rows_total"),
+            "{err}"
+        );
         let err = r.family(&spec("rows", Type::Gauge)).unwrap_err();
-        assert!(err.contains("already the counter of test rows_total"), "{err}");
+        assert!(
+            err.contains("already the counter of test rows_total"),
+            "{err}"
+        );
         r.family(&spec("latency", Type::Histogram)).unwrap();
         let err = r.family(&spec("latency_count", Type::Gauge)).unwrap_err();
-        assert!(err.contains("`latency_count` is already used by histogram"), "{err}");
+        assert!(
+            err.contains("`latency_count` is already used by histogram"),
+            "{err}"
+        );
         r.family(&spec("size", Type::Gauge)).unwrap();
         let err = r.family(&spec("size", Type::Summary)).unwrap_err();
         assert!(err.contains("already the gauge"), "{err}");

@@ -25,7 +25,7 @@ pub(super) fn escape_label_value(out: &mut String, value: &str) {
     }
 }
 
-/// A `# HELP` text, escaped for the Prometheus text format (`\\` and `\n`) or for OpenMetrics
+/// A `# HELP` text, escaped for the Prometheus text format (`\\` and `\n`) or for `OpenMetrics`
 /// (also `\"`).
 pub(super) fn escape_help(text: &str, openmetrics: bool) -> String {
     let mut out = String::with_capacity(text.len());
@@ -136,7 +136,8 @@ mod tests {
         assert_eq!(f64_string(3.0), "3");
         assert_eq!(f64_string(-2.5), "-2.5");
         assert_eq!(f64_string(0.000_001), "0.000001");
-        assert_eq!(f64_string(1e300).parse::<f64>().unwrap(), 1e300);
+        let round_trip: f64 = f64_string(1e300).parse().unwrap();
+        assert_eq!(round_trip.to_bits(), 1e300f64.to_bits());
     }
 
     #[test]
@@ -146,7 +147,10 @@ mod tests {
             r#"path="C:\\dir\\\"x\"\nnext",empty="""#
         );
         assert_eq!(escape_help("a \"b\" \\ c\nd", false), "a \"b\" \\\\ c\\nd");
-        assert_eq!(escape_help("a \"b\" \\ c\nd", true), "a \\\"b\\\" \\\\ c\\nd");
+        assert_eq!(
+            escape_help("a \"b\" \\ c\nd", true),
+            "a \\\"b\\\" \\\\ c\\nd"
+        );
     }
 
     #[test]
