@@ -668,6 +668,14 @@ fn slow_and_hostile_clients_cannot_stall_the_endpoint() {
     huge.read_exact(&mut head).unwrap();
     assert_eq!(&head, b"HTTP/1.1 431");
 
+    // So are bodies beyond the limit, from their announced length.
+    let mut big = TcpStream::connect(addr).unwrap();
+    big.write_all(b"POST /metrics HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1048576\r\n\r\n")
+        .unwrap();
+    big.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    big.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 413");
+
     // The pipeline was never held up.
     work(4);
     pipeline.flush().unwrap();
@@ -676,6 +684,29 @@ fn slow_and_hostile_clients_cannot_stall_the_endpoint() {
         s[&format!("instrument_calls_total{{{}}}", labels(name!("work"), "ok"))],
         "2"
     );
+}
+
+#[test]
+fn connections_are_closed_at_their_maximum_age() {
+    let _serial = serial();
+    // Headers may take longer than the test waits, so only the age can close the connection.
+    let endpoint = Endpoint::builder()
+        .listen(loopback())
+        .header_read_timeout(Duration::from_secs(600))
+        .max_connection_age(Duration::from_millis(300))
+        .route("/ping", get(|| async { "pong" }))
+        .start()
+        .unwrap();
+    let mut stream = TcpStream::connect(endpoint.local_addr()).unwrap();
+    assert!(
+        closed_by_server(&mut stream),
+        "the connection outlived its age"
+    );
+    assert_eq!(
+        http_client::get(endpoint.local_addr(), "/ping", &[]).text(),
+        "pong"
+    );
+    endpoint.shutdown().unwrap();
 }
 
 #[test]
