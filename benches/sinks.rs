@@ -15,6 +15,22 @@
 //! pipeline; writing the same keys again would scatter every insert across the indexes. After criterion's figures, the bench measures
 //! both side by side once more, alternating, and prints rows/s of each and their ratio (the bar
 //! in issue 7: at least 400,000 rows/s, and at least 0.7 times the bare loop).
+//!
+//! `cargo bench --bench sinks -- prometheus_render`. Group `prometheus_render`: rendering
+//! `/metrics` (text format) of the same data by `PrometheusSink` and by
+//! `metrics-exporter-prometheus`, each into memory, no HTTP:
+//! - `counters_10000/*`: 10,000 counter series (`bench_rows_total{table, series}`);
+//! - `histograms_10000x12/*`: 10,000 histogram series of 12 buckets each. The sink also writes
+//!   each callsite's `instrument_calls_total` series (10,000 more lines the exporter does not
+//!   write); its quantile summaries are off, as the exporter writes none for histograms;
+//! - `summaries_10000/metrics_exporter_prometheus`: the exporter's default for the same
+//!   histograms, summaries of 6 quantiles.
+//!
+//! The sink's data comes from real pipelines (run-time counters and timers, flushed); the
+//! exporter's from the same names, labels and values through its recorder, with its samples
+//! folded in before timing. After criterion's figures the bench renders each side by side once
+//! more, alternating, and prints the medians, their ratio and the bars of issue 9 (counters at
+//! most 3 ms, histograms at most 20 ms, each at least 4 times faster than the exporter).
 
 use std::hint::black_box;
 use std::path::Path;
@@ -22,6 +38,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput};
 use instrument::{Batch, CorrelationId, Event, Sink, instrument_performance};
+use instrument_sinks::prometheus::{Format, PrometheusHandle, PrometheusSink};
 use instrument_sinks::{MemorySink, SqliteSink};
 use rusqlite::Connection;
 
@@ -227,8 +244,236 @@ fn sqlite(c: &mut Criterion) {
     );
 }
 
+// ---- prometheus_render ----
+
+/// Series per case.
+const SERIES: usize = 10_000;
+
+/// The 12 bucket bounds of the histogram case, in seconds.
+const BOUNDS: [f64; 12] = [
+    0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
+];
+
+/// A sink without an endpoint, after a pipeline ran `record` and flushed.
+fn sink_after(record: impl FnOnce()) -> PrometheusHandle {
+    let sink = PrometheusSink::builder()
+        .serve(false)
+        .quantiles(false)
+        .buckets(BOUNDS.map(Duration::from_secs_f64))
+        .build()
+        .expect("valid settings");
+    let handle = sink.handle();
+    let pipeline = instrument::builder()
+        .sink(sink)
+        .install()
+        .expect("no other pipeline is installed");
+    record();
+    pipeline.flush().expect("flush");
+    drop(pipeline);
+    handle
+}
+
+/// `(table, series)` labels of counter `i`.
+fn counter_labels(i: usize) -> [(&'static str, String); 2] {
+    [
+        ("table", format!("t{}", i % 100)),
+        ("series", i.to_string()),
+    ]
+}
+
+/// Durations recorded into histogram `i`: spread over the buckets.
+fn durations(i: usize) -> [u64; 3] {
+    let base = 20_000 + (i as u64 % 50) * 40_000;
+    [base, base * 3, base * 11]
+}
+
+fn counters_sink() -> PrometheusHandle {
+    sink_after(|| {
+        for i in 0..SERIES {
+            instrument::metric("bench_rows_total")
+                .labels(counter_labels(i))
+                .counter()
+                .expect("under the cardinality limit")
+                .add(i as u64 + 1);
+        }
+    })
+}
+
+fn histograms_sink() -> PrometheusHandle {
+    sink_after(|| {
+        for i in 0..SERIES {
+            let timer = instrument::metric("bench_op")
+                .label("series", i.to_string())
+                .timer()
+                .expect("under the cardinality limit");
+            // Real timed calls: the timer measures what it measures; the values only need to
+            // exist, the render cost does not depend on them.
+            for _ in durations(i) {
+                drop(timer.start());
+            }
+        }
+    })
+}
+
+fn exporter(buckets: bool) -> metrics_exporter_prometheus::PrometheusRecorder {
+    let builder = metrics_exporter_prometheus::PrometheusBuilder::new();
+    if buckets {
+        builder.set_buckets(&BOUNDS).expect("valid buckets")
+    } else {
+        builder
+    }
+    .build_recorder()
+}
+
+fn counters_exporter() -> metrics_exporter_prometheus::PrometheusHandle {
+    let recorder = exporter(true);
+    metrics::with_local_recorder(&recorder, || {
+        for i in 0..SERIES {
+            let [(t, table), (s, series)] = counter_labels(i);
+            metrics::counter!("bench_rows_total", t => table, s => series).increment(i as u64 + 1);
+        }
+    });
+    recorder.handle()
+}
+
+fn histograms_exporter(buckets: bool) -> metrics_exporter_prometheus::PrometheusHandle {
+    let recorder = exporter(buckets);
+    metrics::with_local_recorder(&recorder, || {
+        for i in 0..SERIES {
+            // The sink's label set of the same series.
+            let histogram = metrics::histogram!(
+                "instrument_duration_seconds",
+                "function" => "bench_op",
+                "module" => "",
+                "outcome" => "ok",
+                "series" => i.to_string()
+            );
+            for nanos in durations(i) {
+                histogram.record(Duration::from_nanos(nanos).as_secs_f64());
+            }
+        }
+    });
+    let handle = recorder.handle();
+    // Fold the recorded samples in, as the exporter's upkeep would before a scrape.
+    handle.run_upkeep();
+    drop(handle.render());
+    handle
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn prometheus_render(c: &mut Criterion) {
+    let ours_counters = counters_sink();
+    let ours_histograms = histograms_sink();
+    let theirs_counters = counters_exporter();
+    let theirs_histograms = histograms_exporter(true);
+    let theirs_summaries = histograms_exporter(false);
+
+    // The same series on both sides.
+    let mut buffer = Vec::new();
+    ours_counters.render_into(Format::Text, &mut buffer);
+    let text = String::from_utf8_lossy(&buffer);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("bench_rows_total{"))
+            .count(),
+        SERIES
+    );
+    assert_eq!(
+        theirs_counters
+            .render()
+            .lines()
+            .filter(|l| l.starts_with("bench_rows_total{"))
+            .count(),
+        SERIES
+    );
+    ours_histograms.render_into(Format::Text, &mut buffer);
+    let text = String::from_utf8_lossy(&buffer);
+    let ours_buckets = text
+        .lines()
+        .filter(|l| l.starts_with("instrument_duration_seconds_bucket{function=\"bench_op\""))
+        .count();
+    assert_eq!(ours_buckets, SERIES * (BOUNDS.len() + 1));
+    let theirs_buckets = theirs_histograms
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("instrument_duration_seconds_bucket{"))
+        .count();
+    assert_eq!(theirs_buckets, SERIES * (BOUNDS.len() + 1));
+
+    let mut group = c.benchmark_group("prometheus_render");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function("counters_10000/instrument_sinks", |b| {
+        b.iter(|| {
+            ours_counters.render_into(Format::Text, &mut buffer);
+            black_box(buffer.len())
+        });
+    });
+    group.bench_function("counters_10000/metrics_exporter_prometheus", |b| {
+        b.iter(|| black_box(theirs_counters.render().len()));
+    });
+    group.bench_function("histograms_10000x12/instrument_sinks", |b| {
+        b.iter(|| {
+            ours_histograms.render_into(Format::Text, &mut buffer);
+            black_box(buffer.len())
+        });
+    });
+    group.bench_function("histograms_10000x12/metrics_exporter_prometheus", |b| {
+        b.iter(|| black_box(theirs_histograms.render().len()));
+    });
+    group.bench_function("summaries_10000/metrics_exporter_prometheus", |b| {
+        b.iter(|| black_box(theirs_summaries.render().len()));
+    });
+    group.finish();
+
+    // Side by side once more, alternating so that both see the same machine state.
+    let rounds = 15;
+    let time = |f: &mut dyn FnMut()| {
+        let start = Instant::now();
+        f();
+        start.elapsed()
+    };
+    let (mut ours_c, mut theirs_c, mut ours_h, mut theirs_h, mut theirs_s) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        ours_c.push(time(&mut || {
+            ours_counters.render_into(Format::Text, &mut buffer);
+        }));
+        theirs_c.push(time(&mut || drop(black_box(theirs_counters.render()))));
+        ours_h.push(time(&mut || {
+            ours_histograms.render_into(Format::Text, &mut buffer);
+        }));
+        theirs_h.push(time(&mut || drop(black_box(theirs_histograms.render()))));
+        theirs_s.push(time(&mut || drop(black_box(theirs_summaries.render()))));
+    }
+    let (ours_c, theirs_c) = (median(ours_c), median(theirs_c));
+    let (ours_h, theirs_h, theirs_s) = (median(ours_h), median(theirs_h), median(theirs_s));
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    eprintln!(
+        "prometheus_render: 10,000 counters: sink {:.2} ms, exporter {:.2} ms, {:.1}x \
+         (bar: <= 3 ms and >= 4x)",
+        ms(ours_c),
+        ms(theirs_c),
+        theirs_c.as_secs_f64() / ours_c.as_secs_f64()
+    );
+    eprintln!(
+        "prometheus_render: 10,000 histograms x 12 buckets: sink {:.2} ms, exporter {:.2} ms, \
+         {:.1}x; exporter's default summaries {:.2} ms, {:.1}x (bar: <= 20 ms and >= 4x)",
+        ms(ours_h),
+        ms(theirs_h),
+        theirs_h.as_secs_f64() / ours_h.as_secs_f64(),
+        ms(theirs_s),
+        theirs_s.as_secs_f64() / ours_h.as_secs_f64()
+    );
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     sqlite(&mut c);
+    prometheus_render(&mut c);
     c.final_summary();
 }

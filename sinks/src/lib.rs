@@ -7,6 +7,9 @@
 //!   of aggregates, counters, gauges, drop markers, notices and a hash-chained audit table
 //!   ([`verify_audit_chain`]), with retention, scheduled and online backups, and restore; tables
 //!   and maintenance in the [`sqlite`] module docs.
+//! - `PrometheusSink` (feature `prometheus`): `/metrics` in the Prometheus text format and in
+//!   `OpenMetrics` with exemplars, served by the operations endpoint (module `http`, feature
+//!   `http`); see the `prometheus` module docs.
 //!
 //! ```
 //! use instrument_sinks::MemorySink;
@@ -28,6 +31,17 @@ pub use crate::memory::MemorySink;
 
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+
+#[cfg(feature = "http")]
+pub mod http;
+
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
+
+#[cfg(feature = "prometheus")]
+pub use crate::prometheus::{
+    PrometheusError, PrometheusHandle, PrometheusSink, PrometheusSinkBuilder,
+};
 
 #[cfg(feature = "sqlite")]
 pub use crate::sqlite::{
