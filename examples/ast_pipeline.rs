@@ -3,7 +3,8 @@
 //! ```text
 //! cargo run --release --example ast_pipeline                      # workspace + dependency sources
 //! cargo run --release --example ast_pipeline -- PATH...           # your own files or directories
-//! cargo run --release --example ast_pipeline -- --max-files 500
+//! cargo run --release --example ast_pipeline -- --limit 500 --prometheus off
+//! cargo run --release --example ast_pipeline -- --linger 60     # /metrics stays up a minute
 //! ```
 //!
 //! With no paths it reads this workspace's sources and the dependency sources Cargo unpacked under
@@ -19,6 +20,10 @@
 //! (`Io`, `NotUtf8`, `Parse`). Every file leaves an audit entry with its lineage. At the end the
 //! example prints a report built from what the in-memory sink received: the final aggregate
 //! snapshot, the per-call events and the audit entries.
+//!
+//! Everything is also stored in `DIR/instrument.db` (`--data-dir DIR`, default
+//! `./instrument-data`), which `instrumentctl` reads, and served as Prometheus metrics at
+//! `http://127.0.0.1:9464/metrics` while the job runs (`--prometheus ADDR|off`, `--linger SECS`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -34,7 +39,7 @@ use instrument::{
     AuditEntry, CorrelationId, ErrorKind, Event, EventReason, Histogram, Outcome, Snapshot,
     instrument_performance,
 };
-use instrument_sinks::{MemorySink, SqliteSink};
+use instrument_sinks::{MemorySink, PrometheusSink, SqliteSink};
 use instrument_workspace::ast::AstStats;
 use instrument_workspace::corpus::{self, Corpus};
 
@@ -177,57 +182,64 @@ fn process_all(files: &[PathBuf], workers: usize) -> WorkerTotals {
     })
 }
 
+/// The command line.
+#[derive(clap::Parser)]
+#[command(
+    name = "ast_pipeline",
+    about = "Parses and analyses Rust sources with syn, instrumented end to end.",
+    after_help = "With no PATH: this workspace's sources and the crates under \
+                  $CARGO_HOME/registry/src."
+)]
 struct Options {
+    /// Files or directories to read (default: this workspace and the local cargo registry).
+    #[arg(value_name = "PATH")]
     roots: Vec<PathBuf>,
-    max_files: usize,
-    /// Where the `SQLite` store goes (`instrument.db` in it).
+    /// At most this many files.
+    #[arg(long = "limit", visible_alias = "max-files", value_name = "N",
+          default_value_t = corpus::DEFAULT_MAX_FILES as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_files: u64,
+    /// The data directory; the store is DIR/instrument.db.
+    #[arg(long, value_name = "DIR", default_value = "instrument-data")]
     data_dir: PathBuf,
+    /// The operations endpoint (`/metrics`): a loopback address, or `off`.
+    #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:9464",
+          value_parser = parse_endpoint)]
+    prometheus: Endpoint,
+    /// Keep serving the operations endpoint this many seconds after the run.
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    linger: u64,
 }
 
-fn options() -> Result<Options, String> {
-    let mut roots = Vec::new();
-    let mut max_files = corpus::DEFAULT_MAX_FILES;
-    let mut data_dir = PathBuf::from("instrument-data");
-    let mut args = std::env::args_os().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.to_str() {
-            Some("-h" | "--help") => {
-                return Err(
-                    "usage: ast_pipeline [--max-files N] [--data-dir DIR] [PATH...]\n\
-                     With no PATH: this workspace's sources and $CARGO_HOME/registry/src.\n\
-                     The SQLite store is DIR/instrument.db (default ./instrument-data)."
-                        .into(),
-                );
-            }
-            Some("--max-files") => {
-                let n = args.next().and_then(|n| n.to_str()?.parse().ok());
-                max_files = n
-                    .filter(|&n| n > 0)
-                    .ok_or("--max-files takes a positive number")?;
-            }
-            Some("--data-dir") => {
-                data_dir = args
-                    .next()
-                    .map(PathBuf::from)
-                    .filter(|d| !d.as_os_str().is_empty())
-                    .ok_or("--data-dir takes a directory")?;
-            }
-            _ => roots.push(PathBuf::from(arg)),
-        }
+/// Where `/metrics` is served, if anywhere.
+#[derive(Clone, Copy, Debug)]
+enum Endpoint {
+    Off,
+    At(std::net::SocketAddr),
+}
+
+fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
+    if text == "off" {
+        return Ok(Endpoint::Off);
     }
-    if roots.is_empty() {
-        roots.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    text.parse()
+        .map(Endpoint::At)
+        .map_err(|e| format!("`{text}` is neither `off` nor an address like 127.0.0.1:9464 ({e})"))
+}
+
+fn options() -> Options {
+    let mut options = <Options as clap::Parser>::parse();
+    if options.roots.is_empty() {
+        options
+            .roots
+            .push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
         if let Some(dir) = corpus::registry_sources() {
-            roots.push(dir);
+            options.roots.push(dir);
         } else {
             eprintln!("ast_pipeline: no $CARGO_HOME/registry/src; reading this workspace only");
         }
     }
-    Ok(Options {
-        roots,
-        max_files,
-        data_dir,
-    })
+    options
 }
 
 fn main() -> ExitCode {
@@ -241,22 +253,29 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let options = options()?;
+    let options = options();
     let started = Instant::now();
 
-    // The SQLite store on disk, and an in-memory sink the report below is built from.
-    // JSON-lines and Prometheus sinks are planned. Everything else is the default configuration.
+    // The SQLite store on disk, `/metrics` on the operations endpoint, and an in-memory sink the
+    // report below is built from. Everything else is the default configuration.
     let store = SqliteSink::builder()
         .path(options.data_dir.join("instrument.db"))
         .build()?;
     let database = store.path().to_owned();
     let sink = MemorySink::new();
-    let pipeline = instrument::builder()
-        .sink(store)
-        .sink(sink.clone())
-        .install()?;
+    let mut builder = instrument::builder().sink(store).sink(sink.clone());
+    let mut metrics_at = None;
+    if let Endpoint::At(addr) = options.prometheus {
+        let prometheus = PrometheusSink::builder().listen(addr).build()?;
+        metrics_at = prometheus.local_addr();
+        builder = builder.sink(prometheus);
+    }
+    let pipeline = builder.install()?;
 
-    let corpus = discover(&options.roots, options.max_files);
+    let corpus = discover(
+        &options.roots,
+        usize::try_from(options.max_files).unwrap_or(usize::MAX),
+    );
     if corpus.files.is_empty() {
         return Err("found no .rs files".into());
     }
@@ -283,6 +302,23 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         database: &database,
     };
     let mut text = report.render();
+    if let Some(addr) = metrics_at {
+        let _ = writeln!(
+            text,
+            "Prometheus: http://{addr}/metrics{}",
+            if options.linger > 0 {
+                format!(" (served for {} s more)", options.linger)
+            } else {
+                " (served during the run; --linger SECS keeps it up after)".to_owned()
+            }
+        );
+    }
+    if options.linger > 0 {
+        // The report first, so the operator can read it while the endpoint stays up.
+        let _ = io::stdout().lock().write_all(text.as_bytes());
+        text.clear();
+        thread::sleep(Duration::from_secs(options.linger));
+    }
     pipeline.shutdown()?;
     let _ = writeln!(
         text,
@@ -347,8 +383,8 @@ impl Report<'_> {
         if self.corpus.truncated {
             let _ = writeln!(
                 out,
-                "  stopped at the limit of {} files (--max-files N to change it)",
-                thousands(self.options.max_files as u64)
+                "  stopped at the limit of {} files (--limit N to change it)",
+                thousands(self.options.max_files)
             );
         }
         if !self.corpus.unreadable.is_empty() {
@@ -360,8 +396,7 @@ impl Report<'_> {
         }
         let _ = writeln!(
             out,
-            "  store: {} (SQLite: tables callsites, events, windows, counters, gauges, drops, audit; \
-             JSON-lines and Prometheus sinks are planned)",
+            "  store: {} (SQLite: tables callsites, events, windows, counters, gauges, drops, audit)",
             self.database.display()
         );
     }
