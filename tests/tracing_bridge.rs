@@ -329,7 +329,17 @@ fn sampled_spans_carry_their_fields_and_return_value() {
         .install()
         .expect("no other pipeline is installed");
     tracing::dispatcher::with_default(&bridged(), || {
-        let span = tracing::info_span!("batch", size = 3_i64, ratio = 0.5, ok = true);
+        // Values longer than fit in place, and formatted ones.
+        let path = "/srv/data/".repeat(8);
+        let span = tracing::info_span!(
+            "batch",
+            size = 3_i64,
+            ratio = 0.5,
+            ok = true,
+            path = path.as_str(),
+            shown = %std::net::Ipv4Addr::LOCALHOST,
+            debugged = ?Some("x"),
+        );
         let _entered = span.enter();
         advance(Duration::from_micros(5));
         assert_eq!(summed(&[1, 2, 3], "abc"), 6);
@@ -345,6 +355,9 @@ fn sampled_spans_carry_their_fields_and_return_value() {
             ("size", FieldValue::I64(3)),
             ("ratio", FieldValue::F64(0.5)),
             ("ok", FieldValue::Bool(true)),
+            ("path", FieldValue::Str("/srv/data/".repeat(8).into())),
+            ("shown", FieldValue::Formatted("127.0.0.1".into())),
+            ("debugged", FieldValue::Formatted("Some(\"x\")".into())),
         ]
     );
     // `ret`: the return value is a captured argument too.

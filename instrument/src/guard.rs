@@ -328,6 +328,15 @@ impl Timer {
             self.0.set_fields(Fields::from_pairs(fields));
         }
     }
+
+    /// Attaches values captured in the macro's encoding (see `fields.rs`): no allocation for
+    /// the few small values most calls have.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn set_captured(&mut self, fields: Fields) {
+        if self.0.wants_fields() {
+            self.0.set_fields(fields);
+        }
+    }
 }
 
 /// Classifies an error value into a short kind name, such as an enum's variant name.

@@ -102,7 +102,8 @@
 //! # Cost
 //! Each span pays `tracing-subscriber`'s registry (a slot in its slab, the span's extension
 //! map) and, for this layer, a thread-local map lookup, two clock reads, one allocation for its
-//! state in the span's extensions, one for its fields when it has any, and one queue push:
+//! state in the span's extensions, one for its fields when it has any (and one per string or
+//! formatted value), and one queue push:
 //! see the `tracing_bridge` function of `benches/overhead.rs`, next to
 //! `tracing_instrument_fmt_close` (a `fmt` layer writing each span's duration), in
 //! `docs/performance.md`. That is several times an `#[instrument_performance]` call, which
@@ -151,7 +152,8 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::clock::MODE_OFF;
 use crate::dynamic::TimerHandle;
-use crate::fields::FieldValue;
+use crate::fields::capture::{DebugKind, DisplayKind, RawValue as _};
+use crate::fields::{FieldNames, FieldValue, Fields};
 use crate::guard::Timer;
 use crate::sink::{Level, Notice};
 
@@ -226,20 +228,22 @@ where
         {
             return;
         }
-        let Some(handle) = site(attrs.metadata()) else {
+        let Some(site) = site(attrs.metadata()) else {
             return;
         };
         let Some(span) = ctx.span(id) else {
             return;
         };
-        let timer = handle.start();
-        let mut fields = Vec::new();
-        if timer.wants_fields() && !attrs.values().is_empty() {
-            attrs.record(&mut Capture(&mut fields));
-        }
+        let timer = site.handle.start();
+        let values = match site.names {
+            Some(names) if timer.wants_fields() && !attrs.values().is_empty() => {
+                Values::capture(attrs, names)
+            }
+            _ => Values::Captured(Fields::default()),
+        };
         span.extensions_mut().insert(SpanState {
             timer,
-            fields,
+            values,
             failed: false,
             panicked: false,
             created_unwinding: std::thread::panicking(),
@@ -254,7 +258,7 @@ where
         if let Some(state) = extensions.get_mut::<SpanState>()
             && state.timer.wants_fields()
         {
-            values.record(&mut Capture(&mut state.fields));
+            values.record(&mut Capture(state.values.pairs()));
         }
     }
 
@@ -301,7 +305,7 @@ struct SpanState {
     /// Started at the span's creation; ended at its close.
     timer: Timer,
     /// The span's fields, and the `error`/`return` of its `err`/`ret` event.
-    fields: Vec<(&'static str, FieldValue)>,
+    values: Values,
     /// An `err` event happened inside the span.
     failed: bool,
     /// Unwinding exited the span.
@@ -315,13 +319,14 @@ impl SpanState {
     fn end(self) {
         let SpanState {
             mut timer,
-            fields,
+            values,
             failed,
             panicked,
             created_unwinding,
         } = self;
-        if !fields.is_empty() {
-            timer.set_fields(fields);
+        match values {
+            Values::Captured(fields) => timer.set_captured(fields),
+            Values::Pairs(pairs) => timer.set_fields(pairs),
         }
         if failed {
             timer.error(ERROR_KIND);
@@ -348,7 +353,7 @@ where
     };
     state.failed |= failed;
     if state.timer.wants_fields() {
-        event.record(&mut Capture(&mut state.fields));
+        event.record(&mut Capture(state.values.pairs()));
     }
     true
 }
@@ -392,6 +397,111 @@ fn level(level: tracing_core::Level) -> Level {
         tracing_core::Level::WARN => Level::Warn,
         tracing_core::Level::INFO => Level::Info,
         _ => Level::Debug,
+    }
+}
+
+/// A span's field values.
+///
+/// Most spans get all their values at creation, in the order of their callsite's fields: those
+/// are encoded as `#[instrument_performance(capture(..))]` encodes arguments, raw and in place,
+/// with no allocation for a few small values. A span whose values come later (`Empty` fields
+/// recorded with `Span::record`), or that gets an `error` or `return` value, holds them as
+/// pairs instead.
+enum Values {
+    /// All the callsite's fields in order, or none.
+    Captured(Fields),
+    /// Any fields, in the order first recorded.
+    Pairs(Vec<(&'static str, FieldValue)>),
+}
+
+impl Values {
+    /// The values given at a span's creation; `names` are its callsite's field names.
+    fn capture(attrs: &Attributes<'_>, names: &'static FieldNames) -> Values {
+        let mut encode = Encode {
+            fields: Fields::new(names),
+            next: 0,
+            in_order: true,
+        };
+        attrs.record(&mut encode);
+        if encode.in_order && encode.next == attrs.metadata().fields().len() {
+            return Values::Captured(encode.fields);
+        }
+        let mut pairs = Vec::new();
+        attrs.record(&mut Capture(&mut pairs));
+        Values::Pairs(pairs)
+    }
+
+    /// The values as pairs, to add to or replace.
+    fn pairs(&mut self) -> &mut Vec<(&'static str, FieldValue)> {
+        if let Values::Captured(fields) = self {
+            *self = Values::Pairs(fields.pairs());
+        }
+        match self {
+            Values::Pairs(pairs) => pairs,
+            Values::Captured(_) => unreachable!("converted above"),
+        }
+    }
+}
+
+/// Encodes values raw, as long as they come in the order of the callsite's fields.
+struct Encode {
+    fields: Fields,
+    /// The index of the field expected next.
+    next: usize,
+    /// Whether every value so far came in order.
+    in_order: bool,
+}
+
+impl Encode {
+    /// Whether `field` is the one expected next, moving on if so.
+    fn expect(&mut self, field: &Field) -> bool {
+        self.in_order &= field.index() == self.next;
+        self.next += 1;
+        self.in_order
+    }
+}
+
+impl Visit for Encode {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if self.expect(field) {
+            value.push_raw(&mut self.fields);
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if self.expect(field) {
+            value.push_raw(&mut self.fields);
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if self.expect(field) {
+            value.push_raw(&mut self.fields);
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if self.expect(field) {
+            value.push_raw(&mut self.fields);
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if self.expect(field) {
+            value.push_raw(&mut self.fields);
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        if self.expect(field) {
+            DisplayKind.push(&mut self.fields, &value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.expect(field) {
+            DebugKind.push(&mut self.fields, value);
+        }
     }
 }
 
@@ -485,9 +595,17 @@ impl Visit for NoticeFields {
     }
 }
 
-/// Callsites by the address of their `tracing` metadata; `None` for one whose registration was
-/// refused.
-type Sites = HashMap<usize, Option<TimerHandle>, BuildHasherDefault<AddressHasher>>;
+/// What spans of one `tracing` callsite record to.
+#[derive(Clone, Copy)]
+struct Site {
+    handle: TimerHandle,
+    /// The callsite's field names, in order; `None` when it has none.
+    names: Option<&'static FieldNames>,
+}
+
+/// Sites by the address of their `tracing` metadata; `None` for a callsite whose registration
+/// was refused.
+type Sites = HashMap<usize, Option<Site>, BuildHasherDefault<AddressHasher>>;
 
 /// Every `tracing` callsite seen, process-wide: the threads' maps fill from it.
 static SITES: LazyLock<Mutex<Sites>> = LazyLock::new(Mutex::default);
@@ -498,7 +616,7 @@ thread_local! {
 }
 
 /// The callsite recording spans of `meta`, registering it on first sight.
-fn site(meta: &'static Metadata<'static>) -> Option<TimerHandle> {
+fn site(meta: &'static Metadata<'static>) -> Option<Site> {
     let key = std::ptr::from_ref(meta) as usize;
     LOCAL_SITES
         .try_with(|local| {
@@ -514,21 +632,30 @@ fn site(meta: &'static Metadata<'static>) -> Option<TimerHandle> {
 }
 
 /// The callsite of `meta` from the process-wide map, registering it on first sight.
-fn shared_site(key: usize, meta: &'static Metadata<'static>) -> Option<TimerHandle> {
+fn shared_site(key: usize, meta: &'static Metadata<'static>) -> Option<Site> {
     let mut sites = SITES.lock().unwrap_or_else(PoisonError::into_inner);
     *sites.entry(key).or_insert_with(|| register(meta))
 }
 
 /// Registers the callsite of spans of `meta`: `target::name`, in module `target`, at the
-/// metadata's file and line.
-fn register(meta: &'static Metadata<'static>) -> Option<TimerHandle> {
+/// metadata's file and line. Its field names are stored once per `tracing` callsite, like
+/// the callsite itself.
+fn register(meta: &'static Metadata<'static>) -> Option<Site> {
     let name = format!("{}::{}", meta.target(), meta.name());
     let registered = crate::dynamic::metric(name.clone())
         .module(meta.target())
         .location(meta.file().unwrap_or(""), meta.line().unwrap_or(0))
         .function();
     match registered {
-        Ok(handle) => Some(handle),
+        Ok(handle) => {
+            let names = (!meta.fields().is_empty()).then(|| {
+                let names: Box<[&'static str]> = meta.fields().iter().map(|f| f.name()).collect();
+                let names: &'static FieldNames =
+                    Box::leak(Box::new(FieldNames::new(Box::leak(names))));
+                names
+            });
+            Some(Site { handle, names })
+        }
         Err(error) => {
             crate::source::publish(Notice::new(
                 SOURCE,
