@@ -17,6 +17,7 @@
 //! | `tracing_instrument_fmt` | `#[tracing::instrument]` (argument recorded as a field) with a `fmt` subscriber writing to `io::sink` |
 //! | `tracing_instrument_fmt_no_fields` | as above with `skip_all`: no fields |
 //! | `tracing_instrument_fmt_close` | as `tracing_instrument_fmt`, plus `FmtSpan::CLOSE`: a line with the duration per call |
+//! | `tracing_bridge` | the `#[tracing::instrument]` function of `tracing_instrument_fmt` with only `instrument::tracing::InstrumentLayer` on the registry, recording each span into a pipeline with `NullSink` |
 //! | `metrics_prometheus` | an `Instant` pair, `histogram!` and `counter!` into the Prometheus recorder |
 //! | `fastrace_trace` | `#[fastrace::trace]`, 1,000 calls per root span, reporter discarding |
 //!
@@ -42,7 +43,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
+use tracing_subscriber::layer::SubscriberExt as _;
 
 use shared::{
     Drops, dynamic_timed, instrumented, instrumented_capture, instrumented_err, run_on_threads,
@@ -170,6 +173,7 @@ fn overhead(c: &mut Criterion) {
             b.iter(|| traced(black_box(7)));
         });
     });
+    tracing_bridge(&mut group);
 
     // The Prometheus recorder keeps histogram samples until upkeep folds them in; its HTTP
     // exporter runs upkeep on a timer, so run it here too, as the exporter would.
@@ -216,6 +220,20 @@ fn overhead(c: &mut Criterion) {
     });
     fastrace::flush();
     group.finish();
+}
+
+/// The `tracing` bridge: the function of `tracing_instrument_fmt`, each span recorded as a timed
+/// call with its field, the way `FmtSpan::CLOSE` reports each span's duration.
+fn tracing_bridge(group: &mut BenchmarkGroup<'_, WallTime>) {
+    let pipeline = install();
+    let bridge = tracing_subscriber::registry().with(instrument::tracing::InstrumentLayer::new());
+    tracing::subscriber::with_default(bridge, || {
+        group.bench_function("tracing_bridge", |b| {
+            b.iter(|| traced(black_box(7)));
+        });
+    });
+    Drops::default().report("overhead/tracing_bridge", &pipeline);
+    pipeline.shutdown().expect("shutdown");
 }
 
 /// `n` calls of `f` per iteration.

@@ -146,6 +146,8 @@ pub fn metric(name: impl Into<Cow<'static, str>>) -> MetricBuilder {
         labels: Vec::new(),
         unit: None,
         description: None,
+        module: None,
+        location: None,
     }
 }
 
@@ -157,6 +159,8 @@ pub struct MetricBuilder {
     labels: Vec<(Cow<'static, str>, Cow<'static, str>)>,
     unit: Option<Unit>,
     description: Option<Cow<'static, str>>,
+    module: Option<Cow<'static, str>>,
+    location: Option<(Cow<'static, str>, u32)>,
 }
 
 impl MetricBuilder {
@@ -204,6 +208,34 @@ impl MetricBuilder {
     /// name's series as [`unit`](Self::unit) is.
     pub fn description(mut self, description: impl Into<Cow<'static, str>>) -> Self {
         self.description = Some(description.into());
+        self
+    }
+
+    /// Sets the module the callsite reports ([`Metadata::module_path`]), for a bridge that
+    /// knows where the measured code is, such as a `tracing` span's target. Like the source
+    /// location, it is not part of what identifies the callsite: a later registration of the
+    /// same name, labels and kind gets the callsite as first registered.
+    pub fn module(mut self, module: impl Into<Cow<'static, str>>) -> Self {
+        self.module = Some(module.into());
+        self
+    }
+
+    /// Sets the source file and line the callsite reports ([`Metadata::file`],
+    /// [`Metadata::line`]) instead of where it is registered from, for a bridge that knows where
+    /// the measured code is. Not part of what identifies the callsite, as for
+    /// [`module`](Self::module).
+    ///
+    /// ```
+    /// let handle = instrument::metric("app::server::handle")
+    ///     .module("app::server")
+    ///     .location("src/server.rs", 42)
+    ///     .function()?;
+    /// let meta = handle.metadata();
+    /// assert_eq!((meta.module_path(), meta.file(), meta.line()), ("app::server", "src/server.rs", 42));
+    /// # Ok::<(), instrument::Error>(())
+    /// ```
+    pub fn location(mut self, file: impl Into<Cow<'static, str>>, line: u32) -> Self {
+        self.location = Some((file.into(), line));
         self
     }
 
@@ -487,6 +519,14 @@ impl Registry {
                 .collect();
             Box::leak(interned)
         };
+        let module = match &spec.module {
+            Some(module) => self.intern(module.clone()),
+            None => "",
+        };
+        let (file, line) = match &spec.location {
+            Some((file, line)) => (self.intern(file.clone()), *line),
+            None => (location.file(), location.line()),
+        };
         // A description is stored only while its name has none: later ones are not used.
         let undescribed = self
             .names
@@ -506,7 +546,7 @@ impl Registry {
         if shared.description.is_empty() {
             shared.description = description;
         }
-        let mut meta = Metadata::new(name, "", location.file(), location.line(), kind)
+        let mut meta = Metadata::new(name, module, file, line, kind)
             .labels(labels)
             .with_description(shared.description);
         if let Some(unit) = shared.unit {

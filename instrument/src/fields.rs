@@ -115,6 +115,10 @@ enum Repr {
         names: &'static FieldNames,
         bytes: Vec<u8>,
     },
+    /// Values decoded already, with their names: what a bridge from other instrumentation hands
+    /// over ([`Timer::set_fields`](crate::Timer::set_fields)), whose field names and types are
+    /// known only at run time. Never empty.
+    Pairs(Vec<(&'static str, FieldValue)>),
 }
 
 const _: () = assert!(std::mem::size_of::<Fields>() == 48);
@@ -131,6 +135,15 @@ impl Fields {
         })
     }
 
+    /// Values given as name/value pairs, in that order; no values is nothing captured.
+    pub(crate) fn from_pairs(pairs: Vec<(&'static str, FieldValue)>) -> Fields {
+        if pairs.is_empty() {
+            Fields(Repr::Empty)
+        } else {
+            Fields(Repr::Pairs(pairs))
+        }
+    }
+
     /// Whether nothing was captured.
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
@@ -144,6 +157,7 @@ impl Fields {
             Repr::Empty => return Vec::new(),
             Repr::Inline { names, len, bytes } => (names.0, &bytes[..usize::from(*len)]),
             Repr::Heap { names, bytes } => (names.0, bytes.as_slice()),
+            Repr::Pairs(pairs) => return pairs.clone(),
         };
         names.iter().copied().zip(Entries(bytes)).collect()
     }
@@ -169,7 +183,8 @@ impl Fields {
     #[inline(never)]
     fn push_slow(&mut self, piece: &[u8]) {
         match &mut self.0 {
-            Repr::Empty => {}
+            // Capture appends only to fields it created with `new`.
+            Repr::Empty | Repr::Pairs(_) => {}
             Repr::Heap { bytes, .. } => bytes.extend_from_slice(piece),
             Repr::Inline { names, len, bytes } => {
                 let (names, at) = (*names, usize::from(*len));
@@ -648,6 +663,22 @@ mod tests {
             format!("{:?}", captured!(&ONE, debug 4u8)),
             "[(\"a\", U64(4))]"
         );
+    }
+
+    #[test]
+    fn pairs_given_at_run_time_read_back_as_given() {
+        let given = vec![
+            ("table", FieldValue::Str("files".into())),
+            ("rows", FieldValue::U64(3)),
+        ];
+        let fields = Fields::from_pairs(given.clone());
+        assert!(!fields.is_empty());
+        assert_eq!(pairs(&fields), given);
+        // Capture never appends to them.
+        let mut fields = fields;
+        fields.push_u64(9);
+        assert_eq!(pairs(&fields), given);
+        assert!(Fields::from_pairs(Vec::new()).is_empty());
     }
 
     #[test]

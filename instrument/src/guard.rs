@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 
 use crate::callsite::Callsite;
 use crate::clock::{self, MODE_OFF};
-use crate::fields::Fields;
+use crate::fields::{FieldValue, Fields};
 use crate::metadata::CallsiteKind;
 use crate::record::{Outcome, Record};
 
@@ -283,6 +283,59 @@ impl Timer {
     #[inline]
     pub fn error(self, kind: &'static str) {
         self.0.err(kind);
+    }
+
+    /// Ends the timed block now, with outcome `panic`: for bridges that learn of a panic only
+    /// after the unwinding is over, such as a task runtime that caught it and dropped the task
+    /// later. A timer dropped during the unwinding records `panic` by itself.
+    #[inline]
+    pub fn panicked(self) {
+        ManuallyDrop::new(self.0).finish(Outcome::Panic, None);
+    }
+
+    /// Whether values attached now with [`set_fields`](Self::set_fields) would be recorded: a
+    /// pipeline was installed when the timer started and its thread was not shedding load.
+    /// Check it before building values that cost something.
+    #[inline]
+    #[must_use]
+    pub fn wants_fields(&self) -> bool {
+        self.0.wants_fields()
+    }
+
+    /// Attaches values to the timed call, as `capture(..)` does for an instrumented function:
+    /// sinks receive them in [`Event::fields`](crate::Event::fields) if the call becomes an
+    /// event (and audit sinks in the entry of an audited call). For bridges whose field names
+    /// and values are known only at run time, such as the fields of a `tracing` span. Replaces
+    /// values attached before; ignored when [`wants_fields`](Self::wants_fields) is false.
+    ///
+    /// ```
+    /// use instrument::FieldValue;
+    ///
+    /// let _pipeline = instrument::builder().install()?;
+    /// let query = instrument::metric("query").function()?;
+    /// let mut call = query.start();
+    /// if call.wants_fields() {
+    ///     call.set_fields(vec![
+    ///         ("table", FieldValue::Str("files".into())),
+    ///         ("rows", FieldValue::U64(3)),
+    ///     ]);
+    /// }
+    /// call.error("Timeout"); // an event with both fields
+    /// # Ok::<(), instrument::Error>(())
+    /// ```
+    pub fn set_fields(&mut self, fields: Vec<(&'static str, FieldValue)>) {
+        if self.0.wants_fields() {
+            self.0.set_fields(Fields::from_pairs(fields));
+        }
+    }
+
+    /// Attaches values captured in the macro's encoding (see `fields.rs`): no allocation for
+    /// the few small values most calls have.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn set_captured(&mut self, fields: Fields) {
+        if self.0.wants_fields() {
+            self.0.set_fields(fields);
+        }
     }
 }
 

@@ -82,6 +82,9 @@
 //!   [`Histogram`], so a sink can write them as JSON or another serde format. Field names are
 //!   stable; times are RFC 3339 UTC strings with microseconds, durations integer nanoseconds in
 //!   fields ending `_ns`, enums their lower-case names (`docs/data-types.md` lists every field).
+//! - `tracing`: `tracing::InstrumentLayer`, a `tracing-subscriber` layer that records the spans
+//!   of existing `#[tracing::instrument]` code as timed calls (same aggregates, events and
+//!   sinks) and forwards `tracing` warnings and errors as [`Notice`]s with their span path.
 //!
 //! # Performance
 //! Not installed: one relaxed load and a predictable branch per call. Installed: two reads of
@@ -122,8 +125,13 @@ mod wake;
 // 3. the collector (aggregation, snapshots, delivery, sink workers);
 mod collector;
 
-// 4. the pipeline: builder and guard.
+// 4. the pipeline: builder and guard;
 mod pipeline;
+
+// 5. bridges from other instrumentation, behind their features.
+#[cfg(feature = "tracing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+pub mod tracing;
 
 pub use crate::audit::AuditEntry;
 pub use crate::audit_queue::audit;

@@ -226,14 +226,16 @@ impl Metadata {
         self.name
     }
 
-    /// The module the callsite is in; empty for a callsite registered at run time.
+    /// The module the callsite is in; for one registered at run time, what its first
+    /// registration gave to [`MetricBuilder::module`](crate::MetricBuilder::module), else empty.
     #[must_use]
     pub fn module_path(&self) -> &'static str {
         self.module_path
     }
 
     /// The source file of the callsite; for one registered at run time, of its first
-    /// registration.
+    /// registration (or what that gave to
+    /// [`MetricBuilder::location`](crate::MetricBuilder::location)).
     #[must_use]
     pub fn file(&self) -> &'static str {
         self.file

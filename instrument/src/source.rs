@@ -73,6 +73,13 @@ pub fn publish(notice: Notice) -> bool {
     true
 }
 
+/// Whether a notice published now could be queued: a pipeline with a sink interested in
+/// notices is installed. Lets a publisher skip building notices nobody receives.
+#[cfg(feature = "tracing")]
+pub(crate) fn wanted() -> bool {
+    WANTED.load(Ordering::Relaxed)
+}
+
 /// Sets whether notices are wanted (at install and shutdown), clearing leftovers.
 pub(crate) fn set_wanted(wanted: bool) {
     NOTICES
