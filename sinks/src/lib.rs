@@ -6,6 +6,9 @@
 //! - [`SqliteSink`] (feature `sqlite`): a `SQLite` database file with callsites, events, windows
 //!   of aggregates, counters, gauges, drop markers, notices and a hash-chained audit table
 //!   ([`verify_audit_chain`]); tables in the [`sqlite`] module docs.
+//! - [`JsonlSink`] (feature `jsonl`): JSON-lines log files per stream (`main`, `error`,
+//!   `performance`, `audit`) with rotation, retention, optional gzip and a hash-chained audit
+//!   stream, plus an opt-in flush on `SIGTERM`, `SIGINT` and panics; see the [`jsonl`] module.
 //!
 //! ```
 //! use instrument_sinks::MemorySink;
@@ -32,3 +35,9 @@ pub mod sqlite;
 pub use crate::sqlite::{
     ChainError, SqliteError, SqliteSink, SqliteSinkBuilder, verify_audit_chain,
 };
+
+#[cfg(feature = "jsonl")]
+pub mod jsonl;
+
+#[cfg(feature = "jsonl")]
+pub use crate::jsonl::{JsonlError, JsonlSink, JsonlSinkBuilder};
