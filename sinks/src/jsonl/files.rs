@@ -11,9 +11,11 @@
 //!   compressed data goes to `... .jsonl.gz.tmp`; the plain file is removed only after the
 //!   `.gz` is complete and synced, so for a moment both exist: readers take the plain one.
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::Stream;
@@ -350,10 +352,10 @@ impl StreamFile {
         Ok(())
     }
 
-    /// Appends `self.buf`. On failure, cuts the file back to what it held before, so that no
-    /// partial line stays and a retry writes nothing twice; if even that fails, the file is
-    /// closed and cut back when it is next opened.
-    pub(crate) fn append(&mut self) -> Result<u64, FileError> {
+    /// Appends `bytes`. On failure, cuts the file back to what it held before, so that no
+    /// partial line stays; if even that fails, the file is closed and cut back to its last whole
+    /// line when it is next opened.
+    fn append(&mut self, bytes: &[u8]) -> Result<(), FileError> {
         let before = self.size;
         let Some(file) = &mut self.file else {
             return Err(FileError::new(
@@ -362,16 +364,116 @@ impl StreamFile {
                 io::Error::other("the file is not open"),
             ));
         };
-        match file.write_all(&self.buf) {
+        match file.write_all(bytes) {
             Ok(()) => {
-                self.size += self.buf.len() as u64;
+                self.size += bytes.len() as u64;
                 self.unsynced = true;
-                Ok(before)
+                Ok(())
             }
             Err(e) => {
                 let error = FileError::new("write", &self.path, e);
                 self.truncate(before);
                 Err(error)
+            }
+        }
+    }
+
+    /// Writes `self.buf` (whole lines) into the current file, rotating first when the day
+    /// changed, and between lines whenever the next ones would take the file past `max` bytes
+    /// (a file takes at least one line). Records where the bytes went in `segments`, for
+    /// [`StreamFile::undo`]. Returns whether it rotated.
+    pub(crate) fn write_buf(
+        &mut self,
+        rotation: &Rotation<'_>,
+        segments: &mut Vec<Segment>,
+    ) -> Result<bool, FileError> {
+        let buf = std::mem::take(&mut self.buf);
+        let result = self.write_lines(&buf, rotation, segments);
+        self.buf = buf;
+        result
+    }
+
+    fn write_lines(
+        &mut self,
+        buf: &[u8],
+        rotation: &Rotation<'_>,
+        segments: &mut Vec<Segment>,
+    ) -> Result<bool, FileError> {
+        let mut rotated = false;
+        self.open(rotation.day_of)?;
+        let today = (rotation.day_of)(rotation.now);
+        if rotation.daily && self.size > 0 && self.day.is_some_and(|day| day != today) {
+            self.rotate_within(rotation, segments)?;
+            rotated = true;
+        }
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let room =
+                usize::try_from(rotation.max.saturating_sub(self.size)).unwrap_or(usize::MAX);
+            let take = if rest.len() <= room {
+                rest.len()
+            } else {
+                match rest[..room].iter().rposition(|&b| b == b'\n') {
+                    Some(end) => end + 1,
+                    // Not one line fits: a file that has lines is rotated, an empty one takes
+                    // the line anyway.
+                    None if self.size > 0 => 0,
+                    None => rest
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .map_or(rest.len(), |end| end + 1),
+                }
+            };
+            if take > 0 {
+                if self.day.is_none() {
+                    self.day = Some(today);
+                }
+                segments.push(Segment {
+                    rotated_to: None,
+                    before: self.size,
+                });
+                self.append(&rest[..take])?;
+                rest = &rest[take..];
+            }
+            if !rest.is_empty() {
+                self.rotate_within(rotation, segments)?;
+                rotated = true;
+            }
+        }
+        if rotation.sync {
+            self.sync()?;
+        }
+        Ok(rotated)
+    }
+
+    /// Rotates while a batch is being written: the rotated file is unsettled (left alone by
+    /// the maintenance thread) until the batch is written or undone.
+    fn rotate_within(
+        &mut self,
+        rotation: &Rotation<'_>,
+        segments: &mut [Segment],
+    ) -> Result<(), FileError> {
+        let target = self.rotate(rotation.now, rotation.day_of, rotation.unsettled)?;
+        if let Some(last) = segments.last_mut().filter(|s| s.rotated_to.is_none()) {
+            last.rotated_to = Some(target);
+        }
+        self.open(rotation.day_of)
+    }
+
+    /// Undoes what `segments` wrote, newest first: the current file is cut back, files rotated
+    /// during the batch are cut back to what they held before it, and removed if that is
+    /// nothing.
+    pub(crate) fn undo(&mut self, segments: Vec<Segment>) {
+        for segment in segments.into_iter().rev() {
+            match segment.rotated_to {
+                None => self.truncate(segment.before),
+                Some(path) => {
+                    if segment.before == 0 {
+                        let _ = fs::remove_file(&path);
+                    } else if let Ok(file) = OpenOptions::new().write(true).open(&path) {
+                        let _ = file.set_len(segment.before);
+                    }
+                }
             }
         }
     }
@@ -402,9 +504,14 @@ impl StreamFile {
         Ok(())
     }
 
-    /// Renames the current file to its rotated name and opens a new, empty current file.
-    /// Returns the rotated file.
-    pub(crate) fn rotate(&mut self, now: SystemTime, day_of: &DayOf) -> Result<PathBuf, FileError> {
+    /// Renames the current file to its rotated name (first marking that name unsettled) and
+    /// opens a new, empty current file. Returns the rotated file.
+    pub(crate) fn rotate(
+        &mut self,
+        now: SystemTime,
+        day_of: &DayOf,
+        unsettled: &Unsettled,
+    ) -> Result<PathBuf, FileError> {
         self.sync()?;
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let mut stamp = Stamp::next(now, self.last.as_ref());
@@ -414,6 +521,10 @@ impl StreamFile {
             stamp.n += 1;
             target = dir.join(stamp.file_name(self.stream));
         }
+        unsettled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(target.clone());
         fs::rename(&self.path, &target).map_err(|e| FileError::new("rotate", &self.path, e))?;
         self.last = Some(stamp);
         self.file = None;
@@ -423,6 +534,27 @@ impl StreamFile {
         let _ = self.open(day_of);
         Ok(target)
     }
+}
+
+/// Rotated files that a batch being written may still cut back or remove, which the
+/// maintenance thread must not compress or prune yet.
+pub(crate) type Unsettled = Mutex<HashSet<PathBuf>>;
+
+/// How a batch is written: the rotation settings and the time.
+pub(crate) struct Rotation<'a> {
+    pub(crate) max: u64,
+    pub(crate) daily: bool,
+    pub(crate) sync: bool,
+    pub(crate) now: SystemTime,
+    pub(crate) day_of: &'a DayOf,
+    pub(crate) unsettled: &'a Unsettled,
+}
+
+/// Bytes of the batch being written: appended to the current file at length `before`, which
+/// has since been rotated to `rotated_to` if that is set.
+pub(crate) struct Segment {
+    rotated_to: Option<PathBuf>,
+    before: u64,
 }
 
 /// `path` with `.gz` appended.

@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use super::Stream;
-use super::files::{Name, Stamp, gz_of};
+use super::files::{Name, Stamp, Unsettled, gz_of};
 
 /// What to keep.
 #[derive(Clone, Debug)]
@@ -44,13 +44,17 @@ pub(crate) struct Maintenance {
 
 impl Maintenance {
     /// Starts the thread; it runs a first pass at once.
-    pub(crate) fn start(dir: PathBuf, retention: Retention) -> io::Result<Maintenance> {
+    pub(crate) fn start(
+        dir: PathBuf,
+        unsettled: Arc<Unsettled>,
+        retention: Retention,
+    ) -> io::Result<Maintenance> {
         let (wake, woken) = channel();
         let problem = Arc::new(Mutex::new(None));
         let shared = Arc::clone(&problem);
         let thread = std::thread::Builder::new()
             .name("instrument-jsonl-maintenance".into())
-            .spawn(move || run(&dir, &retention, &woken, &shared))?;
+            .spawn(move || run(&dir, &unsettled, &retention, &woken, &shared))?;
         let _ = wake.send(());
         Ok(Maintenance {
             wake: Some(wake),
@@ -89,7 +93,13 @@ impl Drop for Maintenance {
     }
 }
 
-fn run(dir: &Path, retention: &Retention, woken: &Receiver<()>, problem: &Mutex<Option<String>>) {
+fn run(
+    dir: &Path,
+    unsettled: &Unsettled,
+    retention: &Retention,
+    woken: &Receiver<()>,
+    problem: &Mutex<Option<String>>,
+) {
     loop {
         // Gather wake-ups that arrived meanwhile into one pass.
         let closed = match woken.recv_timeout(Duration::from_secs(3600)) {
@@ -99,7 +109,7 @@ fn run(dir: &Path, retention: &Retention, woken: &Receiver<()>, problem: &Mutex<
             }
             Err(RecvTimeoutError::Disconnected) => true,
         };
-        let result = pass(dir, retention, SystemTime::now());
+        let result = pass(dir, unsettled, retention, SystemTime::now());
         *problem.lock().unwrap_or_else(PoisonError::into_inner) = result.err();
         if closed {
             return;
@@ -116,9 +126,14 @@ struct Rotated {
 }
 
 /// One pass over `dir`; the first failure, naming its file, after doing what it could.
-pub(crate) fn pass(dir: &Path, retention: &Retention, now: SystemTime) -> Result<(), String> {
+pub(crate) fn pass(
+    dir: &Path,
+    unsettled: &Unsettled,
+    retention: &Retention,
+    now: SystemTime,
+) -> Result<(), String> {
     let mut errors = Vec::new();
-    let (mut rotated, current_bytes) = scan(dir, retention, &mut errors)?;
+    let (mut rotated, current_bytes) = scan(dir, unsettled, retention, &mut errors)?;
     for file in &mut rotated {
         finish_compression(file, retention.gzip, &mut errors);
     }
@@ -135,17 +150,27 @@ pub(crate) fn pass(dir: &Path, retention: &Retention, now: SystemTime) -> Result
     errors.into_iter().next().map_or(Ok(()), Err)
 }
 
-/// The rotated files of `dir` in rotation order, and the bytes of the current files that count
-/// towards the cap. Removes what interrupted compressions left.
+/// The settled rotated files of `dir` in rotation order, and the bytes of the current files
+/// that count towards the cap. Removes what interrupted compressions left.
 fn scan(
     dir: &Path,
+    unsettled: &Unsettled,
     retention: &Retention,
     errors: &mut Vec<String>,
 ) -> Result<(Vec<Rotated>, u64), String> {
     let mut rotated: HashMap<(Stream, Stamp), Rotated> = HashMap::new();
     let mut current_bytes = 0u64;
-    let entries = fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-    for entry in entries.flatten() {
+    let entries: Vec<fs::DirEntry> = fs::read_dir(dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+        .flatten()
+        .collect();
+    // Read after the listing: a file the listing shows was marked before it was renamed into
+    // place, and stays marked until its batch is written or undone.
+    let unsettled = unsettled
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    for entry in entries {
         let Some(name) = entry.file_name().to_str().and_then(Name::parse) else {
             continue;
         };
@@ -162,6 +187,7 @@ fn scan(
                     errors.push(format!("cannot remove {}: {e}", path.display()));
                 }
             }
+            Name::Rotated { .. } if unsettled.contains(&path) => {}
             Name::Rotated { stream, stamp, gz } => {
                 let file = rotated
                     .entry((stream, stamp.clone()))

@@ -53,6 +53,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use instrument::{
@@ -65,7 +66,7 @@ pub use self::files::{LogFile, log_files};
 #[cfg(unix)]
 pub use self::signal::flush_on_termination;
 
-use self::files::{DayOf, FileError, Name, Stamp, StreamFile};
+use self::files::{DayOf, FileError, Name, Rotation, Segment, Stamp, StreamFile, Unsettled};
 use self::line::{
     AggregateFields, AuditPart, CounterFields, DropFields, GaugeFields, Line, Pairs, SinkFields,
     StartFields, TsCache,
@@ -381,8 +382,10 @@ impl JsonlSinkBuilder {
             stream.open(&*day_of)?;
         }
         let head = audit::head(&dir).map_err(|message| JsonlError::AuditHead { message })?;
+        let unsettled = Arc::new(Unsettled::default());
         let maintenance = Maintenance::start(
             dir.clone(),
+            Arc::clone(&unsettled),
             Retention {
                 keep_files: self.keep_files,
                 max_total_bytes: self.max_total_bytes,
@@ -404,10 +407,12 @@ impl JsonlSinkBuilder {
             head,
             last_audit_sequence: None,
             failure: None,
+            unsettled,
             maintenance,
             last_maintenance: Instant::now(),
             sinks_seen: HashMap::new(),
             gauges: HashMap::new(),
+            staged: Staged::default(),
             process: None,
             _lock: lock,
         })
@@ -476,12 +481,17 @@ pub struct JsonlSink {
     last_audit_sequence: Option<u64>,
     /// Why the last write failed, until one succeeds.
     failure: Option<String>,
+    /// Files rotated by the batch being written, shared with the maintenance thread.
+    unsettled: Arc<Unsettled>,
     maintenance: Maintenance,
     last_maintenance: Instant,
-    /// Each sink's status as of the last snapshot, to write what changed.
+    /// Each sink's status as of the last `sink` line written about it, to write what changed.
     sinks_seen: HashMap<String, SinkStatus>,
     /// Each gauge's last written value (its bits).
     gauges: HashMap<&'static Metadata, u64>,
+    /// What the batch being written changes in `sinks_seen` and `gauges`, taken on when it is
+    /// written: a failed batch is written again in full.
+    staged: Staged,
     /// The process name, from `start`.
     process: Option<String>,
     /// Held for the sink's life: one sink per directory.
@@ -496,6 +506,13 @@ impl fmt::Debug for JsonlSink {
             .field("failure", &self.failure)
             .finish_non_exhaustive()
     }
+}
+
+/// Changes to the sink's memory of what it wrote, made by a batch being written.
+#[derive(Default)]
+struct Staged {
+    sinks: Vec<SinkStatus>,
+    gauges: Vec<(&'static Metadata, u64)>,
 }
 
 /// The new chain head and last sequence number of an audit batch, taken on when it is written.
@@ -626,9 +643,10 @@ impl JsonlSink {
             }
             for gauge in &snapshot.gauges {
                 let bits = gauge.value.to_bits();
-                if self.gauges.insert(gauge.callsite, bits) == Some(bits) {
+                if self.gauges.get(gauge.callsite) == Some(&bits) {
                     continue;
                 }
+                self.staged.gauges.push((gauge.callsite, bits));
                 let mut line = Line::new(
                     end,
                     Level::Info,
@@ -688,7 +706,7 @@ impl JsonlSink {
         line.message = Some(&message);
         let line = line.with_fields(SinkFields { status, new_errors });
         line::push(&mut self.streams[stream.index()].buf, &line)?;
-        self.sinks_seen.insert(status.name.clone(), status.clone());
+        self.staged.sinks.push(status.clone());
         Ok(())
     }
 
@@ -817,77 +835,69 @@ impl JsonlSink {
         }
     }
 
-    /// Makes `stream`'s file ready for its buffer: open (again, if its path changed), rotated
-    /// if the buffer would take it past the size limit or the day changed. Returns whether it
-    /// rotated.
-    fn prepare(&mut self, index: usize, now: SystemTime) -> Result<bool, FileError> {
-        let day_of = &*self.day_of;
-        let stream = &mut self.streams[index];
-        stream.open(day_of)?;
-        let today = day_of(now);
-        let new_day = self.daily && stream.day.is_some_and(|day| day != today);
-        let full = stream.size + stream.buf.len() as u64 > self.max_file_bytes;
-        let mut rotated = false;
-        if stream.size > 0 && (full || new_day) {
-            stream.rotate(now, day_of)?;
-            stream.open(day_of)?;
-            rotated = true;
-        }
-        if stream.day.is_none() {
-            stream.day = Some(today);
-        }
-        Ok(rotated)
-    }
-
-    /// Appends every stream's buffer. On a failure, undoes what this batch appended to every
-    /// stream, so that the pipeline's retry writes each line once.
+    /// Appends every stream's buffer, rotating as needed. On a failure, undoes what this batch
+    /// wrote to every stream (files rotated meanwhile included), so that the pipeline's retry
+    /// writes each line once.
     fn commit(&mut self, now: SystemTime, audit: Option<AuditAdvance>) -> Result<(), SinkError> {
-        let mut before: [Option<u64>; 4] = [None; 4];
+        let mut segments: [Vec<Segment>; 4] = Default::default();
         let mut rotated = false;
         let mut result = Ok(());
-        for (index, written) in before.iter_mut().enumerate() {
+        for (index, segments) in segments.iter_mut().enumerate() {
             if self.streams[index].buf.is_empty() {
                 continue;
             }
-            let step = self.prepare(index, now).and_then(|r| {
-                rotated |= r;
-                let stream = &mut self.streams[index];
-                *written = Some(stream.append()?);
-                if self.sync[index] {
-                    stream.sync()?;
+            let rotation = Rotation {
+                max: self.max_file_bytes,
+                daily: self.daily,
+                sync: self.sync[index],
+                now,
+                day_of: &*self.day_of,
+                unsettled: &self.unsettled,
+            };
+            match self.streams[index].write_buf(&rotation, segments) {
+                Ok(r) => rotated |= r,
+                Err(e) => {
+                    result = Err(e);
+                    break;
                 }
-                Ok(())
-            });
-            if let Err(e) = step {
-                result = Err(e);
-                break;
             }
-        }
-        if rotated {
-            self.maintenance.wake();
         }
         for stream in &mut self.streams {
             stream.buf.clear();
         }
-        match result {
+        let staged = std::mem::take(&mut self.staged);
+        let outcome = match result {
             Ok(()) => {
                 if let Some(advance) = audit {
                     self.head = advance.head;
                     self.last_audit_sequence = advance.last_sequence;
                 }
-                self.failure = None;
+                for status in staged.sinks {
+                    self.sinks_seen.insert(status.name.clone(), status);
+                }
+                self.gauges.extend(staged.gauges);
+                if self.failure.take().is_some() {
+                    // What failed may have failed the maintenance thread too: look again.
+                    rotated = true;
+                }
                 Ok(())
             }
             Err(e) => {
-                for (stream, len) in self.streams.iter_mut().zip(before) {
-                    if let Some(len) = len {
-                        stream.truncate(len);
-                    }
+                for (stream, segments) in self.streams.iter_mut().zip(segments) {
+                    stream.undo(segments);
                 }
                 self.failure = Some(e.message.clone());
                 Err(SinkError::with_source(e.message, e.source))
             }
+        };
+        self.unsettled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        if rotated {
+            self.maintenance.wake();
         }
+        outcome
     }
 
     fn serialized(
@@ -898,6 +908,7 @@ impl JsonlSink {
             for stream in &mut self.streams {
                 stream.buf.clear();
             }
+            self.staged = Staged::default();
             SinkError::with_source(
                 format!("cannot serialize a batch for {}", self.dir.display()),
                 e,
@@ -938,7 +949,7 @@ impl Sink for JsonlSink {
             let step = stream.open(day_of).and_then(|()| {
                 let new_day = self.daily && stream.day.is_some_and(|day| day != day_of(now));
                 if stream.size > 0 && new_day {
-                    stream.rotate(now, day_of)?;
+                    stream.rotate(now, day_of, &self.unsettled)?;
                     rotated = true;
                 }
                 Ok(())
@@ -948,6 +959,11 @@ impl Sink for JsonlSink {
                 break;
             }
         }
+        // Nothing is being written: files rotated here are settled.
+        self.unsettled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         if rotated || self.last_maintenance.elapsed() >= MAINTENANCE_EVERY {
             self.last_maintenance = Instant::now();
             self.maintenance.wake();
