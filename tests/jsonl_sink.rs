@@ -1163,7 +1163,8 @@ fn without_the_helper_sigterm_loses_what_was_not_flushed() {
     );
     stop(&mut child, libc::SIGTERM);
     assert_eq!(wait(child).signal(), Some(libc::SIGTERM));
+    // The sink had made its files; nothing recorded reached them.
+    assert!(dir.path().join("error.jsonl").exists());
     assert!(call_ids(&lines(dir.path(), Stream::Error)).is_empty());
     assert!(lines(dir.path(), Stream::Audit).is_empty());
-    assert_eq!(lines(dir.path(), Stream::Main)[0]["kind"], "start");
 }

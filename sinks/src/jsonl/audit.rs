@@ -30,7 +30,7 @@ fn hex(digest: &[u8]) -> String {
 pub(crate) fn push<F: Serialize>(
     buf: &mut Vec<u8>,
     line: &Line<'_, F>,
-) -> serde_json::Result<String> {
+) -> Result<String, super::json::Error> {
     let start = buf.len();
     if let Err(error) = line::serialize_into(buf, line) {
         buf.truncate(start);

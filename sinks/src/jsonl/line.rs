@@ -12,9 +12,10 @@ use instrument::{
     CorrelationId, ErrorKindCount, FieldValue, Level, Outcome, SinkHealth, Stats, ThreadInfo,
 };
 use serde::Serialize;
-use serde::ser::{SerializeMap, Serializer};
+use serde::ser::{SerializeMap, SerializeStruct, Serializer};
 
 use super::Stream;
+use super::json;
 
 /// The last second RFC 3339 can write with a four-digit year (9999-12-31T23:59:59Z).
 const LAST_SECOND: u64 = 253_402_300_799;
@@ -174,52 +175,62 @@ impl<'a, F> Line<'a, F> {
 
 impl<F: Serialize> Serialize for Line<'_, F> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("ts", &self.ts)?;
-        map.serialize_entry("level", self.level.as_str())?;
-        map.serialize_entry("stream", self.stream.as_str())?;
-        map.serialize_entry("kind", self.kind)?;
-        map.serialize_entry("name", self.name)?;
+        let mut map = s.serialize_struct("Line", 21)?;
+        map.serialize_field("ts", &self.ts)?;
+        map.serialize_field("level", &Word(self.level.as_str()))?;
+        map.serialize_field("stream", &Word(self.stream.as_str()))?;
+        map.serialize_field("kind", &Word(self.kind))?;
+        map.serialize_field("name", self.name)?;
         if let Some(module) = self.module {
-            map.serialize_entry("module", module)?;
+            map.serialize_field("module", module)?;
         }
         if let Some(message) = self.message {
-            map.serialize_entry("message", message)?;
+            map.serialize_field("message", message)?;
         }
         if let Some(duration) = self.duration_ns {
-            map.serialize_entry("duration_ns", &duration)?;
+            map.serialize_field("duration_ns", &duration)?;
         }
         if let Some(outcome) = self.outcome {
-            map.serialize_entry("outcome", outcome.as_str())?;
+            map.serialize_field("outcome", &Word(outcome.as_str()))?;
         }
         if let Some(kind) = self.error_kind {
-            map.serialize_entry("error_kind", kind)?;
+            map.serialize_field("error_kind", kind)?;
         }
         if let Some(reason) = self.reason {
-            map.serialize_entry("reason", reason)?;
+            map.serialize_field("reason", &Word(reason))?;
         }
         if !self.labels.is_empty() {
-            map.serialize_entry("labels", &Pairs(self.labels))?;
+            map.serialize_field("labels", &Pairs(self.labels))?;
         }
         if let Some(fields) = &self.fields {
-            map.serialize_entry("fields", fields)?;
+            map.serialize_field("fields", fields)?;
         }
         if let Some(thread) = self.thread {
-            map.serialize_entry("thread", &Thread(thread))?;
+            map.serialize_field("thread", &Thread(thread))?;
         }
         if let Some(id) = self.correlation_id {
-            map.serialize_entry("correlation_id", &id)?;
+            map.serialize_field("correlation_id", &Hex16(id.get()))?;
         }
         if let Some(audit) = &self.audit {
-            map.serialize_entry("sequence", &audit.sequence)?;
-            map.serialize_entry("inputs", audit.inputs)?;
-            map.serialize_entry("outputs", audit.outputs)?;
+            map.serialize_field("sequence", &audit.sequence)?;
+            map.serialize_field("inputs", audit.inputs)?;
+            map.serialize_field("outputs", audit.outputs)?;
             if let Some(actor) = audit.actor {
-                map.serialize_entry("actor", actor)?;
+                map.serialize_field("actor", actor)?;
             }
-            map.serialize_entry("prev_hash", audit.prev_hash)?;
+            map.serialize_field("prev_hash", audit.prev_hash)?;
         }
         map.end()
+    }
+}
+
+/// A fixed lower-case word (a level, stream, kind, outcome, reason): written as a string, like
+/// a unit enum variant, which the line serializer copies without looking for bytes to escape.
+struct Word(&'static str);
+
+impl Serialize for Word {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_unit_variant("", 0, self.0)
     }
 }
 
@@ -249,10 +260,10 @@ struct Thread<'a>(&'a ThreadInfo);
 
 impl Serialize for Thread<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("id", &self.0.id)?;
+        let mut map = s.serialize_struct("Thread", 2)?;
+        map.serialize_field("id", &self.0.id)?;
         if let Some(name) = &self.0.name {
-            map.serialize_entry("name", &**name)?;
+            map.serialize_field("name", &**name)?;
         }
         map.end()
     }
@@ -267,10 +278,10 @@ pub(crate) struct DropFields {
 
 impl Serialize for DropFields {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(3))?;
-        map.serialize_entry("dropped", &self.dropped)?;
-        map.serialize_entry("since", &self.since)?;
-        map.serialize_entry("until", &self.until)?;
+        let mut map = s.serialize_struct("DropFields", 3)?;
+        map.serialize_field("dropped", &self.dropped)?;
+        map.serialize_field("since", &self.since)?;
+        map.serialize_field("until", &self.until)?;
         map.end()
     }
 }
@@ -301,21 +312,21 @@ impl Serialize for AggregateFields<'_> {
             }
         }
         let w = self.stats;
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("window_start", &self.window_start)?;
-        map.serialize_entry("window_end", &self.window_end)?;
-        map.serialize_entry("count", &w.count)?;
-        map.serialize_entry("timed", &w.timed)?;
-        map.serialize_entry("dropped", &w.dropped)?;
-        map.serialize_entry("sum_ns", &nanos(w.sum))?;
-        map.serialize_entry("min_ns", &nanos(w.min))?;
-        map.serialize_entry("max_ns", &nanos(w.max))?;
-        map.serialize_entry("p50_ns", &nanos(w.p50))?;
-        map.serialize_entry("p90_ns", &nanos(w.p90))?;
-        map.serialize_entry("p99_ns", &nanos(w.p99))?;
-        map.serialize_entry("p999_ns", &nanos(w.p999))?;
+        let mut map = s.serialize_struct("AggregateFields", 13)?;
+        map.serialize_field("window_start", &self.window_start)?;
+        map.serialize_field("window_end", &self.window_end)?;
+        map.serialize_field("count", &w.count)?;
+        map.serialize_field("timed", &w.timed)?;
+        map.serialize_field("dropped", &w.dropped)?;
+        map.serialize_field("sum_ns", &nanos(w.sum))?;
+        map.serialize_field("min_ns", &nanos(w.min))?;
+        map.serialize_field("max_ns", &nanos(w.max))?;
+        map.serialize_field("p50_ns", &nanos(w.p50))?;
+        map.serialize_field("p90_ns", &nanos(w.p90))?;
+        map.serialize_field("p99_ns", &nanos(w.p99))?;
+        map.serialize_field("p999_ns", &nanos(w.p999))?;
         if self.error_kinds.iter().any(|k| k.window > 0) {
-            map.serialize_entry("error_kinds", &Kinds(self.error_kinds))?;
+            map.serialize_field("error_kinds", &Kinds(self.error_kinds))?;
         }
         map.end()
     }
@@ -331,11 +342,11 @@ pub(crate) struct CounterFields {
 
 impl Serialize for CounterFields {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(4))?;
-        map.serialize_entry("window_start", &self.window_start)?;
-        map.serialize_entry("window_end", &self.window_end)?;
-        map.serialize_entry("window", &self.window)?;
-        map.serialize_entry("total", &self.total)?;
+        let mut map = s.serialize_struct("CounterFields", 4)?;
+        map.serialize_field("window_start", &self.window_start)?;
+        map.serialize_field("window_end", &self.window_end)?;
+        map.serialize_field("window", &self.window)?;
+        map.serialize_field("total", &self.total)?;
         map.end()
     }
 }
@@ -346,8 +357,8 @@ pub(crate) struct GaugeFields(pub(crate) f64);
 
 impl Serialize for GaugeFields {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(1))?;
-        map.serialize_entry("value", &FieldValue::F64(self.0))?;
+        let mut map = s.serialize_struct("GaugeFields", 1)?;
+        map.serialize_field("value", &FieldValue::F64(self.0))?;
         map.end()
     }
 }
@@ -363,14 +374,14 @@ pub(crate) struct StartFields<'a> {
 
 impl Serialize for StartFields<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("pid", &self.pid)?;
+        let mut map = s.serialize_struct("StartFields", 5)?;
+        map.serialize_field("pid", &self.pid)?;
         if let Some(host) = self.hostname {
-            map.serialize_entry("hostname", host)?;
+            map.serialize_field("hostname", host)?;
         }
-        map.serialize_entry("pipeline_start", &self.pipeline_start)?;
-        map.serialize_entry("window_ns", &nanos(self.window))?;
-        map.serialize_entry("tick_ns", &nanos(self.tick))?;
+        map.serialize_field("pipeline_start", &self.pipeline_start)?;
+        map.serialize_field("window_ns", &nanos(self.window))?;
+        map.serialize_field("tick_ns", &nanos(self.tick))?;
         map.end()
     }
 }
@@ -389,30 +400,29 @@ impl Serialize for SinkFields<'_> {
             SinkHealth::Unhealthy(m) => ("unhealthy", Some(m.as_str())),
             _ => ("healthy", None),
         };
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("health", health)?;
+        let mut map = s.serialize_struct("SinkFields", 10)?;
+        map.serialize_field("health", &Word(health))?;
         if let Some(message) = message {
-            map.serialize_entry("health_message", message)?;
+            map.serialize_field("health_message", message)?;
         }
-        map.serialize_entry("errors", &st.errors)?;
-        map.serialize_entry("new_errors", &self.new_errors)?;
-        map.serialize_entry("panics", &st.panics)?;
-        map.serialize_entry("dropped_batches", &st.dropped_batches)?;
-        map.serialize_entry("lost_events", &st.lost.events)?;
-        map.serialize_entry("lost_snapshots", &st.lost.snapshots)?;
-        map.serialize_entry("lost_audit_entries", &st.lost.audit_entries)?;
+        map.serialize_field("errors", &st.errors)?;
+        map.serialize_field("new_errors", &self.new_errors)?;
+        map.serialize_field("panics", &st.panics)?;
+        map.serialize_field("dropped_batches", &st.dropped_batches)?;
+        map.serialize_field("lost_events", &st.lost.events)?;
+        map.serialize_field("lost_snapshots", &st.lost.snapshots)?;
+        map.serialize_field("lost_audit_entries", &st.lost.audit_entries)?;
         if let Some(error) = &st.last_error {
-            map.serialize_entry("last_error", error)?;
+            map.serialize_field("last_error", error)?;
         }
         map.end()
     }
 }
 
 /// Appends `line` and a newline to `buf`; on a serialization error, `buf` is left as it was.
-pub(crate) fn push<F: Serialize>(buf: &mut Vec<u8>, line: &Line<'_, F>) -> serde_json::Result<()> {
+pub(crate) fn push<F: Serialize>(buf: &mut Vec<u8>, line: &Line<'_, F>) -> Result<(), json::Error> {
     let start = buf.len();
-    let result = line.serialize(&mut serde_json::Serializer::new(&mut *buf));
-    match result {
+    match json::write(buf, line) {
         Ok(()) => {
             buf.push(b'\n');
             Ok(())
@@ -424,12 +434,26 @@ pub(crate) fn push<F: Serialize>(buf: &mut Vec<u8>, line: &Line<'_, F>) -> serde
     }
 }
 
-/// The serializer type `push` uses, for the audit line's manual ending.
+/// Appends `line` without a newline (for the audit line's ending).
 pub(crate) fn serialize_into<F: Serialize>(
     buf: &mut Vec<u8>,
     line: &Line<'_, F>,
-) -> serde_json::Result<()> {
-    line.serialize(&mut serde_json::Serializer::new(buf))
+) -> Result<(), json::Error> {
+    json::write(buf, line)
+}
+
+/// A correlation id as its 16 lower-case hex digits (its `Display`), without `fmt`.
+struct Hex16(u64);
+
+impl Serialize for Hex16 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [0u8; 16];
+        for (i, digit) in text.iter_mut().enumerate() {
+            *digit = DIGITS[((self.0 >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        s.serialize_str(std::str::from_utf8(&text).unwrap_or_default())
+    }
 }
 
 /// A string as `serde_json` writes it, quoted and escaped.
@@ -484,6 +508,111 @@ mod tests {
                 prop_assert_eq!(ours.as_str(), humantime::format_rfc3339_micros(t).to_string());
             }
         }
+    }
+
+    #[test]
+    fn correlation_ids_are_their_display_text() {
+        for value in [1, 0xab, u64::MAX, 0x0123_4567_89ab_cdef] {
+            let id = CorrelationId::from_u64(value).unwrap();
+            let mut out = Vec::new();
+            json::write(&mut out, &Hex16(value)).unwrap();
+            assert_eq!(out, format!("\"{id}\"").into_bytes());
+        }
+    }
+
+    #[test]
+    fn lines_are_what_serde_json_writes() {
+        let fields = [
+            ("text", FieldValue::Str("a\u{0}\"b".into())),
+            ("n", FieldValue::I64(-3)),
+            ("f", FieldValue::F64(0.1)),
+            ("nan", FieldValue::F64(f64::NAN)),
+            ("ok", FieldValue::Bool(true)),
+        ];
+        let mut line = Line::new(
+            TsCache::default().format(at(1_518_563_312, 123_456_789)),
+            Level::Warn,
+            Stream::Performance,
+            "call",
+            "app::parse",
+        )
+        .with_fields(Pairs(&fields[..]));
+        line.module = Some("app");
+        line.duration_ns = Some(u64::MAX);
+        line.outcome = Some(Outcome::Ok);
+        line.reason = Some("slow");
+        line.labels = &[("table", "fi\tles")];
+        line.correlation_id = CorrelationId::from_u64(0xab);
+        let mut ours = Vec::new();
+        push(&mut ours, &line).unwrap();
+        let mut theirs = serde_json::to_vec(&line).unwrap();
+        theirs.push(b'\n');
+        assert_eq!(
+            String::from_utf8(ours).unwrap(),
+            String::from_utf8(theirs).unwrap()
+        );
+    }
+
+    /// Every kind of `fields`, and the audit part, through both serializers.
+    #[test]
+    fn every_kind_of_line_is_what_serde_json_writes() {
+        fn check<F: Serialize>(line: &Line<'_, F>) {
+            let mut ours = Vec::new();
+            json::write(&mut ours, line).unwrap();
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string(line).unwrap()
+            );
+        }
+        let mut cache = TsCache::default();
+        let ts = cache.format(at(1_518_563_312, 5));
+        let base = || Line::new(ts, Level::Info, Stream::Performance, "k", "n\"");
+        check(&base());
+        check(&base().with_fields(DropFields {
+            dropped: 3,
+            since: ts,
+            until: ts,
+        }));
+        let stats = Stats::default();
+        check(&base().with_fields(AggregateFields {
+            window_start: ts,
+            window_end: ts,
+            stats: &stats,
+            error_kinds: &[],
+        }));
+        check(&base().with_fields(CounterFields {
+            window_start: ts,
+            window_end: ts,
+            window: 1,
+            total: 2,
+        }));
+        check(&base().with_fields(GaugeFields(-1.5)));
+        check(&base().with_fields(GaugeFields(f64::NEG_INFINITY)));
+        check(&base().with_fields(StartFields {
+            pid: 7,
+            hostname: Some("h\u{1}"),
+            pipeline_start: ts,
+            window: Duration::from_secs(1),
+            tick: Duration::MAX,
+        }));
+        let mut sink = instrument::SinkStatus::default();
+        sink.health = SinkHealth::Unhealthy("disk\nfull".into());
+        sink.last_error = Some("e".into());
+        check(&base().with_fields(SinkFields {
+            status: &sink,
+            new_errors: 1,
+        }));
+        let notice_fields = [(std::borrow::Cow::Borrowed("k"), "v\u{0}".to_owned())];
+        let inputs = ["a".to_owned(), "b\"".to_owned()];
+        let mut audit = base().with_fields(Pairs(&notice_fields[..]));
+        audit.audit = Some(AuditPart {
+            sequence: 9,
+            inputs: &inputs,
+            outputs: &[],
+            actor: Some("ann"),
+            prev_hash: "00",
+        });
+        check(&audit);
     }
 
     #[test]

@@ -44,6 +44,7 @@
 
 mod audit;
 mod files;
+mod json;
 mod line;
 mod maintenance;
 #[cfg(unix)]
@@ -540,7 +541,7 @@ impl JsonlSink {
         &self.dir
     }
 
-    fn push_event(&mut self, event: &Event) -> serde_json::Result<()> {
+    fn push_event(&mut self, event: &Event) -> Result<(), json::Error> {
         let (stream, level) = match event.outcome {
             Outcome::Ok if event.reason == EventReason::Slow => (Stream::Performance, Level::Warn),
             Outcome::Ok => (Stream::Performance, Level::Info),
@@ -571,7 +572,7 @@ impl JsonlSink {
         }
     }
 
-    fn push_drop(&mut self, drop: &DropMarker) -> serde_json::Result<()> {
+    fn push_drop(&mut self, drop: &DropMarker) -> Result<(), json::Error> {
         let (since, until) = (self.ts.format(drop.since), self.ts.format(drop.until));
         let callsite = drop.callsite;
         let message = format!(
@@ -599,7 +600,7 @@ impl JsonlSink {
         line::push(&mut self.streams[Stream::Performance.index()].buf, &line)
     }
 
-    fn push_snapshot(&mut self, snapshot: &Snapshot) -> serde_json::Result<()> {
+    fn push_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), json::Error> {
         let start = self.ts.format(snapshot.window_start);
         let end = self.ts.format(snapshot.window_end);
         if self.snapshots {
@@ -666,7 +667,7 @@ impl JsonlSink {
     }
 
     /// A line when a sink's errors, losses or health changed since the last snapshot.
-    fn push_sink_status(&mut self, status: &SinkStatus, ts: line::Ts) -> serde_json::Result<()> {
+    fn push_sink_status(&mut self, status: &SinkStatus, ts: line::Ts) -> Result<(), json::Error> {
         let previous = self.sinks_seen.get(&status.name);
         let new_errors = status
             .errors
@@ -710,7 +711,7 @@ impl JsonlSink {
         Ok(())
     }
 
-    fn push_notice(&mut self, notice: &Notice) -> serde_json::Result<()> {
+    fn push_notice(&mut self, notice: &Notice) -> Result<(), json::Error> {
         let stream = if notice.level >= Level::Warn {
             Stream::Error
         } else {
@@ -735,7 +736,7 @@ impl JsonlSink {
 
     /// Serializes audit entries after the chain's head; entries this sink already wrote (a
     /// retried batch) are skipped.
-    fn push_audit(&mut self, entries: &[AuditEntry]) -> serde_json::Result<AuditAdvance> {
+    fn push_audit(&mut self, entries: &[AuditEntry]) -> Result<AuditAdvance, json::Error> {
         let mut advance = AuditAdvance {
             head: self.head.clone(),
             last_sequence: self.last_audit_sequence,
@@ -788,7 +789,7 @@ impl JsonlSink {
         kind: &'static str,
         message: &str,
         start: Option<&StartInfo>,
-    ) -> serde_json::Result<()> {
+    ) -> Result<(), json::Error> {
         let name = self.process.clone().unwrap_or_else(|| "unknown".to_owned());
         let mut line = Line::new(
             self.ts.format(SystemTime::now()),
@@ -815,7 +816,7 @@ impl JsonlSink {
     }
 
     /// Serializes a batch into the streams' buffers.
-    fn serialize(&mut self, batch: &Batch) -> serde_json::Result<Option<AuditAdvance>> {
+    fn serialize(&mut self, batch: &Batch) -> Result<Option<AuditAdvance>, json::Error> {
         for event in &batch.events {
             self.push_event(event)?;
         }
@@ -902,7 +903,7 @@ impl JsonlSink {
 
     fn serialized(
         &mut self,
-        result: serde_json::Result<Option<AuditAdvance>>,
+        result: Result<Option<AuditAdvance>, json::Error>,
     ) -> Result<Option<AuditAdvance>, SinkError> {
         result.map_err(|e| {
             for stream in &mut self.streams {
