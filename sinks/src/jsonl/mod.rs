@@ -22,7 +22,7 @@
 //! | stream | file | lines |
 //! | --- | --- | --- |
 //! | `main` | `main.jsonl` | `start` and `shutdown` of the pipeline; notices at `debug` and `info`; a sink back to healthy |
-//! | `error` | `error.jsonl` | calls that ended `error`, `panic` or `cancelled`; notices at `warn` and `error` (`tracing` warnings and errors arrive as notices); sinks failing or losing data |
+//! | `error` | `error.jsonl` | calls that ended `error`, `panic` or `cancelled`; notices at `warn` and `error` (warnings and errors a bridge such as the `tracing` one publishes); sinks failing or losing data |
 //! | `performance` | `performance.jsonl` | slow and sampled calls; drop markers; aggregates, counters and gauges of each snapshot |
 //! | `audit` | `audit.jsonl` | audit entries, hash-chained ([`verify_audit_chain`]) |
 //!
@@ -31,16 +31,17 @@
 //!
 //! # Writing
 //! The sink runs on its own worker thread. Each batch is serialized into one buffer per stream
-//! and appended with one `write` per stream, so lines are never interleaved or torn, and a
-//! process that crashes afterwards loses none of them. A write that fails is undone (the file
-//! is cut back to its length before the batch) and the batch is returned to the pipeline as an
-//! error, which retries it: no line is written twice, none half. The audit stream is synced
+//! and appended with one `write` per stream and file, so lines are never interleaved or torn,
+//! and a process that crashes afterwards loses none of them. A write that fails is undone (files
+//! are cut back to their length before the batch, also across a rotation) and the batch is
+//! returned to the pipeline as an error, which retries it: no line is written twice, none half.
+//! The audit stream is synced
 //! (`fdatasync`) after every batch, other streams when [`JsonlSinkBuilder::sync_every_batch`]
 //! says so, and all of them on [`flush`](instrument::PipelineGuard::flush).
 //!
 //! Rotation renames the current file (`STREAM.jsonl` to `STREAM.YYYYMMDDTHHMMSSZ.jsonl`) between
-//! two batches and starts a new one; gzip and pruning run on a thread of their own
-//! ([`log_files`] lists a stream's files in order).
+//! two lines and starts a new one; gzip and pruning run on a thread of their own ([`log_files`]
+//! lists a stream's files in order).
 
 mod audit;
 mod files;
