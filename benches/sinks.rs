@@ -31,6 +31,9 @@
 //! folded in before timing. After criterion's figures the bench renders each side by side once
 //! more, alternating, and prints the medians, their ratio and the bars of issue 9 (counters at
 //! most 3 ms, histograms at most 20 ms, each at least 4 times faster than the exporter).
+//!
+//! `cargo bench --bench sinks -- jsonl`: the JSON-lines sink against `tracing`'s JSON output
+//! and bare `serde_json`; see the comment above `fn jsonl`.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -38,6 +41,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput};
 use instrument::{Batch, CorrelationId, Event, Sink, instrument_performance};
+use instrument_sinks::JsonlSink;
 use instrument_sinks::prometheus::{Format, PrometheusHandle, PrometheusSink};
 use instrument_sinks::{MemorySink, SqliteSink};
 use rusqlite::Connection;
@@ -185,6 +189,9 @@ fn bare_insert(conn: &mut Connection, callsite: i64, rows: &[Row]) {
 }
 
 fn sqlite(c: &mut Criterion) {
+    if !selected(&["sqlite/sink_write/1000", "sqlite/bare_insert_loop/1000"]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let events = events();
     let mut sink = SqliteSink::builder()
@@ -471,9 +478,184 @@ fn prometheus_render(c: &mut Criterion) {
     );
 }
 
+/// Batches per side-by-side segment, and segments per path.
+const JSONL_ROUNDS: usize = 100;
+const JSONL_SEGMENTS: usize = 3;
+
+/// Whether the command line's filters (criterion's, as substrings) select any of `ids`, or
+/// there are none.
+fn selected(ids: &[&str]) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    filters.is_empty()
+        || filters
+            .iter()
+            .any(|f| ids.iter().any(|id| id.contains(f.as_str())))
+}
+
+/// The same events as `tracing` events with the same values.
+fn emit_tracing(events: &[Event]) {
+    for e in events {
+        let (path, attempt) = match (&e.fields[0].1, &e.fields[1].1) {
+            (instrument::FieldValue::Str(path), instrument::FieldValue::U64(attempt)) => {
+                (&**path, *attempt)
+            }
+            other => panic!("unexpected captures {other:?}"),
+        };
+        let correlation = e.correlation.map(|c| c.to_string()).unwrap_or_default();
+        tracing::error!(
+            name = e.callsite.name(),
+            module = e.callsite.module_path(),
+            duration_ns = u64::try_from(e.duration.as_nanos()).unwrap_or(u64::MAX),
+            outcome = e.outcome.as_str(),
+            error_kind = e.error_kind.unwrap_or_default(),
+            reason = e.reason.as_str(),
+            path,
+            attempt,
+            thread_id = e.thread.id,
+            correlation_id = correlation.as_str(),
+            "call"
+        );
+    }
+}
+
+/// A `tracing` dispatcher with the JSON layer writing through a lossless non-blocking writer
+/// to `dir/tracing.jsonl`, and the guard whose drop waits for every line to be written.
+fn tracing_json(
+    dir: &Path,
+) -> (
+    tracing::Dispatch,
+    tracing_appender::non_blocking::WorkerGuard,
+) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let file = tracing_appender::rolling::never(dir, "tracing.jsonl");
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(file);
+    let subscriber = tracing_subscriber::registry().with(
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_thread_ids(true)
+            .with_writer(writer),
+    );
+    (tracing::Dispatch::new(subscriber), guard)
+}
+
+fn bare_serde_json(buf: &mut Vec<u8>, events: &[Event]) {
+    buf.clear();
+    for e in events {
+        serde_json::to_writer(&mut *buf, e).unwrap();
+        buf.push(b'\n');
+    }
+}
+
+fn jsonl(c: &mut Criterion) {
+    if !selected(&[
+        "jsonl/sink_write/1000",
+        "jsonl/tracing_json_non_blocking/1000",
+        "jsonl/bare_serde_json/1000",
+    ]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let events = events();
+    let batch = batch_of(events.clone());
+    let mut sink = JsonlSink::builder()
+        .dir(dir.path().join("sink"))
+        .build()
+        .unwrap();
+    let mut buf = Vec::new();
+
+    let mut group = c.benchmark_group("jsonl");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.sample_size(30);
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function(format!("sink_write/{BATCH}"), |b| {
+        b.iter(|| sink.write(black_box(&batch)).unwrap());
+    });
+    {
+        let tracing_dir = dir.path().join("tracing-criterion");
+        let (dispatch, guard) = tracing_json(&tracing_dir);
+        group.bench_function(format!("tracing_json_non_blocking/{BATCH}"), |b| {
+            b.iter(|| {
+                tracing::dispatcher::with_default(&dispatch, || emit_tracing(black_box(&events)));
+            });
+        });
+        drop(guard);
+        let _ = std::fs::remove_dir_all(tracing_dir);
+    }
+    group.bench_function(format!("bare_serde_json/{BATCH}"), |b| {
+        b.iter(|| bare_serde_json(&mut buf, black_box(&events)));
+    });
+    group.finish();
+
+    // Side by side once more, in alternating segments.
+    let (mut sink_time, mut tracing_time, mut bare_time) =
+        (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    for segment in 0..JSONL_SEGMENTS {
+        let start = Instant::now();
+        for _ in 0..JSONL_ROUNDS {
+            sink.write(&batch).unwrap();
+        }
+        sink.flush().unwrap();
+        sink_time += start.elapsed();
+
+        let tracing_dir = dir.path().join(format!("tracing-{segment}"));
+        let (dispatch, guard) = tracing_json(&tracing_dir);
+        let start = Instant::now();
+        tracing::dispatcher::with_default(&dispatch, || {
+            for _ in 0..JSONL_ROUNDS {
+                emit_tracing(&events);
+            }
+        });
+        drop(guard);
+        tracing_time += start.elapsed();
+        let written = std::fs::read_to_string(tracing_dir.join("tracing.jsonl")).unwrap();
+        assert_eq!(
+            written.lines().count(),
+            JSONL_ROUNDS * BATCH,
+            "the tracing path wrote every line"
+        );
+        let _ = std::fs::remove_dir_all(tracing_dir);
+
+        let start = Instant::now();
+        for _ in 0..JSONL_ROUNDS {
+            bare_serde_json(&mut buf, black_box(&events));
+        }
+        bare_time += start.elapsed();
+    }
+    let lines = (JSONL_SEGMENTS * JSONL_ROUNDS * BATCH) as f64;
+    let (sink_rate, tracing_rate, bare_rate) = (
+        lines / sink_time.as_secs_f64(),
+        lines / tracing_time.as_secs_f64(),
+        lines / bare_time.as_secs_f64(),
+    );
+    eprintln!(
+        "jsonl: sink {sink_rate:.0} lines/s, tracing JSON + non-blocking appender {tracing_rate:.0} \
+         lines/s, bare serde_json {bare_rate:.0} lines/s ({:.0} ns a line); sink / tracing = \
+         {:.2} (bars: >= 1500000 lines/s and >= 3.00)",
+        1e9 / bare_rate,
+        sink_rate / tracing_rate
+    );
+    drop(sink);
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     sqlite(&mut c);
-    prometheus_render(&mut c);
+    // Each group's own side-by-side run follows its criterion figures, so a group the filter
+    // leaves out is skipped whole.
+    if selected(&[
+        "prometheus_render/counters_10000/instrument_sinks",
+        "prometheus_render/counters_10000/metrics_exporter_prometheus",
+        "prometheus_render/histograms_10000x12/instrument_sinks",
+        "prometheus_render/histograms_10000x12/metrics_exporter_prometheus",
+        "prometheus_render/summaries_10000/metrics_exporter_prometheus",
+    ]) {
+        prometheus_render(&mut c);
+    }
+    jsonl(&mut c);
     c.final_summary();
 }

@@ -10,6 +10,9 @@
 //! - `PrometheusSink` (feature `prometheus`): `/metrics` in the Prometheus text format and in
 //!   `OpenMetrics` with exemplars, served by the operations endpoint (module `http`, feature
 //!   `http`); see the `prometheus` module docs.
+//! - `JsonlSink` (feature `jsonl`): JSON-lines log files per stream (`main`, `error`,
+//!   `performance`, `audit`) with rotation, retention, optional gzip and a hash-chained audit
+//!   stream, plus an opt-in flush on `SIGTERM`, `SIGINT` and panics; see the `jsonl` module docs.
 //!
 //! ```
 //! use instrument_sinks::MemorySink;
@@ -47,3 +50,9 @@ pub use crate::prometheus::{
 pub use crate::sqlite::{
     ChainError, SqliteError, SqliteSink, SqliteSinkBuilder, verify_audit_chain,
 };
+
+#[cfg(feature = "jsonl")]
+pub mod jsonl;
+
+#[cfg(feature = "jsonl")]
+pub use crate::jsonl::{JsonlError, JsonlSink, JsonlSinkBuilder};
