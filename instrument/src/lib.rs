@@ -146,7 +146,7 @@ pub use crate::fields::FieldValue;
 pub use crate::guard::{ErrorKind, Timer};
 pub use crate::histogram::Histogram;
 pub use crate::metadata::{CallsiteKind, Metadata, Unit};
-pub use crate::pipeline::{Builder, PipelineGuard, builder};
+pub use crate::pipeline::{Builder, MonitorSettings, PipelineGuard, PipelineMonitor, builder};
 pub use crate::record::Outcome;
 pub use crate::sink::{
     Batch, CallStats, CounterValue, DropMarker, ErrorKindCount, Event, EventReason, GaugeValue,

@@ -18,7 +18,7 @@ use crossbeam_channel::Sender;
 use crate::audit_queue::AuditQueue;
 use crate::clock::{self, ClockSource, MODE_COUNTER, MODE_MOCK};
 use crate::collector::delivery::{SinkView, Ticket};
-use crate::collector::{Control, Drain};
+use crate::collector::{Beat, Control, Drain};
 use crate::config::Config;
 use crate::error::Error;
 use crate::sink::{SelfMetrics, Sink};
@@ -184,6 +184,7 @@ impl Builder {
         let audit = Arc::new(AuditQueue::new(self.config.audit_capacity));
         let (control_tx, control_rx) = crossbeam_channel::unbounded();
         let metrics = Arc::new(Mutex::new(SelfMetrics::default()));
+        let beat = Arc::new(Beat::new());
         let mut drain = Drain::new(
             &self.config,
             self.sinks,
@@ -191,9 +192,10 @@ impl Builder {
             Arc::clone(&audit),
             control_rx,
             Arc::clone(&metrics),
+            Arc::clone(&beat),
         )?;
         let workers = drain.take_workers();
-        let sinks = drain.sink_views();
+        let sinks: Vec<SinkView> = drain.sink_views();
         let wants_notices = drain.wants_notices();
         let handle = std::thread::Builder::new()
             .name("instrument-drain".into())
@@ -211,9 +213,13 @@ impl Builder {
             control: control_tx,
             drain: Some(handle),
             workers,
-            sinks,
             audit,
-            metrics,
+            monitor: PipelineMonitor {
+                metrics,
+                sinks: Arc::from(sinks),
+                beat,
+                settings: MonitorSettings::of(&self.config),
+            },
             flush_timeout: self.config.flush_timeout,
         })
     }
@@ -225,9 +231,8 @@ pub struct PipelineGuard {
     control: Sender<Control>,
     drain: Option<JoinHandle<()>>,
     workers: Vec<(String, JoinHandle<()>)>,
-    sinks: Vec<SinkView>,
     audit: Arc<AuditQueue>,
-    metrics: Arc<Mutex<SelfMetrics>>,
+    monitor: PipelineMonitor,
     flush_timeout: Duration,
 }
 
@@ -267,13 +272,15 @@ impl PipelineGuard {
     /// now (so what a flush delivered shows as soon as it returns).
     #[must_use]
     pub fn self_metrics(&self) -> SelfMetrics {
-        let mut metrics = self
-            .metrics
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        metrics.sinks = self.sinks.iter().map(SinkView::status).collect();
-        metrics
+        self.monitor.self_metrics()
+    }
+
+    /// A cloneable, read-only view of this pipeline for health checks and operations pages on
+    /// other threads: its metrics, its sinks' statuses and whether its drain is alive. It
+    /// outlives the guard and then reports the drain stopped.
+    #[must_use]
+    pub fn monitor(&self) -> PipelineMonitor {
+        self.monitor.clone()
     }
 
     /// Flushes, shuts every sink down and stops the pipeline, reporting what went wrong. Every
@@ -312,10 +319,113 @@ impl PipelineGuard {
                 let _ = worker.join();
             }
         }
+        self.monitor.beat.stopped.store(true, Ordering::Release);
         crate::source::set_wanted(false);
         crate::wake::set_drain(None);
         *INSTALLED.lock().unwrap_or_else(PoisonError::into_inner) = false;
         result
+    }
+}
+
+/// A read-only view of an installed pipeline that other threads keep
+/// ([`PipelineGuard::monitor`]): what health checks need to judge the drain, the thread
+/// queues and every sink without holding the guard.
+///
+/// ```
+/// let pipeline = instrument::builder().sink(instrument::NullSink).install()?;
+/// let monitor = pipeline.monitor();
+/// pipeline.flush()?;
+/// assert!(monitor.drain_running());
+/// assert_eq!(monitor.self_metrics().sinks[0].name, "null");
+/// drop(pipeline);
+/// assert!(!monitor.drain_running());
+/// # Ok::<(), instrument::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct PipelineMonitor {
+    metrics: Arc<Mutex<SelfMetrics>>,
+    sinks: Arc<[SinkView]>,
+    beat: Arc<Beat>,
+    settings: MonitorSettings,
+}
+
+impl std::fmt::Debug for PipelineMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineMonitor")
+            .field("settings", &self.settings)
+            .field("drain_running", &self.drain_running())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The settings of a pipeline that judging its health needs ([`PipelineMonitor::settings`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MonitorSettings {
+    /// How often the drain runs when nothing wakes it ([`Config::drain_interval`]).
+    pub drain_interval: Duration,
+    /// The aggregation window ([`Config::window`]).
+    pub window: Duration,
+    /// Records per thread queue ([`Config::queue_capacity`]).
+    pub queue_capacity: usize,
+    /// Batches a sink may have waiting ([`Config::sink_backlog`]).
+    pub sink_backlog: usize,
+    /// Events a sink may have waiting ([`Config::sink_backlog_events`]).
+    pub sink_backlog_events: usize,
+    /// How often sinks tick ([`Config::sink_tick`]).
+    pub sink_tick: Duration,
+}
+
+impl MonitorSettings {
+    fn of(config: &Config) -> MonitorSettings {
+        MonitorSettings {
+            drain_interval: config.drain_interval,
+            window: config.window,
+            queue_capacity: config.queue_capacity,
+            sink_backlog: config.sink_backlog,
+            sink_backlog_events: config.sink_backlog_events,
+            sink_tick: config.sink_tick,
+        }
+    }
+}
+
+impl PipelineMonitor {
+    /// As [`PipelineGuard::self_metrics`].
+    #[must_use]
+    pub fn self_metrics(&self) -> SelfMetrics {
+        let mut metrics = self
+            .metrics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        metrics.sinks = self.sinks.iter().map(SinkView::status).collect();
+        metrics
+    }
+
+    /// Whether the drain is running: installed, not shut down, and not stopped after
+    /// panicking cycles in a row.
+    #[must_use]
+    pub fn drain_running(&self) -> bool {
+        !self.beat.stopped.load(Ordering::Acquire) && !self.beat.failed.load(Ordering::Acquire)
+    }
+
+    /// Whether the drain gave up after panicking cycles in a row (recording is off).
+    #[must_use]
+    pub fn drain_failed(&self) -> bool {
+        self.beat.failed.load(Ordering::Acquire)
+    }
+
+    /// How long ago the drain last finished a cycle (since install, before its first). It
+    /// runs at least every `drain_interval`, so a value many times that means a stuck drain.
+    #[must_use]
+    pub fn drain_lag(&self) -> Duration {
+        self.beat.since_last()
+    }
+
+    /// The settings health checks judge by.
+    #[must_use]
+    pub fn settings(&self) -> MonitorSettings {
+        self.settings
     }
 }
 

@@ -56,3 +56,12 @@ pub mod jsonl;
 
 #[cfg(feature = "jsonl")]
 pub use crate::jsonl::{JsonlError, JsonlSink, JsonlSinkBuilder};
+
+#[cfg(feature = "system")]
+pub mod system;
+
+#[cfg(feature = "health")]
+pub mod health;
+
+#[cfg(feature = "alerts")]
+pub mod alerts;

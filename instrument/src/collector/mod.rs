@@ -18,7 +18,7 @@ mod snapshot;
 mod worker;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime};
 
@@ -30,6 +30,39 @@ use crate::audit_queue::AuditQueue;
 use crate::config::Config;
 use crate::error::Error;
 use crate::sink::{Batch, Interests, SelfMetrics, Sink, SinkStatus, SnapshotReason, StartInfo};
+
+/// The drain's pulse, readable from outside it (`PipelineMonitor`): when its last cycle ended,
+/// and whether it stopped or gave up.
+#[derive(Debug)]
+pub(crate) struct Beat {
+    base: Instant,
+    /// Nanoseconds from `base` to the end of the last cycle (caught panics included).
+    last_ns: AtomicU64,
+    pub(crate) stopped: AtomicBool,
+    pub(crate) failed: AtomicBool,
+}
+
+impl Beat {
+    pub(crate) fn new() -> Beat {
+        Beat {
+            base: Instant::now(),
+            last_ns: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+        }
+    }
+
+    fn beat(&self) {
+        let ns = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last_ns.store(ns, Ordering::Release);
+    }
+
+    /// How long ago the last cycle ended (since install, before the first).
+    pub(crate) fn since_last(&self) -> std::time::Duration {
+        let last = std::time::Duration::from_nanos(self.last_ns.load(Ordering::Acquire));
+        self.base.elapsed().saturating_sub(last)
+    }
+}
 
 /// Drain cycles that may panic in a row before the drain gives up and turns recording off.
 pub(crate) const MAX_PANICS_IN_A_ROW: u32 = 3;
@@ -49,6 +82,7 @@ pub(crate) struct Drain {
     audit: Arc<AuditQueue>,
     control_rx: Receiver<Control>,
     metrics_out: Arc<Mutex<SelfMetrics>>,
+    beat: Arc<Beat>,
     aggregates: Aggregates,
     batch: Batch,
     audit_scratch: Vec<crate::AuditEntry>,
@@ -77,6 +111,7 @@ impl Drain {
         audit: Arc<AuditQueue>,
         control_rx: Receiver<Control>,
         metrics_out: Arc<Mutex<SelfMetrics>>,
+        beat: Arc<Beat>,
     ) -> Result<Drain, Error> {
         let mut handles = Vec::with_capacity(sinks.len());
         let mut wants = Interests::NONE;
@@ -135,6 +170,7 @@ impl Drain {
             audit,
             control_rx,
             metrics_out,
+            beat,
             batch: Batch::default(),
             audit_scratch: Vec::new(),
             audit_upto: 0,
@@ -198,6 +234,7 @@ impl Drain {
                 self.last_panic = Some(message);
                 if self.panics_in_a_row >= MAX_PANICS_IN_A_ROW {
                     self.failed = true;
+                    self.beat.failed.store(true, Ordering::Release);
                     crate::state::STATE.store(0, Ordering::Release);
                     // Nothing will take audit entries any more: producers waiting for room get
                     // an error instead of waiting for ever.
@@ -388,6 +425,7 @@ impl Drain {
         let report = self.take_panic_report();
         self.queue_markers(ticket, report, true);
         self.publish_metrics();
+        self.beat.stopped.store(true, Ordering::Release);
     }
 
     fn sink_statuses(&self) -> Vec<SinkStatus> {
@@ -423,6 +461,7 @@ impl Drain {
             .metrics_out
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = self.aggregates.metrics.clone();
+        self.beat.beat();
     }
 
     /// Whether some sink wants notices.
