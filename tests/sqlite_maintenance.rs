@@ -740,12 +740,13 @@ fn pruning_audit_keeps_the_newest_row_and_refuses_to_prune_a_changed_row() {
     assert_eq!(count(&open(&changed), "audit_anchor"), 0);
 }
 
-/// Makes the v2 store at `path` a v1 store: v2 only added tables.
+/// Makes the current store at `path` a v1 store: v2 only added tables, and v3 only columns
+/// and an index of one of them.
 fn downgrade_to_v1(path: &Path) {
     open(path)
         .execute_batch(
             "DROP TABLE audit_anchor; DROP TABLE health; DROP TABLE alerts;
-             DELETE FROM schema_version WHERE version = 2;",
+             DELETE FROM schema_version WHERE version >= 2;",
         )
         .unwrap();
 }

@@ -2,7 +2,9 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use instrument::{AuditEntry, Batch, DropMarker, Event, Interests, Sink, SinkError, Snapshot};
+use instrument::{
+    AuditEntry, Batch, DropMarker, Event, Interests, Notice, Sink, SinkError, Snapshot,
+};
 
 #[derive(Debug, Default)]
 struct Store {
@@ -10,6 +12,7 @@ struct Store {
     drops: Vec<DropMarker>,
     snapshots: Vec<Arc<Snapshot>>,
     audit: Vec<AuditEntry>,
+    notices: Vec<Notice>,
     batches: u64,
     flushes: u64,
     shut_down: bool,
@@ -90,6 +93,12 @@ impl MemorySink {
         self.store().audit.clone()
     }
 
+    /// Every notice received (health changes, alerts, bridged log lines), in delivery order.
+    #[must_use]
+    pub fn notices(&self) -> Vec<Notice> {
+        self.store().notices.clone()
+    }
+
     /// Number of batches received.
     #[must_use]
     pub fn batches(&self) -> u64 {
@@ -133,6 +142,9 @@ impl Sink for MemorySink {
         }
         if interests.audit {
             store.audit.extend(batch.audit.iter().cloned());
+        }
+        if interests.notices {
+            store.notices.extend(batch.notices.iter().cloned());
         }
         Ok(())
     }

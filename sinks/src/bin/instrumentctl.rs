@@ -25,14 +25,18 @@ use instrument_sinks::{ChainError, verify_audit_chain};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+// Health and alert listings, in a file of their own.
+#[path = "instrumentctl/operations.rs"]
+mod operations;
+
 // The command line; `about` is written out because doc comments would show clippy's backticks.
 #[derive(Debug, Parser)]
 #[command(
     name = "instrumentctl",
     version,
     about = "Reads the SQLite store of an instrument pipeline: summaries, slow calls, errors, \
-             traces and audit trails; checks its audit chain; backs it up, restores and prunes \
-             it."
+             traces, audit trails, health and alerts; checks its audit chain; backs it up, \
+             restores and prunes it."
 )]
 struct Cli {
     /// The pipeline's data directory; the store is DIR/instrument.db.
@@ -138,6 +142,21 @@ enum Command {
         /// them all.
         #[arg(long, value_name = "DURATION")]
         audit_older_than: Option<String>,
+    },
+    /// The latest health status of each component, and the changes.
+    Health {
+        /// Changes since: a duration ago, an RFC 3339 UTC time, or `all`.
+        #[arg(long, default_value = "24h", value_name = "WHEN")]
+        since: String,
+        /// At most this many changes.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Open alerts, newest first (with --all, resolved ones too).
+    Alerts {
+        /// Resolved alerts too.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -305,6 +324,15 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 .transpose()?;
             let report = prune(&db, older_than, audit_older_than)?;
             print(json, &report, || prune_table(&db, &report))
+        }
+        Command::Health { since, limit } => {
+            let range = range(&since, None, now)?;
+            let health = Store::open(&db)?.health(range, limit)?;
+            print(json, &health, || operations::health_table(&health))
+        }
+        Command::Alerts { all } => {
+            let alerts = Store::open(&db)?.alerts(all)?;
+            print(json, &alerts, || operations::alerts_table(&alerts, all))
         }
     }
 }

@@ -18,8 +18,8 @@
 //! | `audit` | audit entry, in a hash chain ([`verify_audit_chain`]) |
 //! | `audit_anchor` | pass that pruned audit rows: the last pruned row's `last_id`, `run_id`, `sequence` and `hash` (where the chain now starts), `pruned_rows`, `total_pruned`, `pruned_us` |
 //! | `notices` | notice; `fields` a JSON array of `[key, value]` pairs |
-//! | `health` | health change of a component: `time_us`, `component`, `status`, `reason` (for later releases; nothing writes it yet) |
-//! | `alerts` | alert: `rule`, `state`, `severity`, `labels` (JSON object), `message`, `value`, `started_us`, `updated_us`, `resolved_us`, `acked_us`, `acked_by` (for later releases; nothing writes it yet) |
+//! | `health` | health change of a component (a notice from source `health`, see `health`): `time_us`, `component` (`overall` for the whole), `status`, `reason` |
+//! | `alerts` | alert episode (notices from source `alerts`, see `alerts`): `rule`, `state` (latest: `pending`, `firing`, `acknowledged`, `resolved`, `inactive`), `severity`, `labels` (JSON object), `message` (the summary), `value`, `started_us`, `updated_us`, `resolved_us` (set when it resolved), `acked_us`, `acked_by`, `fingerprint` (one open row per fingerprint, updated by each change until it resolves), `alert_id` (the engine's id), `silenced` |
 //!
 //! # Reading
 //! [`query::Store`] opens a store read-only and answers the questions of the `instrumentctl`
@@ -798,6 +798,11 @@ impl Store {
                 fields,
                 notice.correlation.map(|c| c.to_string()),
             ))?;
+            match notice.source.as_ref() {
+                "health" => insert_health(&tx, notice)?,
+                "alerts" => upsert_alert(&tx, notice)?,
+                _ => {}
+            }
         }
         // A file opened again after the first was deleted gets its own row in `runs`.
         let mut run_id = self.run_id;
@@ -1143,6 +1148,108 @@ fn insert_window(
         )?
         .execute((window_id, kind.kind, int(kind.window)))?;
     }
+    Ok(())
+}
+
+/// A notice's field `key`, if it has one.
+fn notice_field<'n>(notice: &'n Notice, key: &str) -> Option<&'n str> {
+    notice
+        .fields
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A health change (a notice from source `health` with a `component` and a `status`) as a row
+/// of `health`.
+fn insert_health(tx: &Transaction<'_>, notice: &Notice) -> rusqlite::Result<()> {
+    let (Some(component), Some(status)) = (
+        notice_field(notice, "component"),
+        notice_field(notice, "status"),
+    ) else {
+        return Ok(());
+    };
+    tx.prepare_cached(
+        "INSERT INTO health (time_us, component, status, reason) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute((
+        micros(notice.time),
+        component,
+        status,
+        notice_field(notice, "reason"),
+    ))?;
+    Ok(())
+}
+
+/// An alert's state change (a notice from source `alerts` with a `fingerprint` and a `state`):
+/// updates the alert's open row (same fingerprint, not resolved), or starts a row. A
+/// `resolved` or `inactive` state closes the row (`resolved_us`).
+fn upsert_alert(tx: &Transaction<'_>, notice: &Notice) -> rusqlite::Result<()> {
+    let (Some(fingerprint), Some(state)) = (
+        notice_field(notice, "fingerprint"),
+        notice_field(notice, "state"),
+    ) else {
+        return Ok(());
+    };
+    let time = micros(notice.time);
+    let closed = matches!(state, "resolved" | "inactive");
+    let resolved = closed.then_some(time);
+    let acked_by = notice_field(notice, "acked_by");
+    let acked = acked_by.map(|_| time);
+    let value: Option<f64> = notice_field(notice, "value").and_then(|v| v.parse().ok());
+    let silenced = notice_field(notice, "silenced") == Some("true");
+    let open: Option<i64> = tx
+        .prepare_cached(
+            "SELECT id FROM alerts WHERE fingerprint = ?1 AND resolved_us IS NULL
+             ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row([fingerprint], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = open {
+        tx.prepare_cached(
+            "UPDATE alerts SET state = ?2, message = ?3, value = coalesce(?4, value),
+                 updated_us = ?5, resolved_us = ?6, acked_us = coalesce(acked_us, ?7),
+                 acked_by = coalesce(acked_by, ?8), silenced = ?9
+             WHERE id = ?1",
+        )?
+        .execute((
+            id,
+            state,
+            &notice.message,
+            value,
+            time,
+            resolved,
+            acked,
+            acked_by,
+            silenced,
+        ))?;
+        return Ok(());
+    }
+    let started = notice_field(notice, "started_us")
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|&us| us > 0)
+        .unwrap_or(time);
+    tx.prepare_cached(
+        "INSERT INTO alerts (rule, state, severity, labels, message, value, started_us,
+             updated_us, resolved_us, acked_us, acked_by, fingerprint, alert_id, silenced)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )?
+    .execute(rusqlite::params![
+        notice_field(notice, "rule").unwrap_or_default(),
+        state,
+        notice_field(notice, "severity").unwrap_or("warning"),
+        notice_field(notice, "labels").unwrap_or("{}"),
+        &notice.message,
+        value,
+        started,
+        time,
+        resolved,
+        acked,
+        acked_by,
+        fingerprint,
+        notice_field(notice, "id").and_then(|v| v.parse::<i64>().ok()),
+        silenced,
+    ])?;
     Ok(())
 }
 

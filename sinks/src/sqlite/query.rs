@@ -57,6 +57,10 @@ use serde_json::Value;
 use super::error::SqliteError;
 use super::schema::{self, SCHEMA_VERSION};
 
+mod operations;
+
+pub use self::operations::{AlertRecord, HealthHistory, HealthRecord};
+
 /// Why a query failed. Each variant names the file.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension};
 use super::error::SqliteError;
 
 /// The schema version this release writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Migration `i` brings a database from version `i` to `i + 1`; each runs in its own transaction.
 const MIGRATIONS: &[&str] = &[
@@ -182,6 +182,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX alerts_by_resolved ON alerts (resolved_us) WHERE resolved_us IS NOT NULL;
     CREATE INDEX alerts_by_rule ON alerts (rule, state);
     ",
+    // v3: what the alert engine's notices carry beyond v2's columns: the alert's fingerprint
+    // (an open row is updated by it until the alert resolves), the engine's id, and whether a
+    // silence suppressed its notifications.
+    "
+    ALTER TABLE alerts ADD COLUMN fingerprint TEXT;
+    ALTER TABLE alerts ADD COLUMN alert_id INTEGER;
+    ALTER TABLE alerts ADD COLUMN silenced INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX alerts_open_by_fingerprint ON alerts (fingerprint) WHERE resolved_us IS NULL;
+    ",
 ];
 
 /// The highest version recorded in `schema_version`, 0 for a database without that table.
@@ -264,7 +273,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_store_migrates_to_version_2_and_keeps_its_rows() {
+    fn a_version_1_store_migrates_to_the_current_version_and_keeps_its_rows() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v1.db");
         {
@@ -293,7 +302,7 @@ mod tests {
         let before = tables(&conn);
         assert!(!before.contains(&"audit_anchor".to_owned()));
         migrate(&mut conn, &path, 1).unwrap();
-        assert_eq!(version(&conn, &path).unwrap(), 2);
+        assert_eq!(version(&conn, &path).unwrap(), SCHEMA_VERSION);
         let after = tables(&conn);
         for table in ["audit_anchor", "health", "alerts"] {
             assert!(after.contains(&table.to_owned()), "{table} in {after:?}");
@@ -314,12 +323,13 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(versions, [1, 2]);
+        assert_eq!(versions, [1, 2, 3]);
         // The new tables take rows of the shape later releases write.
         conn.execute_batch(
             "INSERT INTO health (time_us, component, status, reason) VALUES (1, 'sqlite', 'degraded', 'x');
-             INSERT INTO alerts (rule, state, severity, labels, message, value, started_us, updated_us)
-                 VALUES ('slow', 'firing', 'warning', '{}', 'slow calls', 1.5, 1, 1);",
+             INSERT INTO alerts (rule, state, severity, labels, message, value, started_us, updated_us,
+                                 fingerprint, alert_id, silenced)
+                 VALUES ('slow', 'firing', 'warning', '{}', 'slow calls', 1.5, 1, 1, '00ff', 7, 0);",
         )
         .unwrap();
     }
