@@ -956,3 +956,138 @@ fn a_store_is_read_while_its_sink_still_writes() {
     assert_eq!(callsite(&summary, "step")["calls"], 10);
     drop(pipeline);
 }
+
+/// A health change as the health registry publishes it.
+fn health_change(component: &str, status: &str, reason: Option<&str>) -> Notice {
+    let mut notice = Notice::new("health", Level::Warn, format!("{component} is {status}"))
+        .field("component", component)
+        .field("status", status);
+    if let Some(reason) = reason {
+        notice = notice.field("reason", reason);
+    }
+    notice
+}
+
+/// An alert's state change as the alert engine publishes it.
+fn alert_change(id: u64, fingerprint: &str, state: &str, value: &str, function: &str) -> Notice {
+    let percent = value.parse::<f64>().unwrap() * 100.0;
+    Notice::new(
+        "alerts",
+        Level::Warn,
+        format!("{function} failed {percent}% of its calls"),
+    )
+    .field("id", id)
+    .field("rule", "HighErrorRatio")
+    .field("fingerprint", fingerprint)
+    .field("state", state)
+    .field("severity", "warning")
+    .field(
+        "labels",
+        format!(r#"{{"alertname":"HighErrorRatio","function":"{function}","severity":"warning"}}"#),
+    )
+    .field("value", value)
+    .field("started_us", 1_700_000_000_000_000u64)
+    .field("silenced", false)
+}
+
+#[test]
+fn health_and_alerts_list_what_the_registry_and_the_engine_published() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("instrument.db");
+    let pipeline = instrument::builder()
+        .sink(SqliteSink::builder().path(&path).build().unwrap())
+        .install()
+        .unwrap();
+    for notice in [
+        health_change("sink:sqlite", "healthy", None),
+        health_change("overall", "healthy", None),
+        health_change("sink:sqlite", "unhealthy", Some("cannot write: disk full")),
+        health_change("overall", "unhealthy", Some("sink:sqlite unhealthy")),
+        alert_change(1, "00000000000000aa", "firing", "0.5", "app::parse"),
+        alert_change(2, "00000000000000bb", "firing", "0.2", "app::load"),
+        alert_change(1, "00000000000000aa", "resolved", "0.01", "app::parse"),
+    ] {
+        assert!(instrument::publish(notice));
+        // One change per batch, so that each is stored in its own transaction, in order.
+        pipeline.flush().unwrap();
+    }
+    pipeline.shutdown().unwrap();
+
+    let health = ctl_json(&path, &["health", "--since", "all"]);
+    let latest: Vec<(&str, &str)> = health["latest"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["component"].as_str().unwrap(),
+                r["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        latest,
+        [("overall", "unhealthy"), ("sink:sqlite", "unhealthy")]
+    );
+    assert_eq!(health["latest"][1]["reason"], "cannot write: disk full");
+    assert_eq!(health["history"].as_array().unwrap().len(), 4);
+    assert_eq!(health["history"][0]["component"], "overall", "newest first");
+    let table = ctl(&path, &["health", "--since", "all"]);
+    let first_rows: Vec<&str> = table.lines().take(4).collect();
+    assert_eq!(first_rows[0], "Latest status");
+    assert!(
+        first_rows[1].starts_with("COMPONENT    STATUS     SINCE"),
+        "{table}"
+    );
+    assert!(
+        first_rows[2].starts_with("overall      unhealthy  "),
+        "{table}"
+    );
+    assert!(
+        first_rows[3].ends_with("cannot write: disk full"),
+        "{table}"
+    );
+
+    // Open alerts: the second only; --all: both, the first resolved with its last value.
+    let open = ctl_json(&path, &["alerts"]);
+    let open = open.as_array().unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0]["fingerprint"], "00000000000000bb");
+    assert_eq!(open[0]["state"], "firing");
+    let all = ctl_json(&path, &["alerts", "--all"]);
+    let resolved = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["fingerprint"] == "00000000000000aa")
+        .unwrap();
+    assert_eq!(resolved["state"], "resolved");
+    assert_eq!(resolved["value"], 0.01);
+    assert_eq!(resolved["labels"]["function"], "app::parse");
+    assert_eq!(resolved["started"], "2023-11-14T22:13:20.000000Z");
+    assert!(resolved["resolved"].is_string());
+    assert_eq!(all.as_array().unwrap().len(), 2, "one row per episode");
+    let table = ctl(&path, &["alerts"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(
+        lines[0].starts_with("ID  STATE   SEVERITY  RULE"),
+        "{table}"
+    );
+    assert!(
+        lines[1].contains(" firing  warning   HighErrorRatio "),
+        "{table}"
+    );
+    assert!(
+        lines[1].ends_with("function=app::load  app::load failed 20% of its calls"),
+        "{table}"
+    );
+    let none = tempfile::tempdir().unwrap();
+    let empty = none.path().join("instrument.db");
+    drop(SqliteSink::builder().path(&empty).build().unwrap());
+    assert_eq!(
+        ctl(&empty, &["alerts"]),
+        "no open alerts (--all lists resolved ones too)\n"
+    );
+}
