@@ -177,7 +177,7 @@ fn the_webhook_notifier_retries_until_the_receiver_accepts() {
     assert_ne!(resolved["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
     // Every state change is a notice too (the log stream), firing and resolved.
     pipeline.flush().unwrap();
-    let states: Vec<String> = memory
+    let changes: Vec<String> = memory
         .notices()
         .iter()
         .filter(|n| n.source == "alerts")
@@ -188,7 +188,7 @@ fn the_webhook_notifier_retries_until_the_receiver_accepts() {
                 .map(|(_, v)| v.clone())
         })
         .collect();
-    assert_eq!(states, ["firing", "resolved"]);
+    assert_eq!(changes, ["firing", "resolved"]);
     pipeline.shutdown().unwrap();
 }
 

@@ -39,7 +39,7 @@ struct Refused;
 
 #[instrument_performance]
 fn load_row(i: u64) -> Result<u64, Refused> {
-    if FAILING.load(Ordering::Relaxed) && i % 2 == 0 {
+    if FAILING.load(Ordering::Relaxed) && i.is_multiple_of(2) {
         Err(Refused)
     } else {
         Ok(i)
@@ -126,6 +126,23 @@ fn alerts(am: &Alertmanager, alertname: &str) -> Vec<Value> {
         .into_iter()
         .filter(|a| a["labels"]["alertname"] == alertname)
         .collect()
+}
+
+/// The store has the episode: fired, then resolved, with its labels and fingerprint.
+fn assert_episode_stored(db: &Path, function: &str, fingerprint: &str) {
+    let stored = Store::open(db).unwrap().alerts(true).unwrap();
+    let episode = stored
+        .iter()
+        .find(|a| a.rule == "LoadRowFailing" && a.resolved.is_some())
+        .unwrap_or_else(|| panic!("a resolved episode in {stored:?}"));
+    assert_eq!(episode.state, "resolved");
+    assert_eq!(episode.severity, "critical");
+    assert_eq!(episode.labels["function"], function);
+    assert_eq!(episode.fingerprint.as_deref(), Some(fingerprint));
+    assert!(
+        Store::open(db).unwrap().alerts(false).unwrap().is_empty(),
+        "no open alert left"
+    );
 }
 
 #[test]
@@ -240,21 +257,5 @@ fn a_failing_function_fires_an_alert_that_a_real_alertmanager_lists_then_resolve
     assert_eq!(notifier.dropped, 0, "{notifier:?}");
     pipeline.shutdown().unwrap();
 
-    // The store has the episode: fired, then resolved, with its labels and fingerprint.
-    let stored = Store::open(&db).unwrap().alerts(true).unwrap();
-    let episode = stored
-        .iter()
-        .find(|a| a.rule == "LoadRowFailing" && a.resolved.is_some())
-        .unwrap_or_else(|| panic!("a resolved episode in {stored:?}"));
-    assert_eq!(episode.state, "resolved");
-    assert_eq!(episode.severity, "critical");
-    assert_eq!(episode.labels["function"], function);
-    assert_eq!(
-        episode.fingerprint.as_deref(),
-        Some(engine_alert.fingerprint.as_str())
-    );
-    assert!(
-        Store::open(&db).unwrap().alerts(false).unwrap().is_empty(),
-        "no open alert left"
-    );
+    assert_episode_stored(&db, function, &engine_alert.fingerprint);
 }

@@ -41,6 +41,94 @@ fn component<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no component {name} in {report}"))
 }
 
+/// Every change was stored, in `health` as in `notices`, and reads back as `instrumentctl
+/// health` shows it.
+fn assert_history_stored(db: &std::path::Path) {
+    let history = Store::open(db)
+        .unwrap()
+        .health(TimeRange::ALL, 1000)
+        .unwrap();
+    let upstream: Vec<&str> = history
+        .history
+        .iter()
+        .rev()
+        .filter(|r| r.component == "upstream")
+        .map(|r| r.status.as_str())
+        .collect();
+    assert_eq!(upstream, ["healthy", "unhealthy", "healthy"]);
+    let overall: Vec<&str> = history
+        .history
+        .iter()
+        .rev()
+        .filter(|r| r.component == "overall")
+        .map(|r| r.status.as_str())
+        .collect();
+    // `broken` keeps the whole degraded; the drain's end is not stored (the pipeline is gone).
+    assert_eq!(overall, ["degraded", "unhealthy", "degraded"]);
+    let latest_broken = history
+        .latest
+        .iter()
+        .find(|r| r.component == "broken")
+        .unwrap();
+    assert_eq!(latest_broken.status, "unhealthy");
+    assert_eq!(
+        latest_broken.reason.as_deref(),
+        Some("the check panicked: lost the connection pool")
+    );
+    assert_eq!(history.latest[0].component, "overall");
+    let notices: i64 = rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM notices WHERE source = 'health'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        usize::try_from(notices).unwrap(),
+        history.history.len(),
+        "one notice per stored change"
+    );
+}
+
+/// The first `/health` of the test: degraded but ready, the hanging and the panicking checks
+/// unhealthy and nothing else.
+fn assert_first_report(addr: std::net::SocketAddr) {
+    let response = http_client::get(addr, "/health", &[]);
+    assert_eq!(response.status, 200, "degraded is still ready");
+    assert_eq!(
+        response.headers["content-type"], "application/json",
+        "{response:?}"
+    );
+    let report: Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(report["status"], "degraded", "{report}");
+    assert_eq!(report["ready"], true);
+    // The hanging and the panicking checks make only their own components unhealthy.
+    let stuck = component(&report, "stuck");
+    assert_eq!(stuck["status"], "unhealthy");
+    assert_eq!(stuck["reason"], "the check did not answer within 300ms");
+    let broken = component(&report, "broken");
+    assert_eq!(broken["status"], "unhealthy");
+    assert_eq!(
+        broken["reason"],
+        "the check panicked: lost the connection pool"
+    );
+    for healthy in [
+        "drain",
+        "queues",
+        "sink:sqlite",
+        "sink:memory",
+        "data_dir",
+        "upstream",
+    ] {
+        assert_eq!(
+            component(&report, healthy)["status"],
+            "healthy",
+            "{healthy}: {report}"
+        );
+    }
+}
+
 #[test]
 fn health_and_ready_over_http_with_hanging_panicking_and_failing_checks() {
     let _serial = serial();
@@ -94,39 +182,7 @@ fn health_and_ready_over_http_with_hanging_panicking_and_failing_checks() {
         .unwrap();
     let addr = endpoint.local_addr();
 
-    let response = http_client::get(addr, "/health", &[]);
-    assert_eq!(response.status, 200, "degraded is still ready");
-    assert_eq!(
-        response.headers["content-type"], "application/json",
-        "{response:?}"
-    );
-    let report: Value = serde_json::from_slice(&response.body).unwrap();
-    assert_eq!(report["status"], "degraded", "{report}");
-    assert_eq!(report["ready"], true);
-    // The hanging and the panicking checks make only their own components unhealthy.
-    let stuck = component(&report, "stuck");
-    assert_eq!(stuck["status"], "unhealthy");
-    assert_eq!(stuck["reason"], "the check did not answer within 300ms");
-    let broken = component(&report, "broken");
-    assert_eq!(broken["status"], "unhealthy");
-    assert_eq!(
-        broken["reason"],
-        "the check panicked: lost the connection pool"
-    );
-    for healthy in [
-        "drain",
-        "queues",
-        "sink:sqlite",
-        "sink:memory",
-        "data_dir",
-        "upstream",
-    ] {
-        assert_eq!(
-            component(&report, healthy)["status"],
-            "healthy",
-            "{healthy}: {report}"
-        );
-    }
+    assert_first_report(addr);
     let ready = http_client::get(addr, "/ready", &[]);
     assert_eq!((ready.status, &ready.body[..]), (200, &b"ready\n"[..]));
 
@@ -176,53 +232,7 @@ fn health_and_ready_over_http_with_hanging_panicking_and_failing_checks() {
     );
     endpoint.shutdown().unwrap();
 
-    // Every change was stored, in `health` as in `notices`, and reads back as
-    // `instrumentctl health` shows it.
-    let history = Store::open(&db)
-        .unwrap()
-        .health(TimeRange::ALL, 1000)
-        .unwrap();
-    let upstream: Vec<&str> = history
-        .history
-        .iter()
-        .rev()
-        .filter(|r| r.component == "upstream")
-        .map(|r| r.status.as_str())
-        .collect();
-    assert_eq!(upstream, ["healthy", "unhealthy", "healthy"]);
-    let overall: Vec<&str> = history
-        .history
-        .iter()
-        .rev()
-        .filter(|r| r.component == "overall")
-        .map(|r| r.status.as_str())
-        .collect();
-    // `broken` keeps the whole degraded; the drain's end is not stored (the pipeline is gone).
-    assert_eq!(overall, ["degraded", "unhealthy", "degraded"]);
-    let latest_broken = history
-        .latest
-        .iter()
-        .find(|r| r.component == "broken")
-        .unwrap();
-    assert_eq!(latest_broken.status, "unhealthy");
-    assert_eq!(
-        latest_broken.reason.as_deref(),
-        Some("the check panicked: lost the connection pool")
-    );
-    assert_eq!(history.latest[0].component, "overall");
-    let notices: i64 = rusqlite::Connection::open(&db)
-        .unwrap()
-        .query_row(
-            "SELECT count(*) FROM notices WHERE source = 'health'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(
-        usize::try_from(notices).unwrap(),
-        history.history.len(),
-        "one notice per stored change"
-    );
+    assert_history_stored(&db);
 }
 
 #[test]

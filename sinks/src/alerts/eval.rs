@@ -259,131 +259,7 @@ impl Evaluator {
                 since,
             } = state;
             let since = *since.get_or_insert(now);
-            let mut present: Vec<usize> = Vec::new();
-            match &rule.condition {
-                Condition::Value { metric, matchers } => {
-                    for &(meta, value) in &frame.gauges {
-                        if matches(meta, metric, matchers) {
-                            let key = std::ptr::from_ref(meta) as usize;
-                            present.push(key);
-                            let inst = instance(instances, rule, next_id, key, meta, None);
-                            inst.alert.value = value;
-                        }
-                    }
-                    for &(meta, _, total) in &frame.counters {
-                        if matches(meta, metric, matchers) {
-                            let key = std::ptr::from_ref(meta) as usize;
-                            present.push(key);
-                            let inst = instance(instances, rule, next_id, key, meta, None);
-                            inst.alert.value = total as f64;
-                        }
-                    }
-                }
-                Condition::Rate {
-                    metric,
-                    matchers,
-                    window,
-                } => {
-                    let window = *window;
-                    for &(meta, increase, _) in &frame.counters {
-                        if matches(meta, metric, matchers) {
-                            let key = std::ptr::from_ref(meta) as usize;
-                            present.push(key);
-                            let inst = instance(instances, rule, next_id, key, meta, None);
-                            let length = frame.length.as_secs_f64();
-                            inst.window.push(now, increase as f64, length, None, window);
-                            // The increase over the time the window's snapshots cover.
-                            inst.alert.value = if inst.window.b > 0.0 {
-                                inst.window.a / inst.window.b
-                            } else {
-                                f64::NAN
-                            };
-                        }
-                    }
-                }
-                Condition::Percentile {
-                    function,
-                    quantile,
-                    window,
-                } => {
-                    let (window, q) = (*window, quantile.fraction());
-                    for call in calls_of(frame, &by_name, function.as_deref()) {
-                        let key = std::ptr::from_ref(call.callsite) as usize;
-                        present.push(key);
-                        let inst = instance(
-                            instances,
-                            rule,
-                            next_id,
-                            key,
-                            call.callsite,
-                            Some(call.callsite.name()),
-                        );
-                        let mut merged = Histogram::new();
-                        for h in &call.histograms {
-                            merged.merge(h);
-                        }
-                        let timed = merged.count() as f64;
-                        inst.window.push(now, timed, 0.0, Some(merged), window);
-                        if inst.window.a > 0.0 {
-                            inst.alert.value = inst.window.merged().quantile(q) as f64 / 1e9;
-                        } else {
-                            inst.alert.value = f64::NAN;
-                        }
-                    }
-                }
-                Condition::ErrorRatio {
-                    function,
-                    window,
-                    min_calls,
-                } => {
-                    let (window, min_calls) = (*window, *min_calls);
-                    for call in calls_of(frame, &by_name, function.as_deref()) {
-                        let key = std::ptr::from_ref(call.callsite) as usize;
-                        present.push(key);
-                        let inst = instance(
-                            instances,
-                            rule,
-                            next_id,
-                            key,
-                            call.callsite,
-                            Some(call.callsite.name()),
-                        );
-                        inst.window
-                            .push(now, call.calls as f64, call.errors as f64, None, window);
-                        inst.alert.value = if inst.window.a >= min_calls.max(1) as f64 {
-                            inst.window.b / inst.window.a
-                        } else {
-                            f64::NAN
-                        };
-                    }
-                }
-                Condition::Absent {
-                    metric, matchers, ..
-                } => {
-                    let seen = frame
-                        .gauges
-                        .iter()
-                        .any(|(m, _)| matches(m, metric, matchers))
-                        || frame
-                            .counters
-                            .iter()
-                            .any(|(m, increase, _)| *increase > 0 && matches(m, metric, matchers))
-                        || frame
-                            .calls
-                            .iter()
-                            .any(|c| c.calls > 0 && matches(c.callsite, metric, matchers));
-                    let inst = absent_instance(instances, rule, next_id);
-                    if seen {
-                        inst.last_seen = Some(now);
-                    }
-                    let last = inst.last_seen.unwrap_or(since);
-                    inst.alert.value = now
-                        .duration_since(last)
-                        .unwrap_or(Duration::ZERO)
-                        .as_secs_f64();
-                    present.push(0);
-                }
-            }
+            let present = observe(rule, instances, next_id, frame, &by_name, now, since);
             for (key, inst) in instances.iter_mut() {
                 let value = if present.contains(key) {
                     Some(inst.alert.value)
@@ -428,6 +304,169 @@ impl Evaluator {
         }
         None
     }
+}
+
+/// Updates the instances of `rule` from `frame`; the keys of the instances whose series the
+/// frame has (with their value set).
+fn observe(
+    rule: &Rule,
+    instances: &mut HashMap<usize, Instance>,
+    next_id: &mut u64,
+    frame: &Frame,
+    by_name: &HashMap<&str, Vec<usize>>,
+    now: SystemTime,
+    since: SystemTime,
+) -> Vec<usize> {
+    let mut present: Vec<usize> = Vec::new();
+    match &rule.condition {
+        Condition::Value { metric, matchers } => {
+            for &(meta, value) in &frame.gauges {
+                if matches(meta, metric, matchers) {
+                    let key = std::ptr::from_ref(meta) as usize;
+                    present.push(key);
+                    let inst = instance(instances, rule, next_id, key, meta, None);
+                    inst.alert.value = value;
+                }
+            }
+            for &(meta, _, total) in &frame.counters {
+                if matches(meta, metric, matchers) {
+                    let key = std::ptr::from_ref(meta) as usize;
+                    present.push(key);
+                    let inst = instance(instances, rule, next_id, key, meta, None);
+                    inst.alert.value = total as f64;
+                }
+            }
+        }
+        Condition::Rate {
+            metric,
+            matchers,
+            window,
+        } => {
+            let window = *window;
+            for &(meta, increase, _) in &frame.counters {
+                if matches(meta, metric, matchers) {
+                    let key = std::ptr::from_ref(meta) as usize;
+                    present.push(key);
+                    let inst = instance(instances, rule, next_id, key, meta, None);
+                    let length = frame.length.as_secs_f64();
+                    inst.window.push(now, increase as f64, length, None, window);
+                    // The increase over the time the window's snapshots cover.
+                    inst.alert.value = if inst.window.b > 0.0 {
+                        inst.window.a / inst.window.b
+                    } else {
+                        f64::NAN
+                    };
+                }
+            }
+        }
+        Condition::Percentile {
+            function,
+            quantile,
+            window,
+        } => {
+            let (window, q) = (*window, quantile.fraction());
+            for call in calls_of(frame, by_name, function.as_deref()) {
+                let key = std::ptr::from_ref(call.callsite) as usize;
+                present.push(key);
+                let inst = instance(
+                    instances,
+                    rule,
+                    next_id,
+                    key,
+                    call.callsite,
+                    Some(call.callsite.name()),
+                );
+                inst.alert.value = percentile(&mut inst.window, call, now, window, q);
+            }
+        }
+        Condition::ErrorRatio {
+            function,
+            window,
+            min_calls,
+        } => {
+            let (window, min_calls) = (*window, *min_calls);
+            for call in calls_of(frame, by_name, function.as_deref()) {
+                let key = std::ptr::from_ref(call.callsite) as usize;
+                present.push(key);
+                let inst = instance(
+                    instances,
+                    rule,
+                    next_id,
+                    key,
+                    call.callsite,
+                    Some(call.callsite.name()),
+                );
+                inst.window
+                    .push(now, call.calls as f64, call.errors as f64, None, window);
+                inst.alert.value = if inst.window.a >= min_calls.max(1) as f64 {
+                    inst.window.b / inst.window.a
+                } else {
+                    f64::NAN
+                };
+            }
+        }
+        Condition::Absent {
+            metric, matchers, ..
+        } => {
+            let inst = absent_instance(instances, rule, next_id);
+            inst.alert.value = absent_for(inst, frame, metric, matchers, now, since);
+            present.push(0);
+        }
+    }
+    present
+}
+
+/// The quantile `q` of a callsite's durations over the window, in seconds, once `call`'s
+/// frame is in it; `NaN` without timed calls.
+fn percentile(
+    window: &mut Window,
+    call: &CallFrame,
+    now: SystemTime,
+    span: Duration,
+    q: f64,
+) -> f64 {
+    let mut merged = Histogram::new();
+    for h in &call.histograms {
+        merged.merge(h);
+    }
+    let timed = merged.count() as f64;
+    window.push(now, timed, 0.0, Some(merged), span);
+    if window.a > 0.0 {
+        window.merged().quantile(q) as f64 / 1e9
+    } else {
+        f64::NAN
+    }
+}
+
+/// Seconds since a series named `metric` (with `matchers`) last had data: a gauge present, a
+/// counter grown, or a callsite called; counted from `since` (the first evaluation) before any.
+fn absent_for(
+    inst: &mut Instance,
+    frame: &Frame,
+    metric: &str,
+    matchers: &[(String, String)],
+    now: SystemTime,
+    since: SystemTime,
+) -> f64 {
+    let seen = frame
+        .gauges
+        .iter()
+        .any(|(m, _)| matches(m, metric, matchers))
+        || frame
+            .counters
+            .iter()
+            .any(|(m, increase, _)| *increase > 0 && matches(m, metric, matchers))
+        || frame
+            .calls
+            .iter()
+            .any(|c| c.calls > 0 && matches(c.callsite, metric, matchers));
+    if seen {
+        inst.last_seen = Some(now);
+    }
+    let last = inst.last_seen.unwrap_or(since);
+    now.duration_since(last)
+        .unwrap_or(Duration::ZERO)
+        .as_secs_f64()
 }
 
 fn calls_of<'f>(

@@ -693,6 +693,7 @@ impl AlertHandle {
     /// Acknowledges the firing alert with this id or fingerprint, by `by`; `false` if there
     /// is none. Its state reads `acknowledged`, it is no longer escalated, and the change is
     /// published.
+    #[must_use = "false means no firing alert had this id or fingerprint"]
     pub fn ack(&self, id_or_fingerprint: &str, by: &str) -> bool {
         let mut state = self.shared.lock();
         let Some(alert) = state.eval.find_mut(id_or_fingerprint) else {
@@ -709,6 +710,7 @@ impl AlertHandle {
     /// Resolves the pending or firing alert with this id or fingerprint by hand; `false` if
     /// there is none. It is published and sent as resolved; if its condition still holds, the
     /// next snapshot starts it over.
+    #[must_use = "false means no pending or firing alert had this id or fingerprint"]
     pub fn resolve(&self, id_or_fingerprint: &str) -> bool {
         let now = SystemTime::now();
         let mut state = self.shared.lock();

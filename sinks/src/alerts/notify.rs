@@ -424,7 +424,7 @@ impl Poster {
                 .await
                 .ok()
                 .and_then(Result::ok)
-                .map(|b| b.to_bytes())
+                .map(http_body_util::Collected::to_bytes)
                 .unwrap_or_default();
             if status.is_success() {
                 Ok(())

@@ -765,6 +765,36 @@ impl RuleSet {
     }
 }
 
+/// A threshold's value: a number, or for latency rules a duration in seconds.
+fn threshold_number(
+    rule: &str,
+    key: &str,
+    value: &toml::Value,
+    latency: bool,
+) -> Result<f64, RuleError> {
+    match value {
+        toml::Value::Integer(i) => Ok(*i as f64),
+        toml::Value::Float(f) => Ok(*f),
+        toml::Value::String(text) if latency => Ok(parse_duration(rule, key, text)?.as_secs_f64()),
+        other => Err(RuleError {
+            rule: rule.to_owned(),
+            cause: format!(
+                "`{key}` = {} is not a number{}",
+                match other {
+                    toml::Value::String(text) => format!("{text:?}"),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    other => format!("a {}", other.type_str()),
+                },
+                if latency {
+                    " or a duration such as \"250ms\""
+                } else {
+                    ""
+                }
+            ),
+        }),
+    }
+}
+
 fn parse_duration(rule: &str, key: &str, text: &str) -> Result<Duration, RuleError> {
     humantime::parse_duration(text).map_err(|e| RuleError {
         rule: rule.to_owned(),
@@ -785,10 +815,49 @@ impl RawRule {
         if self.name.is_none() {
             return Err(fail("the rule has no `name`".into()));
         }
+        let condition = self.condition(&name)?;
+        let latency = self.kind == "percentile";
+        let number = |key: &str, value: &toml::Value| threshold_number(&name, key, value, latency);
+        let threshold = match (&self.above, &self.below) {
+            (Some(above), None) => Threshold::Above(number("above", above)?),
+            (None, Some(below)) => Threshold::Below(number("below", below)?),
+            (Some(_), Some(_)) => return Err(fail("give `above` or `below`, not both".into())),
+            (None, None) if self.kind == "absent" => Threshold::Above(0.0),
+            (None, None) => return Err(fail("the rule needs `above` or `below`".into())),
+        };
+        let mut rule = Rule::new(name.clone(), condition, threshold);
+        if let Some(resolve) = &self.resolve_at {
+            rule.resolve_at = Some(number("resolve_at", resolve)?);
+        }
+        if let Some(d) = &self.for_duration {
+            rule.for_duration = parse_duration(&name, "for", d)?;
+        }
+        if let Some(d) = &self.keep_firing_for {
+            rule.keep_firing_for = parse_duration(&name, "keep_firing_for", d)?;
+        }
+        if let Some(severity) = &self.severity {
+            rule.severity = Severity::parse(severity).ok_or_else(|| {
+                fail(format!(
+                    "`severity` = {severity:?} is not one of info, warning, critical"
+                ))
+            })?;
+        }
+        rule.labels = self.labels;
+        rule.summary = self.summary;
+        rule.validate()?;
+        Ok(rule)
+    }
+
+    /// The condition this rule's `kind` and keys describe.
+    fn condition(&self, name: &str) -> Result<Condition, RuleError> {
+        let fail = |cause: String| RuleError {
+            rule: name.to_owned(),
+            cause,
+        };
         let window = self
             .window
             .as_deref()
-            .map(|w| parse_duration(&name, "window", w))
+            .map(|w| parse_duration(name, "window", w))
             .transpose()?;
         let need_window =
             || window.ok_or_else(|| fail(format!("a `{}` rule needs a `window`", self.kind)));
@@ -798,30 +867,7 @@ impl RawRule {
                 .ok_or_else(|| fail(format!("a `{}` rule needs a `metric`", self.kind)))
         };
         let matchers: Vec<(String, String)> = self.matchers.clone().into_iter().collect();
-        let latency = self.kind == "percentile";
-        let number = |key: &str, value: &toml::Value| -> Result<f64, RuleError> {
-            match value {
-                toml::Value::Integer(i) => Ok(*i as f64),
-                toml::Value::Float(f) => Ok(*f),
-                toml::Value::String(text) if latency => {
-                    Ok(parse_duration(&name, key, text)?.as_secs_f64())
-                }
-                other => Err(fail(format!(
-                    "`{key}` = {} is not a number{}",
-                    match other {
-                        toml::Value::String(text) => format!("{text:?}"),
-                        toml::Value::Boolean(b) => b.to_string(),
-                        other => format!("a {}", other.type_str()),
-                    },
-                    if latency {
-                        " or a duration such as \"250ms\""
-                    } else {
-                        ""
-                    }
-                ))),
-            }
-        };
-        let condition = match self.kind.as_str() {
+        Ok(match self.kind.as_str() {
             "value" | "threshold" => Condition::Value {
                 metric: need_metric()?,
                 matchers,
@@ -868,35 +914,7 @@ impl RawRule {
                     "`kind` = {other:?} is not one of value, rate, percentile, error_ratio, absent"
                 )));
             }
-        };
-        let threshold = match (&self.above, &self.below) {
-            (Some(above), None) => Threshold::Above(number("above", above)?),
-            (None, Some(below)) => Threshold::Below(number("below", below)?),
-            (Some(_), Some(_)) => return Err(fail("give `above` or `below`, not both".into())),
-            (None, None) if self.kind == "absent" => Threshold::Above(0.0),
-            (None, None) => return Err(fail("the rule needs `above` or `below`".into())),
-        };
-        let mut rule = Rule::new(name.clone(), condition, threshold);
-        if let Some(resolve) = &self.resolve_at {
-            rule.resolve_at = Some(number("resolve_at", resolve)?);
-        }
-        if let Some(d) = &self.for_duration {
-            rule.for_duration = parse_duration(&name, "for", d)?;
-        }
-        if let Some(d) = &self.keep_firing_for {
-            rule.keep_firing_for = parse_duration(&name, "keep_firing_for", d)?;
-        }
-        if let Some(severity) = &self.severity {
-            rule.severity = Severity::parse(severity).ok_or_else(|| {
-                fail(format!(
-                    "`severity` = {severity:?} is not one of info, warning, critical"
-                ))
-            })?;
-        }
-        rule.labels = self.labels;
-        rule.summary = self.summary;
-        rule.validate()?;
-        Ok(rule)
+        })
     }
 }
 

@@ -619,27 +619,11 @@ impl HealthRegistry {
                 else {
                     continue;
                 };
-                let (health, took) = match answer {
-                    Some((health, took)) => {
-                        slot.running = None;
-                        (health, took)
-                    }
-                    None => {
-                        let running = run.started.elapsed();
-                        let reason = if !run.overdue.swap(true, Ordering::Relaxed) {
-                            format!(
-                                "the check did not answer within {}",
-                                humantime::format_duration(timeout)
-                            )
-                        } else {
-                            format!(
-                                "the check has not answered for {}, longer than its timeout of {}",
-                                humantime::format_duration(Duration::from_secs(running.as_secs())),
-                                humantime::format_duration(timeout)
-                            )
-                        };
-                        (Health::unhealthy(reason), running)
-                    }
+                let (health, took) = if let Some((health, took)) = answer {
+                    slot.running = None;
+                    (health, took)
+                } else {
+                    overdue(&run, timeout)
                 };
                 slot.cached = Some(Cached {
                     health,
@@ -650,30 +634,7 @@ impl HealthRegistry {
             }
             let components: Vec<ComponentReport> = slots
                 .iter_mut()
-                .map(|slot| {
-                    let fresh = slot.cached.as_ref().is_some_and(|c| c.at == now);
-                    let (health, checked, took) = match &slot.cached {
-                        Some(c) => (c.health.clone(), Some(c.checked_at), c.took),
-                        None => (
-                            Health::new(Status::Unknown, "no check has answered yet"),
-                            None,
-                            Duration::ZERO,
-                        ),
-                    };
-                    if slot.published != Some(health.status) && slot.cached.is_some() {
-                        slot.published = Some(health.status);
-                        notices.push(change_notice(&slot.name, &health));
-                    }
-                    ComponentReport {
-                        name: slot.name.clone(),
-                        status: health.status,
-                        reason: health.reason,
-                        critical: slot.critical,
-                        checked_at: checked,
-                        duration: took,
-                        cached: !fresh && checked.is_some(),
-                    }
-                })
+                .map(|slot| component_report(slot, now, &mut notices))
                 .collect();
             let status = HealthReport::overall(&components);
             let mut overall = self
@@ -772,7 +733,6 @@ impl HealthRegistry {
     /// The `/health` handler: the report as JSON (see the [module docs](self)), `200` while
     /// ready, `503` otherwise. The report runs on tokio's blocking pool.
     #[cfg(feature = "http")]
-    #[must_use]
     pub fn health_route(&self) -> axum::routing::MethodRouter {
         let registry = self.clone();
         axum::routing::get(move || {
@@ -787,7 +747,6 @@ impl HealthRegistry {
     /// The `/ready` handler: `200 ready` or `503 not ready: ...` naming the components at
     /// fault.
     #[cfg(feature = "http")]
-    #[must_use]
     pub fn ready_route(&self) -> axum::routing::MethodRouter {
         let registry = self.clone();
         axum::routing::get(move || {
@@ -802,6 +761,7 @@ impl HealthRegistry {
     /// Adds `/health` and `/ready` to an operations endpoint being built (for example the one
     /// given to [`PrometheusSinkBuilder::endpoint`](crate::PrometheusSinkBuilder::endpoint)).
     #[cfg(feature = "http")]
+    #[must_use]
     pub fn mount(&self, endpoint: crate::http::EndpointBuilder) -> crate::http::EndpointBuilder {
         endpoint
             .route("/health", self.health_route())
@@ -864,6 +824,52 @@ mod http {
             )
                 .into_response(),
         }
+    }
+}
+
+/// The answer of a check that did not answer within its timeout: the first report says so, later
+/// ones how long it has been running.
+fn overdue(run: &Run, timeout: Duration) -> (Health, Duration) {
+    let running = run.started.elapsed();
+    let reason = if run.overdue.swap(true, Ordering::Relaxed) {
+        format!(
+            "the check has not answered for {}, longer than its timeout of {}",
+            humantime::format_duration(Duration::from_secs(running.as_secs())),
+            humantime::format_duration(timeout)
+        )
+    } else {
+        format!(
+            "the check did not answer within {}",
+            humantime::format_duration(timeout)
+        )
+    };
+    (Health::unhealthy(reason), running)
+}
+
+/// A component's line of a report made at `now`; a status that changed since the last notice
+/// adds one to `notices`.
+fn component_report(slot: &mut Slot, now: Instant, notices: &mut Vec<Notice>) -> ComponentReport {
+    let fresh = slot.cached.as_ref().is_some_and(|c| c.at == now);
+    let (health, checked, took) = match &slot.cached {
+        Some(c) => (c.health.clone(), Some(c.checked_at), c.took),
+        None => (
+            Health::new(Status::Unknown, "no check has answered yet"),
+            None,
+            Duration::ZERO,
+        ),
+    };
+    if slot.published != Some(health.status) && slot.cached.is_some() {
+        slot.published = Some(health.status);
+        notices.push(change_notice(&slot.name, &health));
+    }
+    ComponentReport {
+        name: slot.name.clone(),
+        status: health.status,
+        reason: health.reason,
+        critical: slot.critical,
+        checked_at: checked,
+        duration: took,
+        cached: !fresh && checked.is_some(),
     }
 }
 
