@@ -2,7 +2,7 @@
 //! resources with `sysinfo` and records them as gauges, which reach every sink like any other
 //! gauge (a `gauges` row per window in `SQLite`, a series in `/metrics`, ...).
 //!
-//! The sampler never runs on the drain or on a recording thread: [`SystemSampler::start`]
+//! The sampler never runs on the drain or on a recording thread: [`SystemSamplerBuilder::start`]
 //! spawns `instrument-system`, which samples every [`interval`](SystemSamplerBuilder::interval)
 //! (default 5 s) and sets the gauges below through handles registered once
 //! ([`instrument::metric`]), so a sample costs the reads of `/proc` and a few relaxed stores.
