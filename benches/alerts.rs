@@ -26,7 +26,9 @@ fn snapshot() -> Arc<Snapshot> {
     let sink = MemorySink::new();
     let pipeline = instrument::builder().sink(sink.clone()).install().unwrap();
     for i in 0..CALLSITES {
-        let timer = instrument::metric(format!("bench_stage_{i}")).function().unwrap();
+        let timer = instrument::metric(format!("bench_stage_{i}"))
+            .function()
+            .unwrap();
         for call in 0..50 {
             let t = timer.start();
             if call % 10 == 0 {

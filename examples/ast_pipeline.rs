@@ -5,6 +5,7 @@
 //! cargo run --release --example ast_pipeline -- PATH...           # your own files or directories
 //! cargo run --release --example ast_pipeline -- --limit 500 --prometheus off
 //! cargo run --release --example ast_pipeline -- --linger 60     # /metrics stays up a minute
+//! cargo run --release --example ast_pipeline -- --fail-rate 0.1  # every 10th file fails: time the alert
 //! ```
 //!
 //! With no paths it reads this workspace's sources and the dependency sources Cargo unpacked under
@@ -23,14 +24,20 @@
 //!
 //! Everything is also stored in `DIR/instrument.db` (`--data-dir DIR`, default
 //! `./instrument-data`), which `instrumentctl` reads, and served as Prometheus metrics at
-//! `http://127.0.0.1:9464/metrics` while the job runs (`--prometheus ADDR|off`, `--linger SECS`).
+//! `http://127.0.0.1:9464/metrics` while the job runs (`--prometheus ADDR|off`, `--linger SECS`),
+//! with `/health` and `/ready` beside it: a health registry watches the pipeline, its sinks, the
+//! machine (a `sysinfo` sampler every 5 s) and the data directory. An alert engine evaluates the
+//! default rules and `FileErrors` (more than 5 % of files failing over 10 s) on every snapshot;
+//! `--fail-rate F` makes a fraction of files fail, and the report says how long the engine took
+//! from the first failing call to the alert firing (`--alertmanager URL` also pushes it there).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -39,6 +46,13 @@ use instrument::{
     AuditEntry, CorrelationId, ErrorKind, Event, EventReason, Histogram, Outcome, Snapshot,
     instrument_performance,
 };
+use instrument_sinks::alerts::{
+    AlertEngine, AlertHandle, AlertState, AlertmanagerNotifier, Condition, Rule, RuleSet, Severity,
+    Threshold,
+};
+use instrument_sinks::health::HealthRegistry;
+use instrument_sinks::health::checks::{DiskThresholds, SystemThresholds};
+use instrument_sinks::system::SystemSampler;
 use instrument_sinks::{MemorySink, PrometheusSink, SqliteSink};
 use instrument_workspace::ast::AstStats;
 use instrument_workspace::corpus::{self, Corpus};
@@ -53,7 +67,15 @@ enum FileError {
     NotUtf8,
     #[error("syn cannot parse it: {0}")]
     Parse(syn::Error),
+    #[error("failure injected by --fail-rate")]
+    Injected,
 }
+
+/// `--fail-rate`: every `FAIL_EVERY`-th file fails with `FileError::Injected` (0: none).
+static FAIL_EVERY: AtomicU64 = AtomicU64::new(0);
+static FILES_STARTED: AtomicU64 = AtomicU64::new(0);
+/// When the first injected failure happened.
+static FIRST_FAILURE: OnceLock<Instant> = OnceLock::new();
 
 /// What one file yielded.
 struct FileSummary {
@@ -78,6 +100,11 @@ fn analyze(file: &syn::File) -> AstStats {
 
 #[instrument_performance(slow = "20ms", capture(path))]
 fn process_file(path: &Path) -> Result<FileSummary, FileError> {
+    let every = FAIL_EVERY.load(Ordering::Relaxed);
+    if every > 0 && FILES_STARTED.fetch_add(1, Ordering::Relaxed) % every == every - 1 {
+        FIRST_FAILURE.get_or_init(Instant::now);
+        return Err(FileError::Injected);
+    }
     let source = read_file(path).map_err(|e| match e.kind() {
         io::ErrorKind::InvalidData => FileError::NotUtf8,
         _ => FileError::Io(e),
@@ -209,6 +236,21 @@ struct Options {
     /// Keep serving the operations endpoint this many seconds after the run.
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     linger: u64,
+    /// Make this fraction of files fail (0 to 1; e.g. 0.1 fails every 10th file), to see the
+    /// alert engine detect it; the report says how long detection took.
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_fail_rate)]
+    fail_rate: f64,
+    /// Also push alerts to the Alertmanager at this URL (e.g. http://127.0.0.1:9093).
+    #[arg(long, value_name = "URL")]
+    alertmanager: Option<String>,
+}
+
+fn parse_fail_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        Ok(rate) => Err(format!("{rate} is not between 0 and 1")),
+        Err(e) => Err(format!("`{text}` is not a number ({e})")),
+    }
 }
 
 /// Where `/metrics` is served, if anywhere.
@@ -263,14 +305,39 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let database = store.path().to_owned();
     let sink = MemorySink::new();
-    let mut builder = instrument::builder().sink(store).sink(sink.clone());
+    // Alert rules on every snapshot: the defaults (CPU, memory, disk, any callsite's error
+    // ratio for 30 s) and one that fires at once when more than 5 % of files fail.
+    FAIL_EVERY.store(fail_every(options.fail_rate), Ordering::Relaxed);
+    let mut alerts = AlertEngine::builder()
+        .rules(RuleSet::defaults())
+        .rule(file_errors_rule());
+    if let Some(url) = &options.alertmanager {
+        alerts = alerts.notifier(AlertmanagerNotifier::new(url)?);
+    }
+    let alerts = alerts.build()?;
+    let alert_handle = alerts.handle();
+    let mut builder = instrument::builder()
+        .sink(store)
+        .sink(sink.clone())
+        .sink(alerts);
+    // /metrics, /health and /ready on one operations endpoint.
+    let health = HealthRegistry::new();
     let mut metrics_at = None;
     if let Endpoint::At(addr) = options.prometheus {
-        let prometheus = PrometheusSink::builder().listen(addr).build()?;
+        let endpoint = health.mount(instrument_sinks::http::Endpoint::builder().listen(addr));
+        let prometheus = PrometheusSink::builder().endpoint(endpoint).build()?;
         metrics_at = prometheus.local_addr();
         builder = builder.sink(prometheus);
     }
     let pipeline = builder.install()?;
+    let sampler = SystemSampler::builder()
+        .data_dir(&options.data_dir)
+        .start()?;
+    health.watch_pipeline(&pipeline.monitor());
+    health.watch_system(sampler.handle(), SystemThresholds::default());
+    health.watch_data_dir(&options.data_dir, DiskThresholds::default());
+    let checker = health.start_checker(Duration::from_secs(1))?;
+    let detection = Detection::watch(alert_handle.clone());
 
     let corpus = discover(
         &options.roots,
@@ -286,10 +353,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let totals = process_all(&corpus.files, workers);
     let processing = processing.elapsed();
 
+    let detected = detection.finish(options.fail_rate > 0.0);
     pipeline.flush()?;
     let snapshot = sink
         .last_snapshot()
         .ok_or("the flush delivered no snapshot")?;
+    let health_report = health.report();
     let report = Report {
         options: &options,
         corpus: &corpus,
@@ -302,6 +371,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         database: &database,
     };
     let mut text = report.render();
+    operations_report(
+        &mut text,
+        &health_report,
+        &alert_handle,
+        detected,
+        options.fail_rate,
+        metrics_at,
+    );
     if let Some(addr) = metrics_at {
         let _ = writeln!(
             text,
@@ -319,6 +396,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         text.clear();
         thread::sleep(Duration::from_secs(options.linger));
     }
+    checker.stop();
+    sampler.stop();
     pipeline.shutdown()?;
     let _ = writeln!(
         text,
@@ -328,6 +407,144 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     // A closed stdout (`| head`) is not an error worth a panic.
     let _ = io::stdout().lock().write_all(text.as_bytes());
     Ok(())
+}
+
+/// `--fail-rate` as "every N-th file fails" (0: none).
+fn fail_every(rate: f64) -> u64 {
+    if rate <= 0.0 {
+        0
+    } else {
+        (1.0 / rate).round().max(1.0) as u64
+    }
+}
+
+/// More than 5 % of `process_file`'s calls failed over 10 s: fires at the first snapshot that
+/// shows it (`for` 0 s).
+fn file_errors_rule() -> Rule {
+    Rule::new(
+        "FileErrors",
+        Condition::ErrorRatio {
+            function: Some(concat!(module_path!(), "::process_file").to_owned()),
+            window: Duration::from_secs(10),
+            min_calls: 1,
+        },
+        Threshold::Above(0.05),
+    )
+    .severity(Severity::Critical)
+    .summary("{{function}} failed {{value_percent}} of its files over {{window}}")
+}
+
+/// Watches the alert engine for `FileErrors` firing, on a thread of its own, to time detection
+/// from the first failing call.
+struct Detection {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: thread::JoinHandle<Option<Instant>>,
+}
+
+impl Detection {
+    fn watch(alerts: AlertHandle) -> Detection {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                let firing = alerts
+                    .alerts()
+                    .iter()
+                    .any(|a| a.rule == "FileErrors" && a.state == AlertState::Firing);
+                if firing {
+                    return Some(Instant::now());
+                }
+                thread::sleep(Duration::from_millis(2));
+            }
+            None
+        });
+        Detection { stop, thread }
+    }
+
+    /// The time from the first failing call to the alert firing, waiting up to 5 s more for it
+    /// when failures were injected.
+    fn finish(self, expect: bool) -> Option<Duration> {
+        if expect {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !self.thread.is_finished() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(5));
+            }
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        let fired = self.thread.join().ok().flatten()?;
+        let first = *FIRST_FAILURE.get()?;
+        Some(fired.saturating_duration_since(first))
+    }
+}
+
+/// Health and alerts at the end of the run.
+fn operations_report(
+    out: &mut String,
+    health: &instrument_sinks::health::HealthReport,
+    alerts: &AlertHandle,
+    detected: Option<Duration>,
+    fail_rate: f64,
+    endpoint: Option<std::net::SocketAddr>,
+) {
+    let _ = writeln!(out, "\nHealth and alerts");
+    let faults: Vec<String> = health
+        .components
+        .iter()
+        .filter(|c| c.status != instrument_sinks::health::Status::Healthy)
+        .map(|c| {
+            format!(
+                "{} {} ({})",
+                c.name,
+                c.status,
+                c.reason.as_deref().unwrap_or("-")
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "  health {} across {} component(s){}",
+        health.status,
+        health.components.len(),
+        if faults.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", faults.join("; "))
+        }
+    );
+    if let Some(addr) = endpoint {
+        let _ = writeln!(out, "  http://{addr}/health  http://{addr}/ready");
+    }
+    let firing = alerts.alerts();
+    if firing.is_empty() {
+        let _ = writeln!(out, "  no alert pending or firing");
+    }
+    for alert in &firing {
+        let _ = writeln!(
+            out,
+            "  {} {} {}: {}",
+            alert.display_state(),
+            alert.severity,
+            alert.rule,
+            alert.summary
+        );
+    }
+    if fail_rate > 0.0 {
+        match detected {
+            Some(took) => {
+                let _ = writeln!(
+                    out,
+                    "  --fail-rate {fail_rate}: first failing call -> FileErrors firing in {} (in process; default 1 s windows)",
+                    human_duration(took)
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  --fail-rate {fail_rate}: FileErrors did not fire during the run"
+                );
+            }
+        }
+    }
 }
 
 /// Everything the report is built from.
@@ -687,6 +904,8 @@ impl Report<'_> {
             let _ = writeln!(out, "  {ctl} audit trail '{file}'");
         }
         let _ = writeln!(out, "  {ctl} audit verify");
+        let _ = writeln!(out, "  {ctl} health");
+        let _ = writeln!(out, "  {ctl} alerts --all");
     }
 
     fn self_metrics(&self, out: &mut String) {

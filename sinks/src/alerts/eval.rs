@@ -91,21 +91,24 @@ impl Frame {
 /// A ring of the frames within a window, with running sums.
 #[derive(Debug, Default)]
 struct Window {
-    entries: VecDeque<(SystemTime, f64, f64, Option<Histogram>)>,
+    /// Per frame: its time, two values summed over the window, and (for percentile rules) the
+    /// frame's durations as (highest equivalent value, count) buckets.
+    entries: VecDeque<(SystemTime, f64, f64, Vec<(u64, u64)>)>,
     a: f64,
     b: f64,
+    /// The buckets of every frame in the window, added as frames enter and subtracted as they
+    /// leave, so a quantile costs a walk of the distinct buckets, not a merge per frame.
+    buckets: BTreeMap<u64, u64>,
+    timed: u64,
 }
 
 impl Window {
-    fn push(
-        &mut self,
-        time: SystemTime,
-        a: f64,
-        b: f64,
-        histogram: Option<Histogram>,
-        span: Duration,
-    ) {
-        self.entries.push_back((time, a, b, histogram));
+    fn push(&mut self, time: SystemTime, a: f64, b: f64, buckets: Vec<(u64, u64)>, span: Duration) {
+        for &(value, n) in &buckets {
+            *self.buckets.entry(value).or_default() += n;
+            self.timed += n;
+        }
+        self.entries.push_back((time, a, b, buckets));
         self.a += a;
         self.b += b;
         while let Some((oldest, ..)) = self.entries.front() {
@@ -113,9 +116,20 @@ impl Window {
             if age < span {
                 break;
             }
-            if let Some((_, a, b, _)) = self.entries.pop_front() {
+            if let Some((_, a, b, buckets)) = self.entries.pop_front() {
                 self.a -= a;
                 self.b -= b;
+                for (value, n) in buckets {
+                    if let std::collections::btree_map::Entry::Occupied(mut e) =
+                        self.buckets.entry(value)
+                    {
+                        *e.get_mut() -= n;
+                        if *e.get() == 0 {
+                            e.remove();
+                        }
+                    }
+                    self.timed -= n;
+                }
             }
         }
         if self.entries.len() == 1 {
@@ -125,14 +139,22 @@ impl Window {
         }
     }
 
-    fn merged(&self) -> Histogram {
-        let mut all = Histogram::new();
-        for (_, _, _, histogram) in &self.entries {
-            if let Some(h) = histogram {
-                all.merge(h);
+    /// The value at quantile `q` of the window's durations, as `Histogram::quantile` computes
+    /// it (the highest value equivalent to the value of rank `ceil(q * count)`); `None` when
+    /// empty.
+    fn quantile(&self, q: f64) -> Option<u64> {
+        if self.timed == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * self.timed as f64).ceil() as u64).clamp(1, self.timed);
+        let mut seen = 0;
+        for (&value, &n) in &self.buckets {
+            seen += n;
+            if seen >= rank {
+                return Some(value);
             }
         }
-        all
+        self.buckets.keys().next_back().copied()
     }
 }
 
@@ -245,11 +267,7 @@ impl Evaluator {
             return Vec::new();
         };
         let mut changes = Vec::new();
-        // Callsites by name, for callsite rules naming one.
-        let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (i, call) in frame.calls.iter().enumerate() {
-            by_name.entry(call.callsite.name()).or_default().push(i);
-        }
+        let index = Index::of(frame);
         let next_id = &mut self.next_id;
         for state in &mut self.rules {
             let RuleState {
@@ -259,7 +277,7 @@ impl Evaluator {
                 since,
             } = state;
             let since = *since.get_or_insert(now);
-            let present = observe(rule, instances, next_id, frame, &by_name, now, since);
+            let present = observe(rule, instances, next_id, frame, &index, now, since);
             for (key, inst) in instances.iter_mut() {
                 let value = if present.contains(key) {
                     Some(inst.alert.value)
@@ -313,14 +331,14 @@ fn observe(
     instances: &mut HashMap<usize, Instance>,
     next_id: &mut u64,
     frame: &Frame,
-    by_name: &HashMap<&str, Vec<usize>>,
+    index: &Index<'_>,
     now: SystemTime,
     since: SystemTime,
 ) -> Vec<usize> {
     let mut present: Vec<usize> = Vec::new();
     match &rule.condition {
         Condition::Value { metric, matchers } => {
-            for &(meta, value) in &frame.gauges {
+            for &(meta, value) in index.gauges(metric) {
                 if matches(meta, metric, matchers) {
                     let key = std::ptr::from_ref(meta) as usize;
                     present.push(key);
@@ -328,7 +346,7 @@ fn observe(
                     inst.alert.value = value;
                 }
             }
-            for &(meta, _, total) in &frame.counters {
+            for &(meta, _, total) in index.counters(metric) {
                 if matches(meta, metric, matchers) {
                     let key = std::ptr::from_ref(meta) as usize;
                     present.push(key);
@@ -343,13 +361,14 @@ fn observe(
             window,
         } => {
             let window = *window;
-            for &(meta, increase, _) in &frame.counters {
+            for &(meta, increase, _) in index.counters(metric) {
                 if matches(meta, metric, matchers) {
                     let key = std::ptr::from_ref(meta) as usize;
                     present.push(key);
                     let inst = instance(instances, rule, next_id, key, meta, None);
                     let length = frame.length.as_secs_f64();
-                    inst.window.push(now, increase as f64, length, None, window);
+                    inst.window
+                        .push(now, increase as f64, length, Vec::new(), window);
                     // The increase over the time the window's snapshots cover.
                     inst.alert.value = if inst.window.b > 0.0 {
                         inst.window.a / inst.window.b
@@ -365,7 +384,7 @@ fn observe(
             window,
         } => {
             let (window, q) = (*window, quantile.fraction());
-            for call in calls_of(frame, by_name, function.as_deref()) {
+            for call in index.calls_of(frame, function.as_deref()) {
                 let key = std::ptr::from_ref(call.callsite) as usize;
                 present.push(key);
                 let inst = instance(
@@ -385,7 +404,7 @@ fn observe(
             min_calls,
         } => {
             let (window, min_calls) = (*window, *min_calls);
-            for call in calls_of(frame, by_name, function.as_deref()) {
+            for call in index.calls_of(frame, function.as_deref()) {
                 let key = std::ptr::from_ref(call.callsite) as usize;
                 present.push(key);
                 let inst = instance(
@@ -396,8 +415,13 @@ fn observe(
                     call.callsite,
                     Some(call.callsite.name()),
                 );
-                inst.window
-                    .push(now, call.calls as f64, call.errors as f64, None, window);
+                inst.window.push(
+                    now,
+                    call.calls as f64,
+                    call.errors as f64,
+                    Vec::new(),
+                    window,
+                );
                 inst.alert.value = if inst.window.a >= min_calls.max(1) as f64 {
                     inst.window.b / inst.window.a
                 } else {
@@ -409,7 +433,7 @@ fn observe(
             metric, matchers, ..
         } => {
             let inst = absent_instance(instances, rule, next_id);
-            inst.alert.value = absent_for(inst, frame, metric, matchers, now, since);
+            inst.alert.value = absent_for(inst, frame, index, metric, matchers, now, since);
             present.push(0);
         }
     }
@@ -425,17 +449,12 @@ fn percentile(
     span: Duration,
     q: f64,
 ) -> f64 {
-    let mut merged = Histogram::new();
+    let mut buckets: Vec<(u64, u64)> = Vec::new();
     for h in &call.histograms {
-        merged.merge(h);
+        buckets.extend(h.iter_buckets());
     }
-    let timed = merged.count() as f64;
-    window.push(now, timed, 0.0, Some(merged), span);
-    if window.a > 0.0 {
-        window.merged().quantile(q) as f64 / 1e9
-    } else {
-        f64::NAN
-    }
+    window.push(now, 0.0, 0.0, buckets, span);
+    window.quantile(q).map_or(f64::NAN, |ns| ns as f64 / 1e9)
 }
 
 /// Seconds since a series named `metric` (with `matchers`) last had data: a gauge present, a
@@ -443,21 +462,22 @@ fn percentile(
 fn absent_for(
     inst: &mut Instance,
     frame: &Frame,
+    index: &Index<'_>,
     metric: &str,
     matchers: &[(String, String)],
     now: SystemTime,
     since: SystemTime,
 ) -> f64 {
-    let seen = frame
-        .gauges
+    let seen = index
+        .gauges(metric)
         .iter()
         .any(|(m, _)| matches(m, metric, matchers))
-        || frame
-            .counters
+        || index
+            .counters(metric)
             .iter()
             .any(|(m, increase, _)| *increase > 0 && matches(m, metric, matchers))
-        || frame
-            .calls
+        || index
+            .calls_of(frame, Some(metric))
             .iter()
             .any(|c| c.calls > 0 && matches(c.callsite, metric, matchers));
     if seen {
@@ -469,19 +489,59 @@ fn absent_for(
         .as_secs_f64()
 }
 
-fn calls_of<'f>(
-    frame: &'f Frame,
-    by_name: &HashMap<&str, Vec<usize>>,
-    function: Option<&str>,
-) -> Vec<&'f CallFrame> {
-    match function {
-        Some(name) => by_name
-            .get(name)
-            .into_iter()
-            .flatten()
-            .map(|&i| &frame.calls[i])
-            .collect(),
-        None => frame.calls.iter().collect(),
+/// A frame's series by name, built once per frame so that each rule looks its series up
+/// instead of scanning them all.
+struct Index<'f> {
+    /// Gauges and counters by name (copies of the frame's small rows).
+    gauges: HashMap<&'f str, Vec<(&'static Metadata, f64)>>,
+    counters: HashMap<&'f str, Vec<(&'static Metadata, u64, u64)>>,
+    /// Callsites by name: positions in the frame's calls.
+    calls: HashMap<&'f str, Vec<usize>>,
+}
+
+impl<'f> Index<'f> {
+    fn of(frame: &'f Frame) -> Index<'f> {
+        let mut index = Index {
+            gauges: HashMap::new(),
+            counters: HashMap::new(),
+            calls: HashMap::new(),
+        };
+        for &(meta, value) in &frame.gauges {
+            index
+                .gauges
+                .entry(meta.name())
+                .or_default()
+                .push((meta, value));
+        }
+        for &row in &frame.counters {
+            index.counters.entry(row.0.name()).or_default().push(row);
+        }
+        for (i, call) in frame.calls.iter().enumerate() {
+            index.calls.entry(call.callsite.name()).or_default().push(i);
+        }
+        index
+    }
+
+    fn gauges(&self, name: &str) -> &[(&'static Metadata, f64)] {
+        self.gauges.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    fn counters(&self, name: &str) -> &[(&'static Metadata, u64, u64)] {
+        self.counters.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// The callsites named `function`, or every callsite.
+    fn calls_of<'a>(&self, frame: &'a Frame, function: Option<&str>) -> Vec<&'a CallFrame> {
+        match function {
+            Some(name) => self
+                .calls
+                .get(name)
+                .into_iter()
+                .flatten()
+                .map(|&i| &frame.calls[i])
+                .collect(),
+            None => frame.calls.iter().collect(),
+        }
     }
 }
 
