@@ -587,9 +587,12 @@ impl HealthRegistry {
         {
             let mut slots = self.slots();
             for (index, slot) in slots.iter_mut().enumerate() {
+                // `unknown` is no answer yet (a sampler without samples): asked again each time.
                 let due = slot.cached.as_ref().is_none_or(|c| {
-                    now.checked_duration_since(c.at)
-                        .is_none_or(|age| age >= slot.ttl)
+                    c.health.status == Status::Unknown
+                        || now
+                            .checked_duration_since(c.at)
+                            .is_none_or(|age| age >= slot.ttl)
                 });
                 if !due {
                     continue;
