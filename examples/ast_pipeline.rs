@@ -240,7 +240,7 @@ struct Options {
     /// alert engine detect it; the report says how long detection took.
     #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_fail_rate)]
     fail_rate: f64,
-    /// Also push alerts to the Alertmanager at this URL (e.g. http://127.0.0.1:9093).
+    /// Also push alerts to the Alertmanager at this URL, such as `http://127.0.0.1:9093`.
     #[arg(long, value_name = "URL")]
     alertmanager: Option<String>,
 }
@@ -308,13 +308,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     // Alert rules on every snapshot: the defaults (CPU, memory, disk, any callsite's error
     // ratio for 30 s) and one that fires at once when more than 5 % of files fail.
     FAIL_EVERY.store(fail_every(options.fail_rate), Ordering::Relaxed);
-    let mut alerts = AlertEngine::builder()
-        .rules(RuleSet::defaults())
-        .rule(file_errors_rule());
-    if let Some(url) = &options.alertmanager {
-        alerts = alerts.notifier(AlertmanagerNotifier::new(url)?);
-    }
-    let alerts = alerts.build()?;
+    let alerts = alert_engine(options.alertmanager.as_deref())?;
     let alert_handle = alerts.handle();
     let mut builder = instrument::builder()
         .sink(store)
@@ -407,6 +401,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     // A closed stdout (`| head`) is not an error worth a panic.
     let _ = io::stdout().lock().write_all(text.as_bytes());
     Ok(())
+}
+
+/// The default rules and `FileErrors`, pushed to `alertmanager` if given.
+fn alert_engine(alertmanager: Option<&str>) -> Result<AlertEngine, Box<dyn std::error::Error>> {
+    let mut alerts = AlertEngine::builder()
+        .rules(RuleSet::defaults())
+        .rule(file_errors_rule());
+    if let Some(url) = alertmanager {
+        alerts = alerts.notifier(AlertmanagerNotifier::new(url)?);
+    }
+    Ok(alerts.build()?)
 }
 
 /// `--fail-rate` as "every N-th file fails" (0: none).

@@ -7,11 +7,12 @@ use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use instrument_sinks::MemorySink;
 use instrument_sinks::alerts::{
-    AlertEngine, AlertState, Condition, RetryPolicy, Rule, Severity, Threshold, WebhookNotifier,
+    AlertEngine, AlertState, Condition, RetryPolicy, Rule, Severity, Silence, Threshold,
+    WebhookNotifier,
 };
 use serde_json::Value;
 
@@ -236,5 +237,152 @@ fn a_flapping_value_does_not_storm_the_receiver() {
     let bodies = receiver.bodies.lock().unwrap().clone();
     assert_eq!(bodies.len(), 1, "{bodies:?}");
     assert_eq!(bodies[0].1["status"], "firing");
+    pipeline.shutdown().unwrap();
+}
+
+/// The `state` field of the `alerts` notices received so far.
+fn alert_states(memory: &MemorySink) -> Vec<(String, String)> {
+    memory
+        .notices()
+        .iter()
+        .filter(|n| n.source == "alerts")
+        .map(|n| {
+            let field = |k: &str| {
+                n.fields
+                    .iter()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            (field("state"), field("silenced"))
+        })
+        .collect()
+}
+
+/// A critical `QueueBackedUp` posting to `hook`, escalated to `pager` at once.
+fn critical_engine(hook: &Receiver, pager: &Receiver) -> AlertEngine {
+    AlertEngine::builder()
+        .rule(depth_rule().severity(Severity::Critical))
+        .notifier(WebhookNotifier::new(&format!("http://{}/", hook.addr)).unwrap())
+        .escalation(
+            Duration::ZERO,
+            WebhookNotifier::new(&format!("http://{}/", pager.addr))
+                .unwrap()
+                .named("pager"),
+        )
+        .retry_policy(RetryPolicy::default().min_interval(Duration::ZERO))
+        .build()
+        .unwrap()
+}
+
+/// A pipeline delivering to `engine` and `memory`, ticking every 20 ms (ticks drive
+/// escalation and re-sends).
+fn install(engine: AlertEngine, memory: &MemorySink) -> instrument::PipelineGuard {
+    instrument::builder()
+        .sink(engine)
+        .sink(memory.clone())
+        .sink_tick(Duration::from_millis(20))
+        .install()
+        .unwrap()
+}
+
+#[test]
+fn a_silence_suppresses_notifications_but_not_history() {
+    let _serial = serial();
+    let (pager, hook) = (receiver(0), receiver(0));
+    let engine = critical_engine(&hook, &pager);
+    let alerts = engine.handle();
+    let memory = MemorySink::new();
+    let pipeline = install(engine, &memory);
+    let depth = instrument::metric("webhook_test_queue_depth")
+        .gauge()
+        .unwrap();
+    alerts.silence(
+        Silence::new([("alertname", "QueueBackedUp")], Duration::from_secs(3600))
+            .comment("planned maintenance"),
+    );
+    depth.set(500.0);
+    pipeline.flush().unwrap();
+    depth.set(0.0);
+    pipeline.flush().unwrap();
+    pipeline.flush().unwrap();
+    // The state changes are published, marked silenced...
+    assert_eq!(
+        alert_states(&memory),
+        [
+            ("firing".to_owned(), "true".to_owned()),
+            ("resolved".to_owned(), "true".to_owned())
+        ]
+    );
+    // ...and nothing is sent or escalated (ticks every 20 ms had their chance).
+    thread::sleep(Duration::from_millis(200));
+    assert!(hook.bodies.lock().unwrap().is_empty(), "silenced: not sent");
+    assert!(
+        pager.bodies.lock().unwrap().is_empty(),
+        "silenced: not escalated"
+    );
+    let silences = alerts.silences();
+    assert_eq!(silences.len(), 1);
+    assert_eq!(silences[0].comment, "planned maintenance");
+    pipeline.shutdown().unwrap();
+}
+
+#[test]
+fn a_critical_alert_escalates_once_then_is_acknowledged_and_resolved_by_hand() {
+    let _serial = serial();
+    let (pager, hook) = (receiver(0), receiver(0));
+    let engine = critical_engine(&hook, &pager);
+    let alerts = engine.handle();
+    let memory = MemorySink::new();
+    let pipeline = install(engine, &memory);
+    let depth = instrument::metric("webhook_test_queue_depth")
+        .gauge()
+        .unwrap();
+    // A maintenance window that is over does not silence.
+    let now = SystemTime::now();
+    alerts.silence(Silence::between(
+        [("alertname", "QueueBackedUp")],
+        now - Duration::from_secs(7200),
+        now - Duration::from_secs(3600),
+    ));
+    depth.set(500.0);
+    pipeline.flush().unwrap();
+    let escalated = eventually("the escalation", || {
+        pager.bodies.lock().unwrap().first().map(|(_, b)| b.clone())
+    });
+    assert_eq!(escalated["alerts"][0]["labels"]["severity"], "critical");
+    assert_eq!(hook.bodies.lock().unwrap()[0].1["status"], "firing");
+    let alert = alerts.alerts().into_iter().next().unwrap();
+    assert!(alert.escalated);
+
+    // Acknowledged: reads `acknowledged`, published once.
+    assert!(alerts.ack(&alert.fingerprint, "ann"));
+    assert!(!alerts.ack(&alert.fingerprint, "bob"), "acknowledged once");
+    assert_eq!(alerts.alerts()[0].display_state(), "acknowledged");
+    // Resolved by hand: sent as resolved; the condition still holds, so the next snapshot
+    // starts a new episode.
+    assert!(alerts.resolve(&alert.id.to_string()));
+    assert!(!alerts.resolve("no-such-alert"));
+    eventually("the resolved notification", || {
+        hook.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, b)| b["status"] == "resolved")
+            .then_some(())
+    });
+    pipeline.flush().unwrap();
+    pipeline.flush().unwrap();
+    let states: Vec<String> = alert_states(&memory).into_iter().map(|(s, _)| s).collect();
+    assert_eq!(
+        states[..4],
+        ["firing", "firing", "acknowledged", "resolved"],
+        "firing, escalated (published again), acknowledged, resolved by hand: {states:?}"
+    );
+    assert_eq!(
+        states[4], "firing",
+        "the next snapshot starts it over: {states:?}"
+    );
+    assert_eq!(pager.bodies.lock().unwrap().len(), 1, "escalated once");
     pipeline.shutdown().unwrap();
 }

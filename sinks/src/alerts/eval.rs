@@ -88,12 +88,14 @@ impl Frame {
     }
 }
 
+/// One frame in a [`Window`]: its time, two values summed over the window, and (for
+/// percentile rules) the frame's durations as (highest equivalent value, count) buckets.
+type WindowEntry = (SystemTime, f64, f64, Vec<(u64, u64)>);
+
 /// A ring of the frames within a window, with running sums.
 #[derive(Debug, Default)]
 struct Window {
-    /// Per frame: its time, two values summed over the window, and (for percentile rules) the
-    /// frame's durations as (highest equivalent value, count) buckets.
-    entries: VecDeque<(SystemTime, f64, f64, Vec<(u64, u64)>)>,
+    entries: VecDeque<WindowEntry>,
     a: f64,
     b: f64,
     /// The buckets of every frame in the window, added as frames enter and subtracted as they
@@ -415,18 +417,7 @@ fn observe(
                     call.callsite,
                     Some(call.callsite.name()),
                 );
-                inst.window.push(
-                    now,
-                    call.calls as f64,
-                    call.errors as f64,
-                    Vec::new(),
-                    window,
-                );
-                inst.alert.value = if inst.window.a >= min_calls.max(1) as f64 {
-                    inst.window.b / inst.window.a
-                } else {
-                    f64::NAN
-                };
+                inst.alert.value = error_ratio(&mut inst.window, call, now, window, min_calls);
             }
         }
         Condition::Absent {
@@ -438,6 +429,23 @@ fn observe(
         }
     }
     present
+}
+
+/// The share of a callsite's calls over the window that failed, once `call`'s frame is in it;
+/// `NaN` below `min_calls` calls.
+fn error_ratio(
+    window: &mut Window,
+    call: &CallFrame,
+    now: SystemTime,
+    span: Duration,
+    min_calls: u64,
+) -> f64 {
+    window.push(now, call.calls as f64, call.errors as f64, Vec::new(), span);
+    if window.a >= min_calls.max(1) as f64 {
+        window.b / window.a
+    } else {
+        f64::NAN
+    }
 }
 
 /// The quantile `q` of a callsite's durations over the window, in seconds, once `call`'s
