@@ -1,9 +1,14 @@
-//! `instrumentctl`: reads (and maintains) the `SQLite` store a pipeline writes.
+//! `instrumentctl`: reads (and maintains) the `SQLite` store a pipeline writes, and searches,
+//! counts and tails its JSON-lines logs (`logs ...`, in `instrumentctl/logs.rs`).
 //!
 //! Every command prints an aligned table, or JSON with `--json` (the shapes of
 //! `instrument_sinks::sqlite::query`, listed in `docs/instrumentctl.md`). A command that only
 //! reads opens the database read-only. On bad input it exits non-zero with one line on stderr,
 //! `instrumentctl: <cause>`.
+
+// Beside this file, not in src/bin/ (where Cargo would take it for a binary of its own).
+#[path = "instrumentctl/logs.rs"]
+mod logs;
 
 use std::error::Error;
 use std::fmt::Write as _;
@@ -32,7 +37,7 @@ use serde_json::{Value, json};
     version,
     about = "Reads the SQLite store of an instrument pipeline: summaries, slow calls, errors, \
              traces and audit trails; checks its audit chain; backs it up, restores and prunes \
-             it."
+             it. Searches, counts and tails its JSON-lines logs."
 )]
 struct Cli {
     /// The pipeline's data directory; the store is DIR/instrument.db.
@@ -139,6 +144,8 @@ enum Command {
         #[arg(long, value_name = "DURATION")]
         audit_older_than: Option<String>,
     },
+    /// The JSON-lines logs in DIR/logs: search, stats, tail, verify.
+    Logs(logs::LogsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -306,6 +313,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let report = prune(&db, older_than, audit_older_than)?;
             print(json, &report, || prune_table(&db, &report))
         }
+        Command::Logs(args) => logs::run(args, &cli.data_dir, json, now),
     }
 }
 
