@@ -420,12 +420,12 @@ fn for_people(line: &[u8]) -> String {
     }
     if l.inputs.is_some() || l.outputs.is_some() {
         let list = |items: &Option<Vec<Value>>| {
-            items
-                .iter()
-                .flatten()
-                .map(text_of)
-                .collect::<Vec<_>>()
-                .join(", ")
+            let items: Vec<String> = items.iter().flatten().map(text_of).collect();
+            if items.is_empty() {
+                "-".to_owned()
+            } else {
+                items.join(", ")
+            }
         };
         let mut part = format!("{} -> {}", list(&l.inputs), list(&l.outputs));
         if let Some(actor) = &l.actor {
@@ -527,10 +527,11 @@ fn verify(dir: &Path, json: bool) -> Result<ExitCode, Failure> {
                     )
                 };
                 format!(
-                    "audit chain of {} verifies: {} lines in {} files, {from}; last hash {}\n",
+                    "audit chain of {} verifies: {} lines in {} file{}, {from}; last hash {}\n",
                     dir.display(),
                     chain.entries,
                     chain.files,
+                    if chain.files == 1 { "" } else { "s" },
                     chain.last_hash
                 )
             })
@@ -562,6 +563,15 @@ mod tests {
         );
         let audit = br#"{"ts":"2026-11-25T10:25:35.112000Z","level":"info","stream":"audit","kind":"audit","name":"export","inputs":["a.rs"],"outputs":["a.json"],"actor":"ann"}"#;
         assert!(for_people(audit).ends_with("export  a.rs -> a.json by ann"));
+        let copy = br#"{"ts":"2026-11-25T10:25:35.112000Z","level":"info","stream":"audit","kind":"audit","name":"copy","inputs":["in-2"],"outputs":[]}"#;
+        assert!(for_people(copy).ends_with("copy  in-2 -> -"));
+        // Notice fields keep their order and repeated keys.
+        let notice = br#"{"ts":"2026-11-25T10:25:35.112000Z","level":"warn","stream":"error","kind":"notice","name":"h","message":"m","fields":{"z":"1","a":"2","z":"3"}}"#;
+        assert!(
+            for_people(notice).ends_with("h  m  z=1 a=2 z=3"),
+            "{}",
+            for_people(notice)
+        );
         assert_eq!(for_people(b"not \x07 json"), "not \\u{7} json");
     }
 
