@@ -951,12 +951,24 @@ impl PrometheusSink {
         let meta = c.callsite;
         c.tail = label_set(meta.labels_slice().iter().copied());
         if meta.kind() == CallsiteKind::Histogram {
+            // Nanoseconds under a name in seconds (what the `metrics` bridge registers for a
+            // histogram in seconds): exported in seconds, as the name says.
+            let seconds = meta.unit() == Some(instrument::Unit::Nanoseconds)
+                && meta.name().ends_with("_seconds");
             let spec = FamilySpec {
                 name: meta.name(),
                 kind: Type::Summary,
-                scale: Scale::Plain,
+                scale: if seconds {
+                    Scale::Seconds
+                } else {
+                    Scale::Plain
+                },
                 help: &help_of(meta),
-                unit: meta.unit().map(instrument::Unit::as_str),
+                unit: if seconds {
+                    Some("seconds")
+                } else {
+                    meta.unit().map(instrument::Unit::as_str)
+                },
                 origin: origin(meta),
             };
             match registry.family(&spec) {
