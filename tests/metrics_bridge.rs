@@ -111,9 +111,17 @@ fn counters_gauges_and_histograms_reach_memory_sqlite_and_prometheus() {
         Some(2)
     );
 
-    // The same in the `SQLite` store.
     drop(pipeline);
-    let store = Connection::open(&db).unwrap();
+    check_store(&db);
+    check_prometheus(
+        &metrics.render(Format::Text),
+        &metrics.render(Format::OpenMetrics),
+    );
+}
+
+/// What the `SQLite` store holds of the recording above.
+fn check_store(db: &std::path::Path) {
+    let store = Connection::open(db).unwrap();
     let total: i64 = store
         .query_row(
             "SELECT k.total FROM counters k JOIN callsites c ON c.id = k.callsite_id
@@ -142,9 +150,10 @@ fn counters_gauges_and_histograms_reach_memory_sqlite_and_prometheus() {
         )
         .unwrap();
     assert_eq!((count, sum, unit.as_str()), (2, 6_000_000, "nanoseconds"));
+}
 
-    // And in Prometheus' text format: the seconds histogram in seconds again.
-    let text = metrics.render(Format::Text);
+/// What the Prometheus sink exports of it: the seconds histogram in seconds again.
+fn check_prometheus(text: &str, open_metrics: &str) {
     for line in [
         "bridge_files_total{stage=\"parse\"} 5\n",
         "bridge_bytes_total 190\n",
@@ -159,7 +168,6 @@ fn counters_gauges_and_histograms_reach_memory_sqlite_and_prometheus() {
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
-    let open_metrics = metrics.render(Format::OpenMetrics);
     assert!(
         open_metrics.contains("# UNIT bridge_parse_duration_seconds seconds\n"),
         "{open_metrics}"
