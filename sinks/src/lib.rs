@@ -10,6 +10,9 @@
 //! - `PrometheusSink` (feature `prometheus`): `/metrics` in the Prometheus text format and in
 //!   `OpenMetrics` with exemplars, served by the operations endpoint (module `http`, feature
 //!   `http`); see the `prometheus` module docs.
+//! - `rules` (feature `rules`): Prometheus recording and alerting rules (error ratio and latency
+//!   objectives with burn rates) for a pipeline's callsites, over the series the Prometheus
+//!   sink exports; `instrumentctl prometheus rules` prints them for the callsites of a store.
 //!
 //! ```
 //! use instrument_sinks::MemorySink;
@@ -34,6 +37,12 @@ pub mod sqlite;
 
 #[cfg(feature = "http")]
 pub mod http;
+
+#[cfg(any(feature = "prometheus", feature = "rules"))]
+mod buckets;
+
+#[cfg(feature = "rules")]
+pub mod rules;
 
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
