@@ -1,4 +1,4 @@
-//! A [`metrics`](::metrics) recorder: `metrics::counter!`, `gauge!` and `histogram!` in the host
+//! A [`metrics`] recorder: `metrics::counter!`, `gauge!` and `histogram!` in the host
 //! and its dependencies flow into the installed pipeline and reach every sink, like the
 //! metrics registered with [`metric`](crate::metric).
 //!
@@ -30,7 +30,7 @@
 //! The pipeline's value histograms hold whole numbers (`u64`), `metrics` records `f64`s:
 //! - a histogram in seconds (its name ends in `_seconds`, or `describe_histogram!` gave it
 //!   `Unit::Seconds` before its first use) is recorded in nanoseconds, with the unit
-//!   [`Unit::Nanoseconds`](crate::Unit::Nanoseconds): `record(0.0042)` stores `4_200_000`. The
+//!   [`Unit::Nanoseconds`]: `record(0.0042)` stores `4_200_000`. The
 //!   Prometheus sink exports such a histogram (a name ending in `_seconds`, values in
 //!   nanoseconds) in seconds again; the `SQLite` and JSON sinks store the nanoseconds;
 //! - any other value is rounded to the nearest whole number (`2.4` stores `2`): record
