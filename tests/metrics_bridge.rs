@@ -322,3 +322,29 @@ fn install_refuses_a_second_global_recorder_and_a_fanout_feeds_both() {
     assert!(theirs.contains("bridge_fanout_level 2.5\n"), "{theirs}");
     drop(pipeline);
 }
+
+#[test]
+fn a_histogram_name_keeps_the_scale_of_its_first_registration() {
+    let _serial = serial();
+    let memory = MemorySink::new();
+    let pipeline = instrument::builder()
+        .sink(memory.clone())
+        .install()
+        .unwrap();
+    let recorder = MetricsRecorder::new();
+    metrics::with_local_recorder(&recorder, || {
+        metrics::histogram!("bridge_wait", "queue" => "a").record(3.0);
+        // Described in seconds after the name's first use: its other label sets stay unscaled.
+        metrics::describe_histogram!("bridge_wait", metrics::Unit::Seconds, "Waits.");
+        metrics::histogram!("bridge_wait", "queue" => "b").record(3.0);
+    });
+    let snapshot = flushed(&pipeline, &memory);
+    let sums: Vec<u128> = snapshot
+        .calls
+        .iter()
+        .filter(|c| c.callsite.name() == "bridge_wait")
+        .map(|c| c.total.sum.as_nanos())
+        .collect();
+    assert_eq!(sums, [3, 3]);
+    drop(pipeline);
+}

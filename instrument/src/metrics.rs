@@ -38,6 +38,10 @@
 //! - a negative, infinite or NaN value is not recorded; it is counted in
 //!   `instrument_metrics_bridge_rejected_total{reason="value"}`.
 //!
+//! The scale of a histogram is decided by its name's first registration, so that all its label
+//! sets agree. As with [`metric`](crate::metric) handles, nothing is recorded while no pipeline
+//! is installed: a gauge `increment` made then is lost, not applied later.
+//!
 //! # Names and labels
 //! `metrics` accepts any text; Prometheus does not. Names are sanitized as
 //! `metrics-exporter-prometheus` does: every character outside `[a-zA-Z0-9_:]` becomes `_`, and
@@ -203,6 +207,7 @@ impl MetricsRecorder {
                 histograms: Cache::new(),
                 cached: AtomicUsize::new(0),
                 descriptions: Mutex::new(HashMap::new()),
+                seconds: Mutex::new(HashMap::new()),
                 rejected_values: rejected("value"),
                 rejected_keys: rejected("registration"),
             }),
@@ -232,6 +237,10 @@ struct Inner {
     cached: AtomicUsize,
     /// Description and unit per kind and (sanitized) name, from `describe_*!`.
     descriptions: Mutex<HashMap<(Kind, String), Described>>,
+    /// Per histogram name registered: whether it is in seconds (kept as nanoseconds). Decided
+    /// by the name's first registration, so that all its label sets scale alike; bounded by
+    /// the callsites the core registers.
+    seconds: Mutex<HashMap<String, bool>>,
     /// `instrument_metrics_bridge_rejected_total{reason="value"}`; `None` if the process was
     /// full when the recorder was made.
     rejected_values: Option<Counter>,
@@ -586,18 +595,33 @@ impl Recorder for MetricsRecorder {
             &inner.cached,
             || {
                 let (builder, described) = inner.builder(Kind::Histogram, key);
-                let seconds = match described {
+                let name = metric_name(key.name());
+                let decided = inner
+                    .seconds
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(&name)
+                    .copied();
+                let seconds = decided.unwrap_or(match described {
                     Some(unit) => unit == MetricsUnit::Seconds,
-                    None => key.name().ends_with("_seconds"),
-                };
+                    None => name.ends_with("_seconds"),
+                });
                 let builder = if seconds {
                     builder.unit(Unit::Nanoseconds)
                 } else {
                     builder
                 };
                 let registered = builder.histogram().ok().map(|h| (h, seconds));
-                if registered.is_none() {
-                    inner.rejected_key();
+                match registered {
+                    Some(_) if decided.is_none() => {
+                        inner
+                            .seconds
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(name, seconds);
+                    }
+                    Some(_) => {}
+                    None => inner.rejected_key(),
                 }
                 registered
             },
