@@ -22,7 +22,8 @@
 //! snapshot, the per-call events and the audit entries.
 //!
 //! Everything is also stored in `DIR/instrument.db` (`--data-dir DIR`, default
-//! `./instrument-data`), which `instrumentctl` reads, and served as Prometheus metrics at
+//! `./instrument-data`), which `instrumentctl` reads, written as JSON lines under `DIR/logs/`
+//! (flushed on Ctrl-C or `SIGTERM` too), and served as Prometheus metrics at
 //! `http://127.0.0.1:9464/metrics` while the job runs (`--prometheus ADDR|off`, `--linger SECS`).
 
 use std::collections::BTreeMap;
@@ -39,7 +40,7 @@ use instrument::{
     AuditEntry, CorrelationId, ErrorKind, Event, EventReason, Histogram, Outcome, Snapshot,
     instrument_performance,
 };
-use instrument_sinks::{MemorySink, PrometheusSink, SqliteSink};
+use instrument_sinks::{JsonlSink, MemorySink, PrometheusSink, SqliteSink};
 use instrument_workspace::ast::AstStats;
 use instrument_workspace::corpus::{self, Corpus};
 
@@ -256,21 +257,31 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let options = options();
     let started = Instant::now();
 
-    // The SQLite store on disk, `/metrics` on the operations endpoint, and an in-memory sink the
-    // report below is built from. Everything else is the default configuration.
+    // The SQLite store and JSON-lines logs on disk, `/metrics` on the operations endpoint, and an
+    // in-memory sink the report below is built from. Everything else is the default
+    // configuration.
     let store = SqliteSink::builder()
         .path(options.data_dir.join("instrument.db"))
         .build()?;
     let database = store.path().to_owned();
+    let logs = JsonlSink::builder()
+        .dir(options.data_dir.join("logs"))
+        .build()?;
+    let logs_dir = logs.dir().to_owned();
     let sink = MemorySink::new();
-    let mut builder = instrument::builder().sink(store).sink(sink.clone());
+    let mut builder = instrument::builder()
+        .sink(store)
+        .sink(logs)
+        .sink(sink.clone());
     let mut metrics_at = None;
     if let Endpoint::At(addr) = options.prometheus {
         let prometheus = PrometheusSink::builder().listen(addr).build()?;
         metrics_at = prometheus.local_addr();
         builder = builder.sink(prometheus);
     }
-    let pipeline = builder.install()?;
+    let pipeline = Arc::new(builder.install()?);
+    // Stopped by Ctrl-C or a supervisor's SIGTERM (during --linger, say), the job flushes first.
+    instrument_sinks::jsonl::flush_on_termination(&pipeline)?;
 
     let corpus = discover(
         &options.roots,
@@ -300,6 +311,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         events: sink.events(),
         audit: sink.audit(),
         database: &database,
+        logs: &logs_dir,
     };
     let mut text = report.render();
     if let Some(addr) = metrics_at {
@@ -319,7 +331,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         text.clear();
         thread::sleep(Duration::from_secs(options.linger));
     }
-    pipeline.shutdown()?;
+    Arc::into_inner(pipeline)
+        .ok_or("the pipeline is still shared at shutdown")?
+        .shutdown()?;
     let _ = writeln!(
         text,
         "total wall time {} (discovery, processing, flush and report)",
@@ -341,6 +355,7 @@ struct Report<'a> {
     events: Vec<Event>,
     audit: Vec<AuditEntry>,
     database: &'a std::path::Path,
+    logs: &'a std::path::Path,
 }
 
 impl Report<'_> {
@@ -398,6 +413,11 @@ impl Report<'_> {
             out,
             "  store: {} (SQLite: tables callsites, events, windows, counters, gauges, drops, audit)",
             self.database.display()
+        );
+        let _ = writeln!(
+            out,
+            "  logs: {} (JSON lines: main, error, performance and audit streams)",
+            self.logs.display()
         );
     }
 
