@@ -19,6 +19,7 @@
 //! | `tracing_instrument_fmt_close` | as `tracing_instrument_fmt`, plus `FmtSpan::CLOSE`: a line with the duration per call |
 //! | `tracing_bridge` | the `#[tracing::instrument]` function of `tracing_instrument_fmt` with only `instrument::tracing::InstrumentLayer` on the registry, recording each span into a pipeline with `NullSink` |
 //! | `metrics_prometheus` | an `Instant` pair, `histogram!` and `counter!` into the Prometheus recorder |
+//! | `metrics_bridge` | the same `histogram!` and `counter!` calls into `instrument::metrics::MetricsRecorder` (scoped with `metrics::with_local_recorder`), pipeline installed with `NullSink` |
 //! | `fastrace_trace` | `#[fastrace::trace]`, 1,000 calls per root span, reporter discarding |
 //!
 //! Group `overhead_sweep` runs 1, 10, 100 and 1,000 calls per iteration (throughput in calls)
@@ -195,6 +196,7 @@ fn overhead(c: &mut Criterion) {
     });
     stop.store(true, Ordering::Relaxed);
     upkeep.join().expect("upkeep thread");
+    metrics_bridge(&mut group);
 
     fastrace::set_reporter(DiscardReporter, fastrace::collector::Config::default());
     group.bench_function("fastrace_trace", |b| {
@@ -233,6 +235,21 @@ fn tracing_bridge(group: &mut BenchmarkGroup<'_, WallTime>) {
         });
     });
     Drops::default().report("overhead/tracing_bridge", &pipeline);
+    pipeline.shutdown().expect("shutdown");
+}
+
+/// `metered`'s calls into the `metrics` bridge, a pipeline installed with `NullSink`. `metrics`
+/// has one global recorder (the Prometheus one, by the time this runs), so the bridge is scoped
+/// to this thread, which `metrics` consults first on every macro call, global recorder or not.
+fn metrics_bridge(group: &mut BenchmarkGroup<'_, WallTime>) {
+    let pipeline = install();
+    let bridge = instrument::metrics::MetricsRecorder::new();
+    metrics::with_local_recorder(&bridge, || {
+        group.bench_function("metrics_bridge", |b| {
+            b.iter(|| metered(black_box(7)));
+        });
+    });
+    Drops::default().report("overhead/metrics_bridge", &pipeline);
     pipeline.shutdown().expect("shutdown");
 }
 

@@ -23,7 +23,8 @@
 //! snapshot, the per-call events and the audit entries.
 //!
 //! Everything is also stored in `DIR/instrument.db` (`--data-dir DIR`, default
-//! `./instrument-data`), which `instrumentctl` reads, and served as Prometheus metrics at
+//! `./instrument-data`), which `instrumentctl` reads, written as JSON lines under `DIR/logs/`
+//! (flushed on Ctrl-C or `SIGTERM` too), and served as Prometheus metrics at
 //! `http://127.0.0.1:9464/metrics` while the job runs (`--prometheus ADDR|off`, `--linger SECS`),
 //! with `/health` and `/ready` beside it: a health registry watches the pipeline, its sinks, the
 //! machine (a `sysinfo` sampler every 5 s) and the data directory. An alert engine evaluates the
@@ -53,7 +54,7 @@ use instrument_sinks::alerts::{
 use instrument_sinks::health::HealthRegistry;
 use instrument_sinks::health::checks::{DiskThresholds, SystemThresholds};
 use instrument_sinks::system::SystemSampler;
-use instrument_sinks::{MemorySink, PrometheusSink, SqliteSink};
+use instrument_sinks::{JsonlSink, MemorySink, PrometheusSink, SqliteSink};
 use instrument_workspace::ast::AstStats;
 use instrument_workspace::corpus::{self, Corpus};
 
@@ -298,12 +299,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let options = options();
     let started = Instant::now();
 
-    // The SQLite store on disk, `/metrics` on the operations endpoint, and an in-memory sink the
-    // report below is built from. Everything else is the default configuration.
+    // The SQLite store and JSON-lines logs on disk, `/metrics` on the operations endpoint, and an
+    // in-memory sink the report below is built from. Everything else is the default
+    // configuration.
     let store = SqliteSink::builder()
         .path(options.data_dir.join("instrument.db"))
         .build()?;
     let database = store.path().to_owned();
+    let logs = JsonlSink::builder()
+        .dir(options.data_dir.join("logs"))
+        .build()?;
+    let logs_dir = logs.dir().to_owned();
     let sink = MemorySink::new();
     // Alert rules on every snapshot: the defaults (CPU, memory, disk, any callsite's error
     // ratio for 30 s) and one that fires at once when more than 5 % of files fail.
@@ -312,6 +318,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let alert_handle = alerts.handle();
     let mut builder = instrument::builder()
         .sink(store)
+        .sink(logs)
         .sink(sink.clone())
         .sink(alerts);
     // /metrics, /health and /ready on one operations endpoint.
@@ -323,14 +330,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         metrics_at = prometheus.local_addr();
         builder = builder.sink(prometheus);
     }
-    let pipeline = builder.install()?;
-    let sampler = SystemSampler::builder()
-        .data_dir(&options.data_dir)
-        .start()?;
-    health.watch_pipeline(&pipeline.monitor());
-    health.watch_system(sampler.handle(), SystemThresholds::default());
-    health.watch_data_dir(&options.data_dir, DiskThresholds::default());
-    let checker = health.start_checker(Duration::from_secs(1))?;
+    let pipeline = Arc::new(builder.install()?);
+    // Stopped by Ctrl-C or a supervisor's SIGTERM (during --linger, say), the job flushes first.
+    instrument_sinks::jsonl::flush_on_termination(&pipeline)?;
+    let (sampler, checker) = watch(&health, &pipeline, &options.data_dir)?;
     let detection = Detection::watch(alert_handle.clone());
 
     let corpus = discover(
@@ -363,6 +366,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         events: sink.events(),
         audit: sink.audit(),
         database: &database,
+        logs: &logs_dir,
     };
     let mut text = report.render();
     operations_report(
@@ -392,7 +396,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     checker.stop();
     sampler.stop();
-    pipeline.shutdown()?;
+    Arc::into_inner(pipeline)
+        .ok_or("the pipeline is still shared at shutdown")?
+        .shutdown()?;
     let _ = writeln!(
         text,
         "total wall time {} (discovery, processing, flush and report)",
@@ -401,6 +407,21 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     // A closed stdout (`| head`) is not an error worth a panic.
     let _ = io::stdout().lock().write_all(text.as_bytes());
     Ok(())
+}
+
+/// The health registry's checks: the pipeline, the machine (a sampler every 5 s) and the data
+/// directory, kept fresh by a checker thread.
+fn watch(
+    health: &HealthRegistry,
+    pipeline: &instrument::PipelineGuard,
+    data_dir: &Path,
+) -> Result<(SystemSampler, instrument_sinks::health::HealthChecker), Box<dyn std::error::Error>> {
+    let sampler = SystemSampler::builder().data_dir(data_dir).start()?;
+    health.watch_pipeline(&pipeline.monitor());
+    health.watch_system(sampler.handle(), SystemThresholds::default());
+    health.watch_data_dir(data_dir, DiskThresholds::default());
+    let checker = health.start_checker(Duration::from_secs(1))?;
+    Ok((sampler, checker))
 }
 
 /// The default rules and `FileErrors`, pushed to `alertmanager` if given.
@@ -563,6 +584,7 @@ struct Report<'a> {
     events: Vec<Event>,
     audit: Vec<AuditEntry>,
     database: &'a std::path::Path,
+    logs: &'a std::path::Path,
 }
 
 impl Report<'_> {
@@ -620,6 +642,11 @@ impl Report<'_> {
             out,
             "  store: {} (SQLite: tables callsites, events, windows, counters, gauges, drops, audit)",
             self.database.display()
+        );
+        let _ = writeln!(
+            out,
+            "  logs: {} (JSON lines: main, error, performance and audit streams)",
+            self.logs.display()
         );
     }
 

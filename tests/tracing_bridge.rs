@@ -747,3 +747,72 @@ fn spans_and_notices_reach_the_sqlite_store_as_rows() {
         "{notice_fields}"
     );
 }
+
+#[test]
+fn spans_and_warnings_reach_the_json_lines_logs() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = instrument_sinks::JsonlSink::builder()
+        .dir(dir.path())
+        .build()
+        .expect("opens the directory");
+    let pipeline = instrument::builder()
+        .clock(instrument::ClockSource::Mock)
+        .sink(logs)
+        .install()
+        .expect("no other pipeline is installed");
+    tracing::dispatcher::with_default(&bridged(), || {
+        for i in 0..6_u32 {
+            let _ = parse(&format!("#{i}"), i);
+        }
+        outer();
+    });
+    pipeline.flush().expect("flush");
+    drop(pipeline);
+
+    let lines = |stream: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.path().join(format!("{stream}.jsonl")))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    };
+    let errors = lines("error");
+    let failed: Vec<_> = errors
+        .iter()
+        .filter(|l| l["kind"] == "call" && l["name"] == name!("parse"))
+        .collect();
+    assert_eq!(failed.len(), 6, "{errors:#?}");
+    for line in &failed {
+        assert_eq!(line["outcome"], "error");
+        assert_eq!(line["error_kind"], "error");
+        assert_eq!(line["duration_ns"], 3_000_000);
+        assert!(
+            line["fields"]["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("no digits in")),
+            "{line}"
+        );
+    }
+    let notices: Vec<_> = errors.iter().filter(|l| l["kind"] == "notice").collect();
+    let messages: Vec<(&str, &str)> = notices
+        .iter()
+        .map(|l| {
+            (
+                l["level"].as_str().unwrap(),
+                l["fields"]["span_path"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        messages,
+        [("warn", "outer:inner"), ("error", "outer")],
+        "{notices:#?}"
+    );
+    let aggregates: u64 = lines("performance")
+        .iter()
+        .filter(|l| l["kind"] == "aggregate" && l["name"] == name!("parse"))
+        .map(|l| l["fields"]["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(aggregates, 6);
+}

@@ -77,6 +77,9 @@
 //! - `enabled` (default): instrumentation on. Without it the attribute returns items unchanged,
 //!   the manual macros compile to nothing and the handles [`metric`] returns record nothing, so
 //!   a build can remove every trace of it.
+//! - `metrics`: [`metrics::MetricsRecorder`], a recorder of the `metrics` facade: the
+//!   `metrics::counter!`, `gauge!` and `histogram!` of the host and its dependencies become
+//!   counters, gauges and value histograms of the pipeline and reach every sink.
 //! - `serde`: `serde::Serialize` for every type a sink receives ([`Batch`], [`Event`],
 //!   [`Snapshot`], [`AuditEntry`], [`SelfMetrics`], [`Metadata`], ...) and `Deserialize` for
 //!   [`Histogram`], so a sink can write them as JSON or another serde format. Field names are
@@ -158,6 +161,11 @@ pub use crate::source::{NOTICE_CAPACITY, publish};
 #[cfg(feature = "macros")]
 #[doc(inline)]
 pub use instrument_macros::{ErrorKind, instrument_performance, no_instrument};
+
+// The `metrics` facade bridge, behind its feature.
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 
 /// Helpers for tests of instrumented code.
 pub mod testing {

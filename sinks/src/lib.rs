@@ -13,6 +13,9 @@
 //! - `JsonlSink` (feature `jsonl`): JSON-lines log files per stream (`main`, `error`,
 //!   `performance`, `audit`) with rotation, retention, optional gzip and a hash-chained audit
 //!   stream, plus an opt-in flush on `SIGTERM`, `SIGINT` and panics; see the `jsonl` module docs.
+//! - `rules` (feature `rules`): Prometheus recording and alerting rules (error ratio and latency
+//!   objectives with burn rates) for a pipeline's callsites, over the series the Prometheus
+//!   sink exports; `instrumentctl prometheus rules` prints them for the callsites of a store.
 //!
 //! ```
 //! use instrument_sinks::MemorySink;
@@ -37,6 +40,12 @@ pub mod sqlite;
 
 #[cfg(feature = "http")]
 pub mod http;
+
+#[cfg(any(feature = "prometheus", feature = "rules"))]
+mod buckets;
+
+#[cfg(feature = "rules")]
+pub mod rules;
 
 #[cfg(feature = "prometheus")]
 pub mod prometheus;

@@ -1091,3 +1091,143 @@ fn health_and_alerts_list_what_the_registry_and_the_engine_published() {
         "no open alerts (--all lists resolved ones too)\n"
     );
 }
+
+/// Runs Debian's `promtool check rules FILE` on `yaml`; its combined output.
+fn promtool_check_rules(dir: &Path, yaml: &str) -> (bool, String) {
+    let file = dir.join("rules.yml");
+    std::fs::write(&file, yaml).unwrap();
+    let output = match Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .arg(&file)
+        .output()
+    {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "`promtool` is not installed: install Debian's `prometheus` package \
+             (`apt-get install prometheus`; `.ci/run` installs it)"
+        ),
+        Err(e) => panic!("cannot run promtool: {e}"),
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[test]
+fn prometheus_rules_cover_every_timed_callsite_and_promtool_accepts_them() {
+    let r = record();
+    let yaml = ctl(&r.path, &["prometheus", "rules"]);
+    let (ok, output) = promtool_check_rules(&r.dir, &yaml);
+    assert!(ok, "promtool rejected the rules:\n{output}\n{yaml}");
+    // 10 recording rules for all callsites, then per callsite 4 slow-call ratios and 6 alerts.
+    assert!(output.contains("SUCCESS: 50 rules found"), "{output}");
+    for function in ["step", "parse", "open_file", "explode"] {
+        let group = format!("- name: instrument-callsite {}\n", name(function));
+        assert!(yaml.contains(&group), "no group for {function}:\n{yaml}");
+    }
+    assert!(yaml.starts_with("# Prometheus rules for the 4 timed callsites of "));
+
+    // Thresholds: defaults, overridden for all callsites and for one.
+    let step = name("step");
+    let yaml = ctl(
+        &r.path,
+        &[
+            "prometheus",
+            "rules",
+            "--error-ratio",
+            "0.01",
+            "--p99",
+            "100ms",
+            "--window",
+            "10m",
+            "--for",
+            "1m",
+            &format!("--p99-for={step}=50ms"),
+            &format!("--error-ratio-for={step}=0.02"),
+        ],
+    );
+    let (ok, output) = promtool_check_rules(&r.dir, &yaml);
+    assert!(ok, "promtool rejected the rules:\n{output}\n{yaml}");
+    let parse = name("parse");
+    for expected in [
+        format!(
+            "job_function:instrument_call_errors:ratio_rate10m{{function=\"{parse}\",module=\"instrumentctl\"}} > 0.01"
+        ),
+        format!(
+            "job_function:instrument_call_errors:ratio_rate10m{{function=\"{step}\",module=\"instrumentctl\"}} > 0.02"
+        ),
+        format!("function=\"{parse}\",module=\"instrumentctl\",le=\"0.1\""),
+        format!("function=\"{step}\",module=\"instrumentctl\",le=\"0.05\""),
+        "for: 1m\n".to_owned(),
+    ] {
+        assert!(yaml.contains(&expected), "missing {expected}:\n{yaml}");
+    }
+
+    // `--json` writes the same file as JSON, which Prometheus reads as well (JSON is YAML).
+    let json = ctl_json(&r.path, &["prometheus", "rules"]);
+    let groups = json["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 5);
+    let (ok, output) = promtool_check_rules(&r.dir, &json.to_string());
+    assert!(ok, "promtool rejected the JSON rules:\n{output}");
+}
+
+#[test]
+fn prometheus_rules_refuse_bad_thresholds_with_one_line() {
+    let r = record();
+    let db = r.path.to_str().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--p99", "300ms"],
+            "instrumentctl: the p99 objective 300ms for all callsites is not a bucket bound of \
+             instrument_duration_seconds (1us, 5us, 10us, 50us, 100us, 500us, 1ms, 5ms, 10ms, \
+             50ms, 100ms, 500ms, 1s, 5s, 10s): choose one of them, or give the sink's buckets",
+        ),
+        (
+            &["--error-ratio", "2"],
+            "instrumentctl: invalid error ratio 2 for all callsites: give a ratio between 0 and \
+             1, such as 0.05",
+        ),
+        (
+            &["--p99-for", "nope=1ms"],
+            "names `nope`, which is not a timed callsite of",
+        ),
+        (
+            &["--window", "soon"],
+            "instrumentctl: invalid --window `soon`: ",
+        ),
+        (
+            &["--error-ratio-for", "no-equals-sign"],
+            "instrumentctl: invalid --error-ratio-for `no-equals-sign`: give NAME=VALUE",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut all = vec!["--db", db, "prometheus", "rules"];
+        all.extend_from_slice(args);
+        let line = failing(&r.dir, &all);
+        assert!(line.contains(expected), "{args:?}: {line}");
+    }
+    // With the sink's own buckets, 300ms is fine.
+    let yaml = ctl(
+        &r.path,
+        &[
+            "prometheus",
+            "rules",
+            "--p99",
+            "300ms",
+            "--buckets",
+            "100ms,300ms,1s",
+        ],
+    );
+    assert!(yaml.contains("le=\"0.3\""), "{yaml}");
+    // A missing store is named.
+    let missing = r.dir.join("missing.db");
+    let line = failing(
+        &r.dir,
+        &["--db", missing.to_str().unwrap(), "prometheus", "rules"],
+    );
+    assert!(line.contains(missing.to_str().unwrap()), "{line}");
+}

@@ -1,9 +1,14 @@
-//! `instrumentctl`: reads (and maintains) the `SQLite` store a pipeline writes.
+//! `instrumentctl`: reads (and maintains) the `SQLite` store a pipeline writes, and searches,
+//! counts and tails its JSON-lines logs (`logs ...`, in `instrumentctl/logs.rs`).
 //!
 //! Every command prints an aligned table, or JSON with `--json` (the shapes of
 //! `instrument_sinks::sqlite::query`, listed in `docs/instrumentctl.md`). A command that only
 //! reads opens the database read-only. On bad input it exits non-zero with one line on stderr,
 //! `instrumentctl: <cause>`.
+
+// Beside this file, not in src/bin/ (where Cargo would take it for a binary of its own).
+#[path = "instrumentctl/logs.rs"]
+mod logs;
 
 use std::error::Error;
 use std::fmt::Write as _;
@@ -14,6 +19,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use instrument_sinks::rules::{Callsite, Objective, RulesConfig, RulesError};
 use instrument_sinks::sqlite::query::{
     AuditTrail, CallsiteSummary, ErrorGroup, EventRecord, ExportFormat, ExportTable, Store,
     Summary, TimeRange, Trace, TraceEntry, rfc3339,
@@ -36,7 +42,8 @@ mod operations;
     version,
     about = "Reads the SQLite store of an instrument pipeline: summaries, slow calls, errors, \
              traces, audit trails, health and alerts; checks its audit chain; backs it up, \
-             restores and prunes it."
+             restores and prunes it; writes Prometheus rules for its callsites; searches, counts \
+             and tails its JSON-lines logs."
 )]
 struct Cli {
     /// The pipeline's data directory; the store is DIR/instrument.db.
@@ -158,6 +165,50 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Prometheus artifacts for the pipeline's callsites.
+    Prometheus {
+        #[command(subcommand)]
+        command: PrometheusCommand,
+    },
+    /// The JSON-lines logs in DIR/logs: search, stats, tail, verify.
+    Logs(logs::LogsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum PrometheusCommand {
+    /// Prints Prometheus recording and alerting rules (YAML, for `rule_files`) for every timed
+    /// callsite of the store: error ratio and p99 latency objectives, with burn rates.
+    Rules(RulesArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RulesArgs {
+    /// The error ratio each callsite may have (0 to 1).
+    #[arg(long, default_value_t = 0.05, value_name = "RATIO")]
+    error_ratio: f64,
+    /// The duration 99% of each callsite's calls must end within; a bucket bound of the
+    /// Prometheus sink's histogram.
+    #[arg(long, default_value = "500ms", value_name = "DURATION")]
+    p99: String,
+    /// The window of the threshold alerts and the p50/p99 recording rules.
+    #[arg(long, default_value = "5m", value_name = "DURATION")]
+    window: String,
+    /// How long a threshold alert's condition must hold before it fires.
+    #[arg(long = "for", default_value = "30s", value_name = "DURATION")]
+    for_duration: String,
+    /// The metric prefix the Prometheus sink was built with.
+    #[arg(long, default_value = "instrument")]
+    prefix: String,
+    /// The sink's histogram bucket bounds, comma-separated (default: the sink's defaults,
+    /// 1us to 10s).
+    #[arg(long, value_name = "LIST")]
+    buckets: Option<String>,
+    /// The error ratio of one callsite, NAME=RATIO (repeatable).
+    #[arg(long, value_name = "NAME=RATIO")]
+    error_ratio_for: Vec<String>,
+    /// The p99 objective of one callsite, NAME=DURATION (repeatable).
+    #[arg(long, value_name = "NAME=DURATION")]
+    p99_for: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -325,16 +376,108 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let report = prune(&db, older_than, audit_older_than)?;
             print(json, &report, || prune_table(&db, &report))
         }
-        Command::Health { since, limit } => {
-            let range = range(&since, None, now)?;
-            let health = Store::open(&db)?.health(range, limit)?;
-            print(json, &health, || operations::health_table(&health))
-        }
-        Command::Alerts { all } => {
-            let alerts = Store::open(&db)?.alerts(all)?;
-            print(json, &alerts, || operations::alerts_table(&alerts, all))
-        }
+        Command::Health { since, limit } => operations::health(&db, &since, limit, json, now),
+        Command::Alerts { all } => operations::alerts(&db, all, json),
+        Command::Prometheus {
+            command: PrometheusCommand::Rules(args),
+        } => prometheus_rules(&db, &args, json),
+        Command::Logs(args) => logs::run(args, &cli.data_dir, json, now),
     }
+}
+
+/// `instrumentctl prometheus rules`: the rules for the store's timed callsites.
+fn prometheus_rules(db: &Path, args: &RulesArgs, json: bool) -> Result<ExitCode, Failure> {
+    let mut config = RulesConfig {
+        prefix: args.prefix.clone(),
+        objective: Objective {
+            error_ratio: Some(args.error_ratio),
+            p99: Some(duration("--p99", &args.p99)?),
+        },
+        window: duration("--window", &args.window)?,
+        for_duration: duration("--for", &args.for_duration)?,
+        ..RulesConfig::default()
+    };
+    if let Some(list) = &args.buckets {
+        config.buckets = list
+            .split(',')
+            .map(|bound| duration("--buckets", bound.trim()))
+            .collect::<Result<_, _>>()?;
+    }
+    let split = |flag: &str, text: &str| -> Result<(String, String), Failure> {
+        match text.rsplit_once('=') {
+            Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+            _ => Err(Failure(format!(
+                "invalid {flag} `{text}`: give NAME=VALUE, NAME a callsite's name"
+            ))),
+        }
+    };
+    let mut flags: Vec<(String, &'static str)> = Vec::new();
+    for text in &args.error_ratio_for {
+        let (name, value) = split("--error-ratio-for", text)?;
+        let ratio = value.parse().map_err(|_| {
+            Failure(format!(
+                "invalid --error-ratio-for `{text}`: `{value}` is not a number"
+            ))
+        })?;
+        config
+            .overrides
+            .entry(name.clone())
+            .or_default()
+            .error_ratio = Some(ratio);
+        flags.push((name, "--error-ratio-for"));
+    }
+    for text in &args.p99_for {
+        let (name, value) = split("--p99-for", text)?;
+        let p99 = duration("--p99-for", &value)?;
+        config.overrides.entry(name.clone()).or_default().p99 = Some(p99);
+        flags.push((name, "--p99-for"));
+    }
+    let store = Store::open(db)?;
+    let callsites: Vec<Callsite> = store
+        .callsites()?
+        .into_iter()
+        .filter(|c| matches!(c.kind.as_str(), "function" | "async" | "timer"))
+        .map(|c| Callsite::new(c.name, c.module))
+        .collect();
+    let rules = config.rules(&callsites).map_err(|error| match error {
+        RulesError::UnknownCallsite { name, .. } => {
+            let flag = flags
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or("an override", |(_, flag)| flag);
+            Failure(format!(
+                "{flag} names `{name}`, which is not a timed callsite of {}",
+                db.display()
+            ))
+        }
+        other => Failure::from(other),
+    })?;
+    let mut stderr = io::stderr().lock();
+    if callsites.is_empty() {
+        let _ = writeln!(
+            stderr,
+            "instrumentctl: note: {} has no timed callsites yet; only the recording rules              were written",
+            db.display()
+        );
+    }
+    for note in &rules.notes {
+        let _ = writeln!(stderr, "instrumentctl: note: {note}");
+    }
+    drop(stderr);
+    if json {
+        return print(true, &rules.file, String::new);
+    }
+    let mut text = format!(
+        "# Prometheus rules for the {} timed callsites of {}, from `instrumentctl prometheus \
+         rules`:\n# error ratio at most {}, p99 at most {}, window {}. Load with `rule_files`.\n",
+        callsites.len(),
+        db.display(),
+        args.error_ratio,
+        args.p99,
+        args.window,
+    );
+    text.push_str(&rules.to_yaml());
+    out(&text)
 }
 
 /// `text` of `flag` as a duration.

@@ -267,14 +267,14 @@ impl FileError {
 /// The identity of an open file, to notice when its path names another file (the directory
 /// was deleted and made again, or the file was moved away by hand).
 #[cfg(unix)]
-fn identity(meta: &fs::Metadata) -> (u64, u64) {
+pub(crate) fn identity(meta: &fs::Metadata) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt as _;
     (meta.dev(), meta.ino())
 }
 
 /// Elsewhere, only a file that is missing is noticed.
 #[cfg(not(unix))]
-fn identity(_: &fs::Metadata) -> (u64, u64) {
+pub(crate) fn identity(_: &fs::Metadata) -> (u64, u64) {
     (0, 0)
 }
 
@@ -566,7 +566,7 @@ pub(crate) fn gz_of(path: &Path) -> PathBuf {
 }
 
 /// The length of `file` (of `len` bytes) up to and including its last newline.
-fn whole_lines_length(file: &mut File, len: u64) -> io::Result<u64> {
+pub(crate) fn whole_lines_length(file: &mut File, len: u64) -> io::Result<u64> {
     const CHUNK: u64 = 64 * 1024;
     let mut end = len;
     let mut chunk = Vec::new();

@@ -48,8 +48,10 @@ mod files;
 mod json;
 mod line;
 mod maintenance;
+pub mod search;
 #[cfg(unix)]
 mod signal;
+pub mod tail;
 
 use std::collections::HashMap;
 use std::fmt;

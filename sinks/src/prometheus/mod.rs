@@ -87,25 +87,7 @@ use self::registry::{Exemplar, FamilySpec, Registry, Scale, SeriesRef, Type, Val
 use self::text::{is_metric_name, label_set};
 use crate::http::{Endpoint, EndpointBuilder, HttpError};
 
-/// The default histogram buckets: 1, 5, 10, 50, 100 and 500 us; 1, 5, 10, 50, 100 and 500 ms;
-/// 1, 5 and 10 s.
-pub const DEFAULT_BUCKETS: [Duration; 15] = [
-    Duration::from_micros(1),
-    Duration::from_micros(5),
-    Duration::from_micros(10),
-    Duration::from_micros(50),
-    Duration::from_micros(100),
-    Duration::from_micros(500),
-    Duration::from_millis(1),
-    Duration::from_millis(5),
-    Duration::from_millis(10),
-    Duration::from_millis(50),
-    Duration::from_millis(100),
-    Duration::from_millis(500),
-    Duration::from_secs(1),
-    Duration::from_secs(5),
-    Duration::from_secs(10),
-];
+pub use crate::buckets::DEFAULT_BUCKETS;
 
 /// The default prefix of the SDK's own metric names.
 pub const DEFAULT_PREFIX: &str = "instrument";
@@ -951,12 +933,24 @@ impl PrometheusSink {
         let meta = c.callsite;
         c.tail = label_set(meta.labels_slice().iter().copied());
         if meta.kind() == CallsiteKind::Histogram {
+            // Nanoseconds under a name in seconds (what the `metrics` bridge registers for a
+            // histogram in seconds): exported in seconds, as the name says.
+            let seconds = meta.unit() == Some(instrument::Unit::Nanoseconds)
+                && meta.name().ends_with("_seconds");
             let spec = FamilySpec {
                 name: meta.name(),
                 kind: Type::Summary,
-                scale: Scale::Plain,
+                scale: if seconds {
+                    Scale::Seconds
+                } else {
+                    Scale::Plain
+                },
                 help: &help_of(meta),
-                unit: meta.unit().map(instrument::Unit::as_str),
+                unit: if seconds {
+                    Some("seconds")
+                } else {
+                    meta.unit().map(instrument::Unit::as_str)
+                },
                 origin: origin(meta),
             };
             match registry.family(&spec) {

@@ -209,6 +209,21 @@ pub struct CallsiteSummary {
     pub calls_per_second: Option<f64>,
 }
 
+/// A callsite the store knows, from [`Store::callsites`].
+#[derive(Clone, Debug, Serialize)]
+pub struct CallsiteRecord {
+    /// The callsite's name (`function` in Prometheus' labels).
+    pub name: String,
+    /// Its module path (empty for a callsite registered at run time).
+    pub module: String,
+    /// Its kind: `function`, `async`, `timer`, `counter`, `gauge` or `histogram`.
+    pub kind: String,
+    /// Its labels, a JSON object.
+    pub labels: Value,
+    /// Its unit, when it has one.
+    pub unit: Option<String>,
+}
+
 /// A stored event (a notable call), as [`Store::slow`], [`Store::errors`], [`Store::trace`] and
 /// [`Store::export`] return it.
 #[derive(Clone, Debug, Serialize)]
@@ -730,6 +745,45 @@ impl Store {
             seconds,
             callsites,
         })
+    }
+
+    /// Every callsite the store has seen, by name, module, kind and labels, whether or not it
+    /// has calls in any range still stored.
+    ///
+    /// # Errors
+    /// [`QueryError::Read`], or [`QueryError::BadRow`] for a callsite whose labels cannot be
+    /// read.
+    pub fn callsites(&self) -> Result<Vec<CallsiteRecord>, QueryError> {
+        let read = self.read();
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT id, name, module, kind, labels, unit FROM callsites
+                 ORDER BY name, module, kind, labels, id",
+            )
+            .map_err(&read)?;
+        let mut rows = statement.query([]).map_err(&read)?;
+        let mut callsites: Vec<CallsiteRecord> = Vec::new();
+        while let Some(row) = rows.next().map_err(&read)? {
+            let id: i64 = row.get(0).map_err(&read)?;
+            let labels: String = row.get(4).map_err(&read)?;
+            let record = CallsiteRecord {
+                name: row.get(1).map_err(&read)?,
+                module: row.get(2).map_err(&read)?,
+                kind: row.get(3).map_err(&read)?,
+                labels: self.json_object("callsites", id, &labels)?,
+                unit: row.get(5).map_err(&read)?,
+            };
+            // The same callsite declared at several places (file, line) is one for a reader.
+            let known = callsites.last().is_some_and(|last| {
+                (&last.name, &last.module, &last.kind, &last.labels)
+                    == (&record.name, &record.module, &record.kind, &record.labels)
+            });
+            if !known {
+                callsites.push(record);
+            }
+        }
+        Ok(callsites)
     }
 
     /// The `top` longest stored events that started in `range`, longest first (ties by id),

@@ -1,12 +1,35 @@
 //! `instrumentctl health` and `instrumentctl alerts`: what the health registry and the alert
 //! engine stored.
 
-use instrument_sinks::sqlite::query::{AlertRecord, HealthHistory};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::SystemTime;
 
-use super::{Columns, or_dash, pairs};
+use instrument_sinks::sqlite::query::{AlertRecord, HealthHistory, Store};
+
+use super::{Columns, Failure, or_dash, pairs, print, range};
+
+/// `instrumentctl health`.
+pub(super) fn health(
+    db: &Path,
+    since: &str,
+    limit: usize,
+    json: bool,
+    now: SystemTime,
+) -> Result<ExitCode, Failure> {
+    let range = range(since, None, now)?;
+    let health = Store::open(db)?.health(range, limit)?;
+    print(json, &health, || health_table(&health))
+}
+
+/// `instrumentctl alerts`.
+pub(super) fn alerts(db: &Path, all: bool, json: bool) -> Result<ExitCode, Failure> {
+    let alerts = Store::open(db)?.alerts(all)?;
+    print(json, &alerts, || alerts_table(&alerts, all))
+}
 
 /// `health`: the latest status per component, then the changes, newest first.
-pub(super) fn health_table(health: &HealthHistory) -> String {
+fn health_table(health: &HealthHistory) -> String {
     if health.latest.is_empty() {
         return "no health changes stored (the process runs no health registry, or it has \
                 not published yet)\n"
@@ -52,7 +75,7 @@ pub(super) fn health_table(health: &HealthHistory) -> String {
 }
 
 /// `alerts`: one line per alert episode.
-pub(super) fn alerts_table(alerts: &[AlertRecord], all: bool) -> String {
+fn alerts_table(alerts: &[AlertRecord], all: bool) -> String {
     if alerts.is_empty() {
         return if all {
             "no alerts stored\n".to_owned()
