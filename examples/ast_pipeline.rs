@@ -106,7 +106,17 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ast_pipeline: {e}");
+            // One line: the error and the causes its message does not already tell.
+            let mut line = e.to_string();
+            let mut source = e.source();
+            while let Some(cause) = source {
+                let text = cause.to_string();
+                if !line.contains(&text) {
+                    line = format!("{line}: {text}");
+                }
+                source = cause.source();
+            }
+            eprintln!("ast_pipeline: {line}");
             ExitCode::FAILURE
         }
     }

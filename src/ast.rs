@@ -101,7 +101,7 @@ impl FunctionKind {
 
 /// What one function looks like.
 ///
-/// The **cyclomatic complexity** is McCabe's number counted on the syntax: 1, plus one for each
+/// The **cyclomatic complexity** is the classic decision count, taken on the syntax: 1, plus one for each
 /// `if` (an `else if` is another `if`), `while`, `for`, match arm after the first, match guard,
 /// `&&`, `||`, `?` (an early return), and `let ... else`. Closures belong to the function they
 /// are written in; a function declared inside another is a function of its own.
@@ -367,7 +367,7 @@ impl<'ast> Visit<'ast> for Walker {
 
     fn visit_trait_item_fn(&mut self, f: &'ast syn::TraitItemFn) {
         self.function(FunctionKind::TraitMethod, &f.sig, f.default.as_ref(), |w| {
-            visit::visit_trait_item_fn(w, f)
+            visit::visit_trait_item_fn(w, f);
         });
     }
 

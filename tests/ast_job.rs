@@ -25,6 +25,11 @@ use support::serial;
 
 const FILES: usize = 120;
 
+/// `n` as an SQL integer.
+fn int(n: usize) -> i64 {
+    i64::try_from(n).unwrap()
+}
+
 /// Runs the job over this workspace with the SDK installed (no endpoint), flushes and shuts
 /// the pipeline down, and returns what it reported with the database's path.
 fn run_instrumented(dir: &Path, fail_rate: f64) -> (JobSummary, PathBuf) {
@@ -63,11 +68,15 @@ fn hex_sha256(path: &str) -> String {
     let bytes = std::fs::read(path).expect("reads");
     Sha256::digest(&bytes)
         .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+        .fold(String::new(), |mut hex, b| {
+            use std::fmt::Write as _;
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
 }
 
-/// `ast_files` of the run: path -> (id, status, sha256, bytes, error_kind, correlation).
+/// `ast_files` of the run: path -> (`id`, `status`, `sha256`, `bytes`, `error_kind`,
+/// `correlation`).
 type FileRow = (
     i64,
     String,
@@ -101,8 +110,8 @@ fn file_rows(db: &Connection, run_id: i64) -> BTreeMap<String, FileRow> {
     .unwrap()
 }
 
-/// `analyze_file` audit rows: first input (the path) -> (inputs, outputs, outcome,
-/// error_kind, correlation).
+/// `analyze_file` audit rows: first input (the path) -> (`inputs`, `outputs`, `outcome`,
+/// `error_kind`, `correlation`).
 type AuditRow = (
     Vec<String>,
     Vec<String>,
@@ -158,6 +167,36 @@ fn window_totals(db: &Connection, callsite: &str, kind: &str) -> (i64, i64) {
         )
         .unwrap();
     (calls, errors)
+}
+
+/// Every stage was measured: the stored windows hold every call of each stage function, and
+/// the callsites carry their `stage` label.
+fn check_stage_windows(db: &Connection, summary: &JobSummary) {
+    for (callsite, calls) in [
+        ("ast_pipeline::read_file", int(FILES)),
+        ("ast_pipeline::parse_source", int(FILES)),
+        (
+            "ast_pipeline::analyze",
+            i64::try_from(summary.parsed).unwrap(),
+        ),
+        (
+            "ast_pipeline::store_batch",
+            i64::try_from(summary.stages[4].calls).unwrap(),
+        ),
+    ] {
+        assert_eq!(window_totals(db, callsite, "").0, calls, "{callsite}");
+    }
+    let labels: String = db
+        .query_row(
+            "SELECT labels FROM callsites WHERE name = 'ast_pipeline::parse_source'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&labels).unwrap(),
+        serde_json::json!({"stage": "parse"})
+    );
 }
 
 #[test]
@@ -260,32 +299,7 @@ fn every_file_gets_a_row_with_its_functions_and_an_audit_entry_with_its_content_
         [("analyze_file", vec![format!("ast_files:{}", files[name].0)])]
     );
 
-    // Every stage was measured: the windows hold every call of each stage function.
-    for (callsite, calls) in [
-        ("ast_pipeline::read_file", FILES as i64),
-        ("ast_pipeline::parse_source", FILES as i64),
-        (
-            "ast_pipeline::analyze",
-            i64::try_from(summary.parsed).unwrap(),
-        ),
-        (
-            "ast_pipeline::store_batch",
-            i64::try_from(summary.stages[4].calls).unwrap(),
-        ),
-    ] {
-        assert_eq!(window_totals(&db, callsite, "-").0, calls, "{callsite}");
-    }
-    let labels: String = db
-        .query_row(
-            "SELECT labels FROM callsites WHERE name = 'ast_pipeline::parse_source'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(
-        serde_json::from_str::<Value>(&labels).unwrap(),
-        serde_json::json!({"stage": "parse"})
-    );
+    check_stage_windows(&db, &summary);
 }
 
 #[test]
@@ -336,8 +350,8 @@ fn a_fail_rate_fails_that_share_of_parse_calls_and_records_each_with_its_kind() 
 
     // The SDK counted them by kind in its windows, and kept each as an error event.
     let (calls, errors) = window_totals(&db, "ast_pipeline::parse_source", "Injected");
-    assert_eq!(calls, FILES as i64);
-    assert_eq!(errors, picked.len() as i64);
+    assert_eq!(calls, int(FILES));
+    assert_eq!(errors, int(picked.len()));
     let events: i64 = db
         .query_row(
             "SELECT count(*) FROM events e JOIN callsites c ON c.id = e.callsite_id
@@ -347,7 +361,7 @@ fn a_fail_rate_fails_that_share_of_parse_calls_and_records_each_with_its_kind() 
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(events, picked.len() as i64);
+    assert_eq!(events, int(picked.len()));
 
     // Their audit entries say so, and their trail shows the error row.
     let audit = audit_rows(&db);
@@ -415,4 +429,71 @@ fn a_run_over_nothing_fails_naming_the_root() {
         "{error}"
     );
     assert!(!error.contains('\n'), "one line: {error}");
+}
+
+#[test]
+fn unreadable_text_and_syntax_errors_are_stored_and_audited_with_their_kind() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    std::fs::create_dir_all(corpus.join("sub")).unwrap();
+    std::fs::write(corpus.join("a.rs"), "fn a() { if true {} }").unwrap();
+    std::fs::write(corpus.join("b.rs"), b"fn b() {}\xff\xfe").unwrap();
+    std::fs::write(corpus.join("sub").join("c.rs"), "fn c( {").unwrap();
+    std::fs::write(corpus.join("notes.txt"), "not Rust").unwrap();
+    let sdk = Instrumentation::install(&InstrumentationOptions {
+        data_dir: dir.path().join("data"),
+        prometheus: None,
+        config: None,
+    })
+    .expect("installs");
+    let options = JobOptions::new(vec![corpus.clone()], sdk.database.clone());
+    let summary = job::run(&options).expect("the job runs");
+    sdk.pipeline.flush().expect("flush");
+    let path = sdk.database.clone();
+    drop(sdk);
+
+    assert_eq!((summary.stored, summary.parsed), (3, 1));
+    assert_eq!(
+        summary.failures.into_iter().collect::<Vec<_>>(),
+        [(("parse", "Syntax"), 1), (("read", "NotUtf8"), 1)]
+    );
+    let db = Connection::open(&path).unwrap();
+    let files = file_rows(&db, summary.run_id);
+    let name = |file: &str| corpus.join(file).to_string_lossy().into_owned();
+    let (b_id, b_status, b_sha, b_bytes, b_kind, _) = &files[&name("b.rs")];
+    assert_eq!(
+        (b_status.as_str(), b_kind.as_deref()),
+        ("error", Some("NotUtf8"))
+    );
+    // Not text, but read: its content is hashed, so the audit trail names it.
+    assert_eq!(b_sha.as_deref(), Some(hex_sha256(&name("b.rs")).as_str()));
+    assert_eq!(*b_bytes, None);
+    let (_, c_status, _, _, c_kind, _) = &files[&name("sub/c.rs")];
+    assert_eq!(
+        (c_status.as_str(), c_kind.as_deref()),
+        ("error", Some("Syntax"))
+    );
+
+    let audit = audit_rows(&db);
+    let (inputs, outputs, outcome, kind, _) = &audit[&name("b.rs")][0];
+    assert_eq!(inputs[1], format!("sha256:{}", b_sha.as_deref().unwrap()));
+    assert_eq!(outputs, &[format!("ast_files:{b_id}")]);
+    assert_eq!(
+        (outcome.as_deref(), kind.as_deref()),
+        (Some("error"), Some("NotUtf8"))
+    );
+    assert_eq!(audit[&name("sub/c.rs")][0].3.as_deref(), Some("Syntax"));
+    assert_eq!(
+        window_totals(&db, "ast_pipeline::read_file", "NotUtf8"),
+        (3, 1)
+    );
+    assert_eq!(
+        window_totals(&db, "ast_pipeline::parse_source", "Syntax"),
+        (2, 1)
+    );
+    // The audit trail of the content hash finds the file too.
+    let trail = Store::open(&path).unwrap().audit_trail(&inputs[1]).unwrap();
+    assert_eq!(trail.entries.len(), 1);
+    assert_eq!(trail.entries[0].entry.inputs[0], name("b.rs"));
 }

@@ -160,14 +160,19 @@ pub enum ReadFailure {
     },
 }
 
+/// The error kind of a file system error: `NotFound`, `PermissionDenied`, else `Io`.
+fn io_kind(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::NotFound => "NotFound",
+        io::ErrorKind::PermissionDenied => "PermissionDenied",
+        _ => "Io",
+    }
+}
+
 impl instrument::ErrorKind for ReadFailure {
     fn error_kind(&self) -> &'static str {
         match self {
-            ReadFailure::Io(e) => match e.kind() {
-                io::ErrorKind::NotFound => "NotFound",
-                io::ErrorKind::PermissionDenied => "PermissionDenied",
-                _ => "Io",
-            },
+            ReadFailure::Io(e) => io_kind(e),
             ReadFailure::NotUtf8 { .. } => "NotUtf8",
         }
     }
@@ -245,7 +250,8 @@ pub fn injected_failure(path: &Path, rate: f64) -> bool {
 #[instrument_performance(
     name = "ast_pipeline::list_dir",
     labels(stage = "discover"),
-    slow = "20ms"
+    slow = "20ms",
+    err_kind = io_kind
 )]
 fn list_dir(dir: &Path) -> io::Result<Listing> {
     corpus::list_dir(dir)
@@ -602,11 +608,8 @@ impl StoreTotals {
                 self.debt.todo += a.debt.todo;
                 self.debt.fixme += a.debt.fixme;
                 self.debt.unsafe_code += a.debt.unsafe_code;
+                // What the file yielded is in the row the entry's output names.
                 entry.outcome = Some(Outcome::Ok);
-                entry = entry
-                    .field("status", &"ok")
-                    .field("functions", &a.functions.len())
-                    .field("max_complexity", &a.max_complexity);
             }
             Err(failure) => {
                 *self
@@ -627,7 +630,6 @@ impl StoreTotals {
                 entry.outcome = Some(Outcome::Error);
                 entry.error_kind = Some(failure.kind);
                 entry = entry
-                    .field("status", &"error")
                     .field("stage", &failure.stage)
                     .field("error", &failure.message);
             }
@@ -697,32 +699,28 @@ fn join<T>(handle: thread::ScopedJoinHandle<'_, T>, stage: &'static str) -> Resu
     handle.join().map_err(|_| JobError::Panicked { stage })
 }
 
-/// Runs the pipeline: discovers the files under [`JobOptions::roots`], reads, parses, analyzes
-/// and stores each, and returns what it did. With an installed pipeline (see
-/// [`Instrumentation`]) every stage is measured; without one the same work runs uninstrumented.
-///
-/// # Errors
-/// [`JobError`]: no file found, the tables could not be written, audit entries refused, a
-/// thread could not start or panicked.
-pub fn run(options: &JobOptions) -> Result<JobSummary, JobError> {
-    let started = Instant::now();
-    let mut store = AstStore::open(&options.database, options.busy_timeout)?;
-    let threads = options.threads.max(1);
-    let run_id = store.begin_run(&options.roots, threads, options.fail_rate, options.audit)?;
-    let bar = progress_bar(options.progress);
+/// What the stages' threads did.
+type StageResults = (Discovery, ReadCount, ParseCount, StoreTotals);
 
+/// Starts the discover, read and parse threads, runs the store stage on this thread until every
+/// file is stored (or the store fails, which stops the others), and joins them.
+fn run_stages(
+    options: &JobOptions,
+    threads: usize,
+    store: &mut AstStore,
+    run_id: i64,
+    bar: &indicatif::ProgressBar,
+) -> Result<StageResults, JobError> {
     let (paths_tx, paths_rx) = crossbeam_channel::bounded::<PathBuf>(PATHS_QUEUE);
     let (sources_tx, sources_rx) = crossbeam_channel::bounded::<Loaded>(SOURCES_QUEUE);
     let (results_tx, results_rx) = crossbeam_channel::bounded::<FileResult>(RESULTS_QUEUE);
     let fail_rate = options.fail_rate;
-
-    let (discovery, read, parsed, stored) = thread::scope(|scope| {
+    thread::scope(|scope| {
         let spawn_error = |stage| move |source| JobError::Spawn { stage, source };
-        let bar_ref = &bar;
         let discoverer = thread::Builder::new()
             .name("ast-discover".into())
             .spawn_scoped(scope, move || {
-                discover(&options.roots, options.max_files, &paths_tx, bar_ref)
+                discover(&options.roots, options.max_files, &paths_tx, bar)
             })
             .map_err(spawn_error("discover"))?;
         let reader = {
@@ -748,7 +746,7 @@ pub fn run(options: &JobOptions) -> Result<JobSummary, JobError> {
         }
         // The store stage ends when every sender is gone.
         drop((sources_rx, results_tx));
-        let stored = store_stage(&mut store, run_id, &results_rx, options.audit, &bar);
+        let stored = store_stage(store, run_id, &results_rx, options.audit, bar);
         // On a store failure the receiver goes first, so the other stages stop.
         drop(results_rx);
         let discovery = join(discoverer, "discover")?;
@@ -760,55 +758,46 @@ pub fn run(options: &JobOptions) -> Result<JobSummary, JobError> {
             parsed.parse_errors += count.parse_errors;
             parsed.analyze_calls += count.analyze_calls;
         }
-        Ok::<_, JobError>((discovery, read, parsed, stored?))
+        Ok((discovery, read, parsed, stored?))
+    })
+}
+
+/// The run's own audit entry: the roots in, `ast_runs:ID` out.
+fn audit_run(
+    options: &JobOptions,
+    run_id: i64,
+    stored: &StoreTotals,
+    failed: u64,
+) -> Result<(), JobError> {
+    let entry = AuditEntry::new("ast_run")
+        .inputs(
+            options
+                .roots
+                .iter()
+                .map(|r| r.to_string_lossy().into_owned()),
+        )
+        .output(format!("ast_runs:{run_id}"))
+        .actor("ast_pipeline")
+        .field("files", &stored.stored)
+        .field("parsed", &stored.parsed)
+        .field("failed", &failed);
+    instrument::audit(entry).map_err(|error| JobError::AuditLost {
+        lost: 1,
+        path: format!("ast_runs:{run_id}"),
+        error,
     })?;
-    bar.finish_and_clear();
-    let wall = started.elapsed();
+    Ok(())
+}
 
-    if discovery.files == 0 {
-        let roots: Vec<_> = options
-            .roots
-            .iter()
-            .map(|r| r.display().to_string())
-            .collect();
-        return Err(JobError::NoFiles {
-            roots: roots.join(", "),
-            unreadable: discovery
-                .unreadable
-                .first()
-                .map(|(path, e)| format!("; cannot read {}: {e}", path.display()))
-                .unwrap_or_default(),
-        });
-    }
-    if let Some((lost, path, error)) = stored.audit_lost {
-        return Err(JobError::AuditLost { lost, path, error });
-    }
-    let failed: u64 = stored.failures.values().sum();
-    store.finish_run(run_id, stored.stored, stored.parsed, failed)?;
-    let mut audit_entries = stored.audit_entries;
-    if options.audit {
-        let entry = AuditEntry::new("ast_run")
-            .inputs(
-                options
-                    .roots
-                    .iter()
-                    .map(|r| r.to_string_lossy().into_owned()),
-            )
-            .output(format!("ast_runs:{run_id}"))
-            .actor("ast_pipeline")
-            .field("files", &stored.stored)
-            .field("parsed", &stored.parsed)
-            .field("failed", &failed);
-        instrument::audit(entry).map_err(|error| JobError::AuditLost {
-            lost: 1,
-            path: format!("ast_runs:{run_id}"),
-            error,
-        })?;
-        audit_entries += 1;
-    }
-    let most_complex = store.most_complex(run_id, 10)?;
-
-    let stages = [
+/// The job's own counts per stage, in [`STAGES`] order.
+fn stage_counts(
+    discovery: &Discovery,
+    read: &ReadCount,
+    parsed: &ParseCount,
+    stored: &StoreTotals,
+    threads: usize,
+) -> [StageCount; 5] {
+    [
         StageCount {
             calls: discovery.dirs,
             errors: discovery.dir_errors,
@@ -839,7 +828,54 @@ pub fn run(options: &JobOptions) -> Result<JobSummary, JobError> {
             files: stored.stored,
             threads: 1,
         },
-    ];
+    ]
+}
+
+/// Runs the pipeline: discovers the files under [`JobOptions::roots`], reads, parses, analyzes
+/// and stores each, and returns what it did. With an installed pipeline (see
+/// [`Instrumentation`]) every stage is measured; without one the same work runs uninstrumented.
+///
+/// # Errors
+/// [`JobError`]: no file found, the tables could not be written, audit entries refused, a
+/// thread could not start or panicked.
+pub fn run(options: &JobOptions) -> Result<JobSummary, JobError> {
+    let started = Instant::now();
+    let mut store = AstStore::open(&options.database, options.busy_timeout)?;
+    let threads = options.threads.max(1);
+    let run_id = store.begin_run(&options.roots, threads, options.fail_rate, options.audit)?;
+    let bar = progress_bar(options.progress);
+    let (discovery, read, parsed, stored) = run_stages(options, threads, &mut store, run_id, &bar)?;
+    bar.finish_and_clear();
+    let wall = started.elapsed();
+
+    if discovery.files == 0 {
+        let roots: Vec<_> = options
+            .roots
+            .iter()
+            .map(|r| r.display().to_string())
+            .collect();
+        return Err(JobError::NoFiles {
+            roots: roots.join(", "),
+            unreadable: discovery
+                .unreadable
+                .first()
+                .map(|(path, e)| format!("; cannot read {}: {e}", path.display()))
+                .unwrap_or_default(),
+        });
+    }
+    if let Some((lost, path, error)) = stored.audit_lost {
+        return Err(JobError::AuditLost { lost, path, error });
+    }
+    let failed: u64 = stored.failures.values().sum();
+    store.finish_run(run_id, stored.stored, stored.parsed, failed)?;
+    let mut audit_entries = stored.audit_entries;
+    if options.audit {
+        audit_run(options, run_id, &stored, failed)?;
+        audit_entries += 1;
+    }
+    let most_complex = store.most_complex(run_id, 10)?;
+
+    let stages = stage_counts(&discovery, &read, &parsed, &stored, threads);
     let mut options = options.clone();
     options.threads = threads;
     Ok(JobSummary {

@@ -81,8 +81,9 @@ const SCHEMA: &str = "
 /// How long a batch is retried while the file is busy.
 const BUSY_PATIENCE: Duration = Duration::from_secs(60);
 
-/// The job's tables could not be written.
-#[derive(Debug, thiserror::Error)]
+/// The job's tables could not be written. The variant names the error kind
+/// (`#[derive(ErrorKind)]`) of a failed `ast_pipeline::store_batch` call.
+#[derive(Debug, thiserror::Error, instrument::ErrorKind)]
 pub enum StoreError {
     /// The directory of the file could not be created.
     #[error("cannot create the directory of {path}: {source}")]
@@ -132,11 +133,13 @@ fn micros(time: SystemTime) -> i64 {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        text.push(char::from(DIGITS[usize::from(b >> 4)]));
+        text.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    text
 }
 
 /// `sha256:` and the lowercase hexadecimal digest, as audit entries name a content.
@@ -328,6 +331,33 @@ impl AstStore {
     }
 }
 
+/// The count columns of `ast_files`, in order, for a parsed file; all null for a failed one.
+fn counts(outcome: &Result<crate::ast::FileAnalysis, super::Failure>) -> [Option<i64>; 16] {
+    let Ok(a) = outcome else {
+        return [None; 16];
+    };
+    let n = |n: u64| Some(i64::try_from(n).unwrap_or(i64::MAX));
+    let s = &a.stats;
+    [
+        n(s.items),
+        n(s.functions),
+        n(s.structs),
+        n(s.enums),
+        n(s.traits),
+        n(s.impls),
+        n(s.macro_calls),
+        n(s.closures),
+        n(s.unsafe_blocks),
+        n(s.unsafe_functions),
+        n(s.unsafe_impls),
+        n(a.max_complexity.into()),
+        n(a.max_nesting.into()),
+        n(a.debt.todo.into()),
+        n(a.debt.fixme.into()),
+        n(a.debt.unsafe_code.into()),
+    ]
+}
+
 fn insert_files(
     tx: &rusqlite::Transaction<'_>,
     run_id: i64,
@@ -347,93 +377,55 @@ fn insert_files(
              statements, complexity, max_nesting, unsafe_blocks)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
-    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     let mut ids = Vec::with_capacity(batch.len());
     for file in batch {
-        let sha = file.sha256.as_ref().map(|h| hex(h));
-        let bytes = file.bytes.map(count);
-        let correlation = file.correlation.to_string();
-        match &file.outcome {
-            Ok(a) => {
-                let s = &a.stats;
-                file_row.execute(params![
-                    run_id,
-                    file.path,
-                    sha,
-                    bytes,
-                    correlation,
-                    "ok",
-                    None::<&str>,
-                    None::<&str>,
-                    None::<&str>,
-                    count(s.items),
-                    count(s.functions),
-                    count(s.structs),
-                    count(s.enums),
-                    count(s.traits),
-                    count(s.impls),
-                    count(s.macro_calls),
-                    count(s.closures),
-                    count(s.unsafe_blocks),
-                    count(s.unsafe_functions),
-                    count(s.unsafe_impls),
-                    a.max_complexity,
-                    a.max_nesting,
-                    a.debt.todo,
-                    a.debt.fixme,
-                    a.debt.unsafe_code,
-                    stored,
-                ])?;
-                let id = tx.last_insert_rowid();
-                for f in &a.functions {
-                    function_row.execute(params![
-                        id,
-                        f.name,
-                        f.kind.as_str(),
-                        f.is_async,
-                        f.is_unsafe,
-                        f.has_body,
-                        f.params,
-                        f.statements,
-                        f.complexity,
-                        f.max_nesting,
-                        f.unsafe_blocks,
-                    ])?;
-                }
-                ids.push(id);
-            }
-            Err(failure) => {
-                file_row.execute(params![
-                    run_id,
-                    file.path,
-                    sha,
-                    bytes,
-                    correlation,
-                    "error",
-                    failure.stage,
-                    failure.kind,
-                    failure.message,
-                    None::<i64>,
-                    None::<i64>,
-                    None::<i64>,
-                    None::<i64>,
-                    None::<i64>,
-                    None::<i64>,
-                    None::<i64>,
-                    None::<i64>,
-                    None::<i64>,
-                    None::<i64>,
-                    None::<i64>,
-                    None::<i64>,
-                    None::<i64>,
-                    None::<i64>,
-                    None::<i64>,
-                    None::<i64>,
-                    stored,
-                ])?;
-                ids.push(tx.last_insert_rowid());
-            }
+        let failure = file.outcome.as_ref().err();
+        let c = counts(&file.outcome);
+        file_row.execute(params![
+            run_id,
+            file.path,
+            file.sha256.as_ref().map(|h| hex(h)),
+            file.bytes.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+            file.correlation.to_string(),
+            if failure.is_some() { "error" } else { "ok" },
+            failure.map(|f| f.stage),
+            failure.map(|f| f.kind),
+            failure.map(|f| f.message.as_str()),
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            c[4],
+            c[5],
+            c[6],
+            c[7],
+            c[8],
+            c[9],
+            c[10],
+            c[11],
+            c[12],
+            c[13],
+            c[14],
+            c[15],
+            stored,
+        ])?;
+        let id = tx.last_insert_rowid();
+        for f in file.outcome.iter().flat_map(|a| &a.functions) {
+            function_row.execute(params![
+                id,
+                f.name,
+                f.kind.as_str(),
+                f.is_async,
+                f.is_unsafe,
+                f.has_body,
+                f.params,
+                f.statements,
+                f.complexity,
+                f.max_nesting,
+                f.unsafe_blocks,
+            ])?;
         }
+        ids.push(id);
     }
     Ok(ids)
 }
