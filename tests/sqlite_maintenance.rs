@@ -740,12 +740,12 @@ fn pruning_audit_keeps_the_newest_row_and_refuses_to_prune_a_changed_row() {
     assert_eq!(count(&open(&changed), "audit_anchor"), 0);
 }
 
-/// Makes the current store at `path` a v1 store: v2 only added tables, and v3 only columns
-/// and an index of one of them.
+/// Makes the current store at `path` a v1 store: v2 only added tables, v3 only columns and
+/// an index of one of them, and v4 a table.
 fn downgrade_to_v1(path: &Path) {
     open(path)
         .execute_batch(
-            "DROP TABLE audit_anchor; DROP TABLE health; DROP TABLE alerts;
+            "DROP TABLE audit_anchor; DROP TABLE health; DROP TABLE alerts; DROP TABLE alert_actions;
              DELETE FROM schema_version WHERE version >= 2;",
         )
         .unwrap();
@@ -783,7 +783,7 @@ fn a_version_1_store_is_backed_up_as_it_is_and_migrated_forward_by_the_sink_and_
         .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    for table in ["audit_anchor", "health", "alerts"] {
+    for table in ["audit_anchor", "health", "alerts", "alert_actions"] {
         assert!(tables(&db).contains(&table.to_owned()), "{table}");
     }
     assert_eq!(audit_rows(&db), before);

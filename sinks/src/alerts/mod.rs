@@ -40,6 +40,14 @@
 //! ([`AlertEngineBuilder::escalation`]), a critical alert still firing and not acknowledged
 //! that long after it fired is sent once to the escalation notifier.
 //!
+//! From outside the process, `instrumentctl alerts ack ID`, `alerts resolve ID`, `alerts
+//! silence MATCHER... --for 1h` and `alerts expire SILENCE` write to the store; the running
+//! `SQLite` sink hands each action on as a notice from source `alerts.control` at its next
+//! tick (about a second), and the engine applies it like the [`AlertHandle`] calls. When the
+//! sink starts it hands on the silences that have not ended and the acknowledgements of the
+//! alerts still open, so a restarted process keeps both: an acknowledgement is carried to the
+//! first alert of that fingerprint that fires in the new process.
+//!
 //! # Where alerts go
 //! - Every state change is a [`Notice`] from source `alerts` (the log stream: the `SQLite`
 //!   sink stores it in `notices` and in its `alerts` table, the JSON-lines sink writes it),
@@ -218,6 +226,9 @@ pub struct Silence {
     pub end: SystemTime,
     /// Why, for people.
     pub comment: String,
+    /// The store's id of a silence made with `instrumentctl alerts silence` (which `alerts
+    /// expire ID` ends); `None` for one made in code.
+    pub id: Option<i64>,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)]
@@ -251,6 +262,7 @@ impl Silence {
             start,
             end,
             comment: String::new(),
+            id: None,
         }
     }
 
@@ -415,6 +427,7 @@ impl AlertEngineBuilder {
                 last_sent: HashMap::new(),
                 gauges,
                 evaluations: 0,
+                carried_acks: HashMap::new(),
             }),
             notifiers,
             escalation,
@@ -434,6 +447,9 @@ struct EngineState {
     /// `instrument_alerts` per rule, severity and state, with the value last set.
     gauges: HashMap<(String, Severity, AlertState), (Gauge, bool)>,
     evaluations: u64,
+    /// Acknowledgements that arrived for a fingerprint with no firing alert (from the store,
+    /// after a restart), by fingerprint: applied when it fires.
+    carried_acks: HashMap<String, (SystemTime, String)>,
 }
 
 struct Shared {
@@ -493,6 +509,10 @@ fn publish(alert: &Alert) {
     instrument::publish(notice);
 }
 
+/// The source of the notices that carry operators' actions from the store (the `SQLite`
+/// sink's `alerts.control`).
+const CONTROL_SOURCE: &str = "alerts.control";
+
 /// Evaluates alert rules on every snapshot; see the [module docs](self).
 pub struct AlertEngine {
     shared: Arc<Shared>,
@@ -528,13 +548,93 @@ impl AlertEngine {
         }
     }
 
+    /// Applies an operator's action handed on by the store (`instrumentctl alerts ...`).
+    fn control(&self, notice: &Notice) {
+        let field = |key: &str| {
+            notice
+                .fields
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        let handle = self.handle();
+        let actor = field("actor").unwrap_or("instrumentctl");
+        match field("action") {
+            Some("ack") => {
+                let Some(fingerprint) = field("fingerprint") else {
+                    return;
+                };
+                if !handle.ack(fingerprint, actor) {
+                    let mut state = self.shared.lock();
+                    let firing = state
+                        .eval
+                        .find_mut(fingerprint)
+                        .is_some_and(|a| a.state == AlertState::Firing);
+                    if !firing {
+                        state
+                            .carried_acks
+                            .insert(fingerprint.to_owned(), (notice.time, actor.to_owned()));
+                    }
+                }
+            }
+            Some("resolve") => {
+                if let Some(fingerprint) = field("fingerprint") {
+                    let _resolved = handle.resolve(fingerprint);
+                    self.shared.lock().carried_acks.remove(fingerprint);
+                }
+            }
+            Some("silence") => {
+                let id = field("silence_id").and_then(|v| v.parse::<i64>().ok());
+                let matchers: Option<BTreeMap<String, String>> =
+                    field("matchers").and_then(|m| serde_json::from_str(m).ok());
+                let time = |key| {
+                    field(key)
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .map(|us| UNIX_EPOCH + Duration::from_micros(us))
+                };
+                let (Some(id), Some(matchers), Some(start), Some(end)) =
+                    (id, matchers, time("starts_us"), time("ends_us"))
+                else {
+                    return;
+                };
+                let mut state = self.shared.lock();
+                if state.silences.iter().any(|s| s.id == Some(id)) {
+                    return;
+                }
+                let mut silence =
+                    Silence::between(matchers, start, end).comment(field("comment").unwrap_or(""));
+                silence.id = Some(id);
+                state.silences.push(silence);
+            }
+            Some("expire") => {
+                if let Some(id) = field("silence_id").and_then(|v| v.parse::<i64>().ok()) {
+                    self.shared.lock().silences.retain(|s| s.id != Some(id));
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn evaluate(&self, frame: &Frame) {
         let Some(now) = frame.time else {
             return;
         };
         let mut state = self.shared.lock();
-        let changes = state.eval.evaluate(frame);
+        let mut changes = state.eval.evaluate(frame);
         state.evaluations += 1;
+        if !state.carried_acks.is_empty() {
+            for alert in &mut changes {
+                if alert.state == AlertState::Firing
+                    && alert.acknowledged.is_none()
+                    && let Some(ack) = state.carried_acks.remove(&alert.fingerprint)
+                {
+                    alert.acknowledged = Some(ack.clone());
+                    if let Some(kept) = state.eval.find_mut(&alert.fingerprint) {
+                        kept.acknowledged = Some(ack);
+                    }
+                }
+            }
+        }
         for mut alert in changes {
             self.shared.announce(&mut state, &mut alert, now);
             // Keep the engine's copy's silenced flag in step with what was announced.
@@ -568,10 +668,15 @@ impl Sink for AlertEngine {
     }
 
     fn interests(&self) -> Interests {
-        Interests::NONE.with_snapshots(true)
+        Interests::NONE.with_snapshots(true).with_notices(true)
     }
 
     fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        for notice in &batch.notices {
+            if notice.source == CONTROL_SOURCE {
+                self.control(notice);
+            }
+        }
         if let Some(snapshot) = &batch.snapshot {
             self.evaluate(&Frame::from_snapshot(snapshot));
         }

@@ -159,11 +159,14 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
-    /// Open alerts, newest first (with --all, resolved ones too).
+    /// Open alerts, newest first (with --all, resolved ones too); `alerts ack`, `resolve`,
+    /// `silence`, `silences` and `expire` act on them.
     Alerts {
         /// Resolved alerts too.
         #[arg(long)]
         all: bool,
+        #[command(subcommand)]
+        command: Option<operations::AlertsCommand>,
     },
     /// Prometheus artifacts for the pipeline's callsites.
     Prometheus {
@@ -377,7 +380,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             print(json, &report, || prune_table(&db, &report))
         }
         Command::Health { since, limit } => operations::health(&db, &since, limit, json, now),
-        Command::Alerts { all } => operations::alerts(&db, all, json),
+        Command::Alerts { all, command } => operations::alerts(&db, all, command, json, now),
         Command::Prometheus {
             command: PrometheusCommand::Rules(args),
         } => prometheus_rules(&db, &args, json),
@@ -481,7 +484,7 @@ fn prometheus_rules(db: &Path, args: &RulesArgs, json: bool) -> Result<ExitCode,
 }
 
 /// `text` of `flag` as a duration.
-fn duration(flag: &str, text: &str) -> Result<std::time::Duration, Failure> {
+pub(crate) fn duration(flag: &str, text: &str) -> Result<std::time::Duration, Failure> {
     humantime::parse_duration(text).map_err(|e| {
         Failure(format!(
             "invalid {flag} `{text}`: {e}; give a duration such as 30d, 12h or 90m"
@@ -574,7 +577,7 @@ fn prune_table(db: &Path, report: &PruneReport) -> String {
 
 /// `text` of `flag` as a time: `all` (no bound), a duration before `now`, or an RFC 3339 UTC
 /// time.
-fn time(flag: &str, text: &str, now: SystemTime) -> Result<Option<SystemTime>, Failure> {
+pub(crate) fn time(flag: &str, text: &str, now: SystemTime) -> Result<Option<SystemTime>, Failure> {
     if text == "all" {
         return Ok(None);
     }

@@ -351,7 +351,7 @@ fn sql_error(
 
 /// Opens an existing store read-write (never creating one) and returns it with its schema
 /// version; with `migrate`, brings an older schema up to date.
-fn open_store(db: &Path, migrate: bool) -> Result<(Connection, i64), MaintenanceError> {
+pub(crate) fn open_store(db: &Path, migrate: bool) -> Result<(Connection, i64), MaintenanceError> {
     match fs::metadata(db) {
         Ok(meta) if meta.is_file() => {}
         Ok(_) => {

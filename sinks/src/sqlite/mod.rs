@@ -20,6 +20,7 @@
 //! | `notices` | notice; `fields` a JSON array of `[key, value]` pairs |
 //! | `health` | health change of a component (a notice from source `health`, see `health`): `time_us`, `component` (`overall` for the whole), `status`, `reason` |
 //! | `alerts` | alert episode (notices from source `alerts`, see `alerts`): `rule`, `state` (latest: `pending`, `firing`, `acknowledged`, `resolved`, `inactive`), `severity`, `labels` (JSON object), `message` (the summary), `value`, `started_us`, `updated_us`, `resolved_us` (set when it resolved), `acked_us`, `acked_by`, `fingerprint` (one open row per fingerprint, updated by each change until it resolves), `alert_id` (the engine's id), `silenced` |
+//! | `alert_actions` | operator's action from outside the process ([`control`]): `action` (`ack`, `resolve`, `silence`, `expire`), `time_us`, `alert_row` and `fingerprint` of the alert, the silence's `matchers` (JSON object), `starts_us` and `ends_us`, `silence_id` (of an `expire`), `actor`, `comment`; the sink hands each on to the alert engine at its next tick |
 //!
 //! # Reading
 //! [`query::Store`] opens a store read-only and answers the questions of the `instrumentctl`
@@ -162,6 +163,7 @@
 //! subdirectory names sort out of order (the newest backup is never the one removed).
 
 mod audit;
+pub mod control;
 mod error;
 mod maintenance;
 pub mod query;
@@ -244,6 +246,8 @@ pub struct SqliteSink {
     checkpoint_error: Option<String>,
     /// Pruning passes and scheduled backups, run from [`Sink::tick`].
     maintenance: maintenance::Maintenance,
+    /// Operators' actions on alerts, handed to the alert engine from [`Sink::tick`].
+    control: control::ControlFeed,
 }
 
 /// Configures a [`SqliteSink`].
@@ -355,6 +359,7 @@ impl SqliteSinkBuilder {
             start: None,
             write_error: None,
             checkpoint_error: None,
+            control: control::ControlFeed::default(),
         })
     }
 }
@@ -484,6 +489,16 @@ impl Sink for SqliteSink {
             Err(failure) => return Err(self.fail(failure)),
         };
         let maintained = self.maintenance.tick(&store.conn, &self.options.path, now);
+        if reopened {
+            // Another file, perhaps: its silences and acknowledgements are handed on afresh.
+            self.control = control::ControlFeed::default();
+        }
+        // A failed read is tried again at the next tick; the actions wait in the file.
+        if let Ok(notices) = self.control.poll(&store.conn, now) {
+            for notice in notices {
+                instrument::publish(notice);
+            }
+        }
         let checkpointed = store.checkpoint_idle(self.options.busy_timeout);
         if reopened {
             // What kept the sink from writing was the file; a full disk or a lock is cleared
@@ -1229,6 +1244,20 @@ fn upsert_alert(tx: &Transaction<'_>, notice: &Notice) -> rusqlite::Result<()> {
         .and_then(|v| v.parse::<i64>().ok())
         .filter(|&us| us > 0)
         .unwrap_or(time);
+    if closed {
+        // The episode an operator closed by hand (`instrumentctl alerts resolve`): the engine's
+        // own resolution updates that row rather than starting another.
+        let updated = tx
+            .prepare_cached(
+                "UPDATE alerts SET updated_us = ?3, message = ?4 WHERE id =
+                     (SELECT id FROM alerts WHERE fingerprint = ?1 AND started_us = ?2
+                      ORDER BY id DESC LIMIT 1)",
+            )?
+            .execute((fingerprint, started, time, &notice.message))?;
+        if updated > 0 {
+            return Ok(());
+        }
+    }
     tx.prepare_cached(
         "INSERT INTO alerts (rule, state, severity, labels, message, value, started_us,
              updated_us, resolved_us, acked_us, acked_by, fingerprint, alert_id, silenced)

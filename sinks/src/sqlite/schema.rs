@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension};
 use super::error::SqliteError;
 
 /// The schema version this release writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Migration `i` brings a database from version `i` to `i + 1`; each runs in its own transaction.
 const MIGRATIONS: &[&str] = &[
@@ -191,6 +191,25 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE alerts ADD COLUMN silenced INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX alerts_open_by_fingerprint ON alerts (fingerprint) WHERE resolved_us IS NULL;
     ",
+    // v4: what operators did to alerts from outside the process (`instrumentctl alerts ack`,
+    // `resolve`, `silence`, `expire`), read by the running sink and handed to the alert engine;
+    // silences survive restarts here.
+    "
+    CREATE TABLE alert_actions (
+        id          INTEGER PRIMARY KEY,
+        time_us     INTEGER NOT NULL,
+        action      TEXT NOT NULL,
+        alert_row   INTEGER,
+        fingerprint TEXT,
+        silence_id  INTEGER,
+        matchers    TEXT,
+        starts_us   INTEGER,
+        ends_us     INTEGER,
+        actor       TEXT NOT NULL,
+        comment     TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX alert_actions_silences ON alert_actions (ends_us) WHERE action = 'silence';
+    ",
 ];
 
 /// The highest version recorded in `schema_version`, 0 for a database without that table.
@@ -304,7 +323,7 @@ mod tests {
         migrate(&mut conn, &path, 1).unwrap();
         assert_eq!(version(&conn, &path).unwrap(), SCHEMA_VERSION);
         let after = tables(&conn);
-        for table in ["audit_anchor", "health", "alerts"] {
+        for table in ["audit_anchor", "health", "alerts", "alert_actions"] {
             assert!(after.contains(&table.to_owned()), "{table} in {after:?}");
         }
         assert!(before.iter().all(|t| after.contains(t)));
@@ -323,13 +342,15 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(versions, [1, 2, 3]);
+        assert_eq!(versions, [1, 2, 3, 4]);
         // The new tables take rows of the shape later releases write.
         conn.execute_batch(
             "INSERT INTO health (time_us, component, status, reason) VALUES (1, 'sqlite', 'degraded', 'x');
              INSERT INTO alerts (rule, state, severity, labels, message, value, started_us, updated_us,
                                  fingerprint, alert_id, silenced)
-                 VALUES ('slow', 'firing', 'warning', '{}', 'slow calls', 1.5, 1, 1, '00ff', 7, 0);",
+                 VALUES ('slow', 'firing', 'warning', '{}', 'slow calls', 1.5, 1, 1, '00ff', 7, 0);
+             INSERT INTO alert_actions (time_us, action, matchers, starts_us, ends_us, actor)
+                 VALUES (2, 'silence', '{\"alertname\":\"slow\"}', 2, 3, 'alice');",
         )
         .unwrap();
     }
