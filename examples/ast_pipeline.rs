@@ -83,6 +83,10 @@ struct Options {
     /// Also push alerts to the Alertmanager at this URL, such as `http://127.0.0.1:9093`.
     #[arg(long, value_name = "URL", conflicts_with = "no_instrument")]
     alertmanager: Option<String>,
+    /// Let --prometheus listen on an address other machines can reach (such as 0.0.0.0:9464);
+    /// the endpoint has no authentication.
+    #[arg(long)]
+    allow_remote: bool,
 }
 
 /// Where `/metrics` is served, if anywhere.
@@ -152,6 +156,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             },
             config: options.config.clone(),
             alertmanager: options.alertmanager.clone(),
+            allow_remote: options.allow_remote,
         })?;
         // Stopped by Ctrl-C or a supervisor's SIGTERM (during --linger, say), the job flushes
         // first.

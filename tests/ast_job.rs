@@ -40,6 +40,7 @@ fn run_instrumented(dir: &Path, fail_rate: f64) -> (JobSummary, PathBuf, Operati
         prometheus: None,
         config: None,
         alertmanager: None,
+        allow_remote: false,
     })
     .expect("installs");
     let mut options = JobOptions::new(vec![PathBuf::from(".")], sdk.database.clone());
@@ -462,6 +463,7 @@ fn unreadable_text_and_syntax_errors_are_stored_and_audited_with_their_kind() {
         prometheus: None,
         config: None,
         alertmanager: None,
+        allow_remote: false,
     })
     .expect("installs");
     let options = JobOptions::new(vec![corpus.clone()], sdk.database.clone());

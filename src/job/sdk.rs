@@ -41,6 +41,9 @@ pub struct InstrumentationOptions {
     pub config: Option<PathBuf>,
     /// An Alertmanager to push alerts to (`http://127.0.0.1:9093`), besides the log stream.
     pub alertmanager: Option<String>,
+    /// Serve the operations endpoint on an address other machines can reach (otherwise only a
+    /// loopback address is accepted).
+    pub allow_remote: bool,
 }
 
 /// The SDK could not be installed.
@@ -67,6 +70,12 @@ pub enum SdkError {
     /// The system sampler or the health checker could not start its thread.
     #[error("{0}")]
     Thread(String),
+    /// The endpoint's address is not a loopback one and remote access was not allowed.
+    #[error(
+        "refusing to serve the operations endpoint on {0}: other machines could reach it; use a \
+         loopback address such as 127.0.0.1:9464, or pass --allow-remote"
+    )]
+    Remote(SocketAddr),
 }
 
 /// An installed pipeline with the job's sinks: the `SQLite` store, JSON-lines logs, the
@@ -140,7 +149,14 @@ impl Instrumentation {
         let health = HealthRegistry::new();
         let mut metrics_at = None;
         if let Some(addr) = options.prometheus {
-            let endpoint = health.mount(instrument_sinks::http::Endpoint::builder().listen(addr));
+            if !addr.ip().is_loopback() && !options.allow_remote {
+                return Err(SdkError::Remote(addr));
+            }
+            let endpoint = health.mount(
+                instrument_sinks::http::Endpoint::builder()
+                    .listen(addr)
+                    .allow_remote(options.allow_remote),
+            );
             let prometheus = PrometheusSink::builder().endpoint(endpoint).build()?;
             metrics_at = prometheus.local_addr();
             builder = builder.sink(prometheus);
