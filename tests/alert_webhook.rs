@@ -7,7 +7,7 @@ use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use instrument_sinks::MemorySink;
 use instrument_sinks::alerts::{
@@ -17,7 +17,10 @@ use instrument_sinks::alerts::{
 use serde_json::Value;
 
 mod support;
-use support::serial;
+use support::{eventually, serial};
+
+/// How often the tests look again for what the receiver got.
+const POLL: Duration = Duration::from_millis(20);
 
 /// A receiver that answers `500` to its first `failures` requests and `200` after, keeping
 /// every body it was sent.
@@ -71,17 +74,6 @@ fn receiver(failures: usize) -> Receiver {
     Receiver { addr, bodies }
 }
 
-fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn depth_rule() -> Rule {
     Rule::new(
         "QueueBackedUp",
@@ -125,7 +117,7 @@ fn the_webhook_notifier_retries_until_the_receiver_accepts() {
     // Evaluation did not wait for the failing receiver: the alert is firing already.
     assert_eq!(handle.alerts()[0].state, AlertState::Firing);
 
-    let bodies = eventually("an accepted POST", || {
+    let bodies = eventually("an accepted POST", POLL, || {
         let bodies = receiver.bodies.lock().unwrap().clone();
         bodies
             .iter()
@@ -166,7 +158,7 @@ fn the_webhook_notifier_retries_until_the_receiver_accepts() {
     // Resolved: sent with its end time.
     depth.set(3.0);
     pipeline.flush().unwrap();
-    let resolved = eventually("the resolved POST", || {
+    let resolved = eventually("the resolved POST", POLL, || {
         receiver
             .bodies
             .lock()
@@ -219,7 +211,7 @@ fn a_flapping_value_does_not_storm_the_receiver() {
         depth.set(if i % 2 == 0 { 500.0 } else { 0.0 });
         pipeline.flush().unwrap();
     }
-    eventually("the first notification", || {
+    eventually("the first notification", POLL, || {
         (!receiver.bodies.lock().unwrap().is_empty()).then_some(())
     });
     // The history is whole: every change is a notice (the engine publishes while it handles a
@@ -347,7 +339,7 @@ fn a_critical_alert_escalates_once_then_is_acknowledged_and_resolved_by_hand() {
     ));
     depth.set(500.0);
     pipeline.flush().unwrap();
-    let escalated = eventually("the escalation", || {
+    let escalated = eventually("the escalation", POLL, || {
         pager.bodies.lock().unwrap().first().map(|(_, b)| b.clone())
     });
     assert_eq!(escalated["alerts"][0]["labels"]["severity"], "critical");
@@ -363,7 +355,7 @@ fn a_critical_alert_escalates_once_then_is_acknowledged_and_resolved_by_hand() {
     // starts a new episode.
     assert!(alerts.resolve(&alert.id.to_string()));
     assert!(!alerts.resolve("no-such-alert"));
-    eventually("the resolved notification", || {
+    eventually("the resolved notification", POLL, || {
         hook.bodies
             .lock()
             .unwrap()

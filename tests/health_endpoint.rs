@@ -5,7 +5,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use instrument_sinks::health::checks::DiskThresholds;
@@ -17,20 +16,10 @@ use serde_json::Value;
 
 mod http_client;
 mod support;
-use support::serial;
+use support::{eventually, serial};
 
-/// Polls `check` every 50 ms until it returns `Some`, panicking with `what` after 60 s (a guard
-/// against waiting for ever, not a timing assertion).
-fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        thread::sleep(Duration::from_millis(50));
-    }
-}
+/// How often the tests look again for a check's answer or a notice.
+const POLL: Duration = Duration::from_millis(50);
 
 fn component<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["components"]
@@ -208,7 +197,7 @@ fn health_and_ready_over_http_with_hanging_panicking_and_failing_checks() {
     // Back up; the hung check answers at last.
     upstream_down.store(false, Ordering::Relaxed);
     release.send(()).unwrap();
-    eventually("the stuck check's answer", || {
+    eventually("the stuck check's answer", POLL, || {
         (registry.report().component("stuck").unwrap().status == Status::Healthy).then_some(())
     });
     assert_eq!(http_client::get(addr, "/ready", &[]).status, 200);
@@ -292,7 +281,7 @@ fn a_checker_thread_publishes_changes_as_they_happen() {
         });
     let checker = registry.start_checker(Duration::from_millis(20)).unwrap();
     flag.store(true, Ordering::Relaxed);
-    let notice = eventually("the degraded notice", || {
+    let notice = eventually("the degraded notice", POLL, || {
         pipeline.flush().unwrap();
         memory
             .notices()

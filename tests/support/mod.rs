@@ -3,8 +3,10 @@
 //! file's tests on parallel threads (nextest runs each in its own process).
 #![allow(dead_code, unused_macros, unused_imports, unreachable_pub)]
 
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Barrier, Mutex, MutexGuard, PoisonError};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use instrument::{
     Batch, ClockSource, Event, Interests, Outcome, PipelineGuard, Sink, SinkError, SinkStatus,
@@ -139,7 +141,7 @@ pub fn timed_out_sinks(result: Result<(), instrument::Error>) -> Vec<String> {
 /// generous, and the failure modes they catch block for ever or for the whole flush timeout).
 pub fn within<T: Send + 'static>(
     what: &str,
-    limit: std::time::Duration,
+    limit: Duration,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> T {
     let (tx, rx) = crossbeam_channel::bounded(1);
@@ -148,6 +150,29 @@ pub fn within<T: Send + 'static>(
     });
     rx.recv_timeout(limit)
         .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
+}
+
+/// How long [`eventually`] waits before giving up.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(90);
+
+/// Polls `check` every `every` until it returns `Some`, panicking with `what` after
+/// [`GIVE_UP_AFTER`] (a guard against waiting for ever, not a timing assertion).
+pub fn eventually<T>(what: &str, every: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + GIVE_UP_AFTER;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        thread::sleep(every);
+    }
+}
+
+/// A loopback address whose port nobody listens on right now, for a child process to listen on.
+pub fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
 }
 
 /// The default name of an instrumented function of the calling module.
