@@ -22,9 +22,13 @@ use serde_json::Value;
 
 mod http_client;
 mod prometheus_process;
+mod server_process;
 mod support;
-use prometheus_process::{Prometheus, eventually};
-use support::{name, serial};
+use prometheus_process::Prometheus;
+use support::{eventually, name, serial};
+
+/// How often the test looks again at the store and at Prometheus.
+const POLL: Duration = Duration::from_millis(250);
 
 #[derive(Debug, thiserror::Error)]
 #[error("missing file {0}")]
@@ -162,7 +166,7 @@ fn generated_rules_and_the_grafana_dashboard_work_against_a_real_prometheus() {
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let recorder = keep_recording(Arc::clone(&stop));
-    eventually("the store to know the callsites", || {
+    eventually("the store to know the callsites", POLL, || {
         pipeline.flush().unwrap();
         let callsites = Store::open(&db).ok()?.callsites().ok()?;
         (callsites.len() >= 4).then_some(callsites)
@@ -255,7 +259,7 @@ fn generated_rules_and_the_grafana_dashboard_work_against_a_real_prometheus() {
 /// Every rule evaluates without error; the recording rules return data; the alerts with tiny
 /// thresholds go pending or firing, the latency alert of `fast` (default 500 ms) does not.
 fn check_rules(prometheus: &Prometheus, load: &str, slow: &str, fast: &str) {
-    eventually("every rule to evaluate without error", || {
+    eventually("every rule to evaluate without error", POLL, || {
         let groups = prometheus.api("/api/v1/rules")["groups"].clone();
         let rules: Vec<Value> = groups
             .as_array()?
@@ -268,14 +272,14 @@ fn check_rules(prometheus: &Prometheus, load: &str, slow: &str, fast: &str) {
         }
         rules.iter().all(|r| r["health"] == "ok").then_some(())
     });
-    let calls = eventually("the calls per second of load_file", || {
+    let calls = eventually("the calls per second of load_file", POLL, || {
         let result = prometheus.query(&format!(
             "job_function:instrument_calls:rate5m{{function=\"{load}\"}} > 0"
         ));
         has_number(&result).then_some(result)
     });
     assert_eq!(calls[0]["metric"]["job"], "instrument");
-    let ratio: f64 = eventually("the error ratio of load_file", || {
+    let ratio: f64 = eventually("the error ratio of load_file", POLL, || {
         let result = prometheus.query(&format!(
             "job_function:instrument_call_errors:ratio_rate5m{{function=\"{load}\"}}"
         ));
@@ -285,7 +289,7 @@ fn check_rules(prometheus: &Prometheus, load: &str, slow: &str, fast: &str) {
         ratio > 0.0 && ratio < 1.0,
         "one call in four fails: {ratio}"
     );
-    eventually("the slow-call ratio of transform", || {
+    eventually("the slow-call ratio of transform", POLL, || {
         let result = prometheus.query(&format!(
             "job_function:instrument_slow_calls:ratio_rate5m{{function=\"{slow}\"}} == 1"
         ));
@@ -304,7 +308,7 @@ fn check_rules(prometheus: &Prometheus, load: &str, slow: &str, fast: &str) {
         ("InstrumentLatencyBudgetBurn", slow),
         ("InstrumentErrorRatioHigh", load),
     ] {
-        let state = eventually(&format!("{alert} of {function}"), || {
+        let state = eventually(&format!("{alert} of {function}"), POLL, || {
             active(alert, function)
         });
         assert!(
@@ -326,7 +330,7 @@ fn check_dashboard(prometheus: &Prometheus) {
     let queries = dashboard_queries(&dashboard);
     assert!(queries.len() >= 20, "{}", queries.len());
     for (title, expr, _) in &queries {
-        eventually(&format!("data for panel {title:?}: {expr}"), || {
+        eventually(&format!("data for panel {title:?}: {expr}"), POLL, || {
             has_number(&prometheus.query(expr)).then_some(())
         });
     }
@@ -337,7 +341,7 @@ fn check_dashboard(prometheus: &Prometheus) {
     assert_eq!(latency.len(), 2);
     for (title, expr, exemplar) in latency {
         assert!(exemplar, "{title}: exemplars are on for latency panels");
-        let found = eventually(&format!("exemplars for {title:?}"), || {
+        let found = eventually(&format!("exemplars for {title:?}"), POLL, || {
             let found = prometheus.exemplars(expr);
             (!found.is_empty()).then_some(found)
         });

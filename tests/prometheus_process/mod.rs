@@ -1,46 +1,23 @@
 //! A real Prometheus server for the end-to-end tests: Debian's `prometheus` binary on a
 //! loopback port, exemplar storage on, scraping a target of the test process every second (and
 //! evaluating rule files every second), queried through its HTTP API. The binary must be
-//! installed (`apt-get install prometheus`; `.ci/run` installs it): without it a test fails,
-//! saying so.
+//! installed (`apt-get install prometheus`; `.ci/prerequisites` installs it): without it a test
+//! fails, saying so. A test file using it also has `mod http_client;`, `mod server_process;`
+//! and `mod support;`.
 #![allow(dead_code, unreachable_pub)]
 
 use std::fmt::Write as _;
-use std::fs::File;
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
 use crate::http_client::{self, encode};
+use crate::server_process::{self, ServerProcess};
 
 /// The Prometheus process; killed and reaped when dropped, its log printed if the test failed.
-pub struct Prometheus {
-    child: Child,
-    pub addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            eprintln!("--- prometheus log ---\n{log}");
-        }
-    }
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-}
+pub struct Prometheus(ServerProcess);
 
 /// Starts Prometheus in `dir`, scraping `target` as job `instrument` and evaluating
 /// `rule_files`; returns once it is ready.
@@ -60,54 +37,21 @@ pub fn start(dir: &Path, target: SocketAddr, rule_files: &[&Path]) -> Prometheus
         "scrape_configs:\n  - job_name: instrument\n    static_configs:\n      - targets: ['{target}']\n"
     );
     std::fs::write(&config, text).unwrap();
-    let addr = free_port();
-    let log = dir.join("prometheus.log");
-    let out = File::create(&log).unwrap();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address={addr}"))
-        .arg("--enable-feature=exemplar-storage")
-        .stdout(Stdio::from(out.try_clone().unwrap()))
-        .stderr(Stdio::from(out))
-        .spawn();
-    let child = match child {
-        Ok(child) => child,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "the `prometheus` binary is not installed: install Debian's `prometheus` package \
-             (`apt-get install prometheus`; `.ci/run` installs it)"
-        ),
-        Err(e) => panic!("cannot start prometheus: {e}"),
-    };
-    let prometheus = Prometheus { child, addr, log };
-    eventually("Prometheus to be ready", || {
-        http_client::try_get(prometheus.addr, "/-/ready", &[])
-            .ok()
-            .filter(|r| r.status == 200)
-    });
-    prometheus
-}
-
-/// Polls `check` every 250 ms until it returns `Some`, panicking with `what` after 90 s (a
-/// guard against waiting for ever, not a timing assertion).
-pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        thread::sleep(Duration::from_millis(250));
-    }
+    Prometheus(server_process::start(
+        "prometheus",
+        dir,
+        &[
+            format!("--config.file={}", config.display()),
+            format!("--storage.tsdb.path={}", dir.join("data").display()),
+            "--enable-feature=exemplar-storage".to_owned(),
+        ],
+    ))
 }
 
 impl Prometheus {
     /// `GET path` on the API; its `data`, after checking `status` is `success`.
     pub fn api(&self, path: &str) -> Value {
-        let response = http_client::get(self.addr, path, &[]);
+        let response = http_client::get(self.0.addr, path, &[]);
         let json: Value = serde_json::from_slice(&response.body)
             .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {}", response.text()));
         assert_eq!(json["status"], "success", "{path}: {json}");
