@@ -9,10 +9,7 @@
 //! The binary must be installed (`apt-get install prometheus-alertmanager`; `.ci/run` installs
 //! it): without it the test fails, saying so.
 
-use std::fs::File;
-use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -27,8 +24,10 @@ use instrument_sinks::sqlite::query::Store;
 use serde_json::Value;
 
 mod http_client;
+mod server_process;
 mod support;
-use support::{name, serial};
+use server_process::ServerProcess;
+use support::{eventually, name, serial};
 
 /// Fails while `FAILING` is set.
 static FAILING: AtomicBool = AtomicBool::new(false);
@@ -46,31 +45,9 @@ fn load_row(i: u64) -> Result<u64, Refused> {
     }
 }
 
-/// The Alertmanager process; killed and reaped when dropped, its log printed if the test failed.
-struct Alertmanager {
-    child: Child,
-    addr: SocketAddr,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            eprintln!("--- alertmanager log ---\n{log}");
-        }
-    }
-}
-
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-}
-
-fn start_alertmanager(dir: &Path) -> Alertmanager {
+/// Starts Alertmanager in `dir` with a route that discards what it receives; returns once it is
+/// ready.
+fn start_alertmanager(dir: &Path) -> ServerProcess {
     let config = dir.join("alertmanager.yml");
     std::fs::write(
         &config,
@@ -78,45 +55,20 @@ fn start_alertmanager(dir: &Path) -> Alertmanager {
          receivers:\n  - name: discard\n",
     )
     .unwrap();
-    let addr = free_port();
-    let log = dir.join("alertmanager.log");
-    let out = File::create(&log).unwrap();
-    let child = Command::new("prometheus-alertmanager")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.path={}", dir.join("data").display()))
-        .arg(format!("--web.listen-address={addr}"))
-        // No cluster: it would listen on port 9094 of every interface.
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::from(out.try_clone().unwrap()))
-        .stderr(Stdio::from(out))
-        .spawn();
-    let child = match child {
-        Ok(child) => child,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "the `prometheus-alertmanager` binary is not installed: install Debian's \
-             `prometheus-alertmanager` package (`apt-get install prometheus-alertmanager`; \
-             `.ci/run` installs it)"
-        ),
-        Err(e) => panic!("cannot start prometheus-alertmanager: {e}"),
-    };
-    Alertmanager { child, addr, log }
-}
-
-/// Polls `check` every `every` until it returns `Some`, panicking with `what` after 90 s (a
-/// guard against waiting for ever, not a timing assertion).
-fn eventually<T>(what: &str, every: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        thread::sleep(every);
-    }
+    server_process::start(
+        "prometheus-alertmanager",
+        dir,
+        &[
+            format!("--config.file={}", config.display()),
+            format!("--storage.path={}", dir.join("data").display()),
+            // No cluster: it would listen on port 9094 of every interface.
+            "--cluster.listen-address=".to_owned(),
+        ],
+    )
 }
 
 /// The alerts Alertmanager lists now named `alertname`.
-fn alerts(am: &Alertmanager, alertname: &str) -> Vec<Value> {
+fn alerts(am: &ServerProcess, alertname: &str) -> Vec<Value> {
     let response = http_client::get(am.addr, "/api/v2/alerts", &[]);
     assert_eq!(response.status, 200, "GET /api/v2/alerts");
     let json: Value = serde_json::from_slice(&response.body).expect("JSON");
@@ -150,15 +102,6 @@ fn a_failing_function_fires_an_alert_that_a_real_alertmanager_lists_then_resolve
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let am = start_alertmanager(dir.path());
-    eventually(
-        "Alertmanager to be ready",
-        Duration::from_millis(100),
-        || {
-            http_client::try_get(am.addr, "/-/ready", &[])
-                .ok()
-                .filter(|r| r.status == 200)
-        },
-    );
 
     let function = name!("load_row");
     let rule = Rule::new(
