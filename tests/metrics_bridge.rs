@@ -16,7 +16,7 @@ use instrument_sinks::prometheus::{Format, PrometheusSink};
 use rusqlite::Connection;
 
 mod support;
-use support::serial;
+use support::{flushed_snapshot as flushed, install_counter_clock as install, serial};
 
 /// The total of the counter `name` with exactly these labels.
 fn counter(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
@@ -31,11 +31,6 @@ fn counter(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) -> Option<u
 fn overflows(pipeline: &PipelineGuard) -> u64 {
     pipeline.flush().expect("flush");
     pipeline.self_metrics().callsite_overflows
-}
-
-fn flushed(pipeline: &PipelineGuard, sink: &MemorySink) -> std::sync::Arc<Snapshot> {
-    pipeline.flush().expect("flush");
-    sink.last_snapshot().expect("a snapshot")
 }
 
 #[test]
@@ -178,10 +173,7 @@ fn check_prometheus(text: &str, open_metrics: &str) {
 fn names_and_labels_are_sanitized_for_prometheus() {
     let _serial = serial();
     let memory = MemorySink::new();
-    let pipeline = instrument::builder()
-        .sink(memory.clone())
-        .install()
-        .unwrap();
+    let pipeline = install(&memory);
     let recorder = MetricsRecorder::new();
     metrics::with_local_recorder(&recorder, || {
         metrics::counter!(
@@ -284,10 +276,7 @@ fn keys_past_the_cache_still_record_at_bounded_memory() {
 fn install_refuses_a_second_global_recorder_and_a_fanout_feeds_both() {
     let _serial = serial();
     let memory = MemorySink::new();
-    let pipeline = instrument::builder()
-        .sink(memory.clone())
-        .install()
-        .unwrap();
+    let pipeline = install(&memory);
 
     instrument::metrics::install().expect("the first global recorder");
     metrics::counter!("bridge_global_total").increment(7);
@@ -327,10 +316,7 @@ fn install_refuses_a_second_global_recorder_and_a_fanout_feeds_both() {
 fn a_histogram_name_keeps_the_scale_of_its_first_registration() {
     let _serial = serial();
     let memory = MemorySink::new();
-    let pipeline = instrument::builder()
-        .sink(memory.clone())
-        .install()
-        .unwrap();
+    let pipeline = install(&memory);
     let recorder = MetricsRecorder::new();
     metrics::with_local_recorder(&recorder, || {
         metrics::histogram!("bridge_wait", "queue" => "a").record(3.0);
