@@ -41,7 +41,7 @@ pub mod sqlite;
 #[cfg(feature = "http")]
 pub mod http;
 
-#[cfg(any(feature = "prometheus", feature = "rules"))]
+#[cfg(any(feature = "prometheus", feature = "rules", feature = "otlp"))]
 mod buckets;
 
 #[cfg(feature = "rules")]
@@ -74,3 +74,6 @@ pub mod health;
 
 #[cfg(feature = "alerts")]
 pub mod alerts;
+
+#[cfg(feature = "otlp")]
+pub mod otlp;
