@@ -133,14 +133,15 @@ fn sdk() -> (SdkMeterProvider, Capture) {
     (provider, capture)
 }
 
-fn otlp_encode(c: &mut Criterion) {
+fn main() {
+    let mut criterion = Criterion::default().configure_from_args();
     let snapshot = snapshot();
     let start = snapshot.window_start;
     let mut steady = MetricsEncoder::new("bench", start, Compression::Gzip);
     let (steady_body, points) = steady.encode(&snapshot);
     let (provider, capture) = sdk();
 
-    let mut group = c.benchmark_group("otlp_encode");
+    let mut group = criterion.benchmark_group("otlp_encode");
     group.sample_size(20);
     group.bench_function("instrument_sinks/steady", |b| {
         b.iter(|| black_box(steady.encode(&snapshot).0.len()));
@@ -160,19 +161,19 @@ fn otlp_encode(c: &mut Criterion) {
     group.finish();
 
     // Side by side once more, alternating.
-    let (mut a, mut f, mut o) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut steady_times, mut fresh_times, mut sdk_times) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..15 {
-        let t = Instant::now();
+        let started = Instant::now();
         black_box(steady.encode(&snapshot));
-        a.push(t.elapsed());
-        let t = Instant::now();
+        steady_times.push(started.elapsed());
+        let started = Instant::now();
         black_box(MetricsEncoder::new("bench", start, Compression::Gzip).encode(&snapshot));
-        f.push(t.elapsed());
-        let t = Instant::now();
+        fresh_times.push(started.elapsed());
+        let started = Instant::now();
         provider.force_flush().expect("export");
-        o.push(t.elapsed());
+        sdk_times.push(started.elapsed());
     }
-    let (a, f, o) = (median(a), median(f), median(o));
+    let (a, f, o) = (median(steady_times), median(fresh_times), median(sdk_times));
     println!(
         "otlp_encode, {SERIES} series ({points} data points), medians of 15 alternating runs:\n  \
          instrument_sinks steady      {a:>10.2?} ({} bytes gzip'd)\n  \
@@ -185,12 +186,10 @@ fn otlp_encode(c: &mut Criterion) {
         o.as_secs_f64() / f.as_secs_f64(),
     );
     provider.shutdown().ok();
+    criterion.final_summary();
 }
 
 fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
 }
-
-criterion::criterion_group!(benches, otlp_encode);
-criterion::criterion_main!(benches);

@@ -1,6 +1,6 @@
 //! The OTLP sink end to end, against a real OTLP/HTTP receiver: `tests/otlp_receiver/receiver.py`
 //! decodes every request with the official OpenTelemetry protobuf definitions (the
-//! `opentelemetry-proto` package from PyPI) and writes it as a JSON line. The tests run a
+//! `opentelemetry-proto` package from `PyPI`) and writes it as a JSON line. The tests run a
 //! pipeline with the OTLP sink and a memory sink side by side and compare what the receiver
 //! decoded with what was recorded.
 //!
@@ -279,9 +279,10 @@ fn check_metrics(last: &Value, snapshot: &Snapshot) {
         .call("batch_rows", Outcome::Ok)
         .expect("value histogram");
     assert_eq!(int(&rows["count"]), recorded.histogram.count());
-    assert_eq!(
-        rows["sum"].as_f64().unwrap(),
-        recorded.histogram.sum() as f64
+    let sum = rows["sum"].as_f64().unwrap();
+    assert!(
+        (sum - recorded.histogram.sum() as f64).abs() < 0.5,
+        "sum {sum}"
     );
     let positive: u64 = rows["positive"]["bucket_counts"]
         .as_array()
@@ -404,6 +405,45 @@ fn receiver_decodes_what_was_recorded() {
     );
 }
 
+/// Accepted metrics requests carry non-decreasing cumulative points, and some of them were
+/// taken during the outage (between the first and the last 503) and delivered after it.
+fn check_delivery_order(lines: &[Value], metrics_requests: &[&Value], function: &str) {
+    let mut previous = (0u64, 0u64);
+    for request in metrics_requests {
+        let m = metrics(request);
+        let p = point(
+            &m["instrument.calls"],
+            &[("function", function), ("outcome", "ok")],
+        );
+        let (time, count) = p.map_or((0, 0), |p| (int(&p["time_unix_nano"]), int(&p["as_int"])));
+        assert!(
+            time >= previous.0 && count >= previous.1,
+            "cumulative points went back"
+        );
+        previous = (time, count);
+    }
+    // Requests encoded during the outage were delivered after it: some accepted points were
+    // taken between the first and the last 503.
+    let refused_at: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["status"] == 503)
+        .map(|l| int(&l["received_at_ns"]))
+        .collect();
+    let (outage_start, outage_end) = (refused_at[0], *refused_at.last().unwrap());
+    let during = metrics_requests
+        .iter()
+        .filter(|r| {
+            let m = metrics(r);
+            point(
+                &m["instrument.calls"],
+                &[("function", function), ("outcome", "ok")],
+            )
+            .is_some_and(|p| (outage_start..outage_end).contains(&int(&p["time_unix_nano"])))
+        })
+        .count();
+    assert!(during >= 1, "no point taken during the outage arrived");
+}
+
 #[test]
 fn outage_with_503_loses_nothing() {
     let _serial = serial();
@@ -483,40 +523,7 @@ fn outage_with_503_loses_nothing() {
         .unwrap()
         .callsite
         .name();
-    let mut previous = (0u64, 0u64);
-    for request in &metrics_requests {
-        let m = metrics(request);
-        let p = point(
-            &m["instrument.calls"],
-            &[("function", function), ("outcome", "ok")],
-        );
-        let (time, count) = p.map_or((0, 0), |p| (int(&p["time_unix_nano"]), int(&p["as_int"])));
-        assert!(
-            time >= previous.0 && count >= previous.1,
-            "cumulative points went back"
-        );
-        previous = (time, count);
-    }
-    // Requests encoded during the outage were delivered after it: some accepted points were
-    // taken between the first and the last 503.
-    let refused_at: Vec<u64> = lines
-        .iter()
-        .filter(|l| l["status"] == 503)
-        .map(|l| int(&l["received_at_ns"]))
-        .collect();
-    let (outage_start, outage_end) = (refused_at[0], *refused_at.last().unwrap());
-    let during = metrics_requests
-        .iter()
-        .filter(|r| {
-            let m = metrics(r);
-            point(
-                &m["instrument.calls"],
-                &[("function", function), ("outcome", "ok")],
-            )
-            .is_some_and(|p| (outage_start..outage_end).contains(&int(&p["time_unix_nano"])))
-        })
-        .count();
-    assert!(during >= 1, "no point taken during the outage arrived");
+    check_delivery_order(&lines, &metrics_requests, function);
     check_metrics(metrics_requests.last().unwrap(), &snapshot);
 
     // Every audit entry recorded during the outage arrived exactly once.

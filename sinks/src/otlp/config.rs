@@ -484,11 +484,16 @@ impl OtlpSinkBuilder {
     pub fn from_toml_str(text: &str) -> Result<OtlpSinkBuilder, OtlpError> {
         let raw: Raw =
             toml::from_str(text).map_err(|e| config_error(e.to_string().trim_end().to_owned()))?;
-        let mut b = OtlpSinkBuilder::default();
-        b.endpoint = raw.endpoint;
-        b.metrics_endpoint = raw.metrics_endpoint;
-        b.logs_endpoint = raw.logs_endpoint;
-        b.headers = raw.headers.into_iter().collect();
+        let mut b = OtlpSinkBuilder {
+            endpoint: raw.endpoint,
+            metrics_endpoint: raw.metrics_endpoint,
+            logs_endpoint: raw.logs_endpoint,
+            headers: raw.headers.into_iter().collect(),
+            service_name: raw.service_name,
+            instance: raw.instance,
+            resource: raw.resource.into_iter().collect(),
+            ..OtlpSinkBuilder::default()
+        };
         if let Some(v) = raw.timeout {
             b.timeout = duration("timeout", &v)?;
         }
@@ -503,9 +508,6 @@ impl OtlpSinkBuilder {
         if let Some(v) = raw.logs {
             b.logs = v;
         }
-        b.service_name = raw.service_name;
-        b.instance = raw.instance;
-        b.resource = raw.resource.into_iter().collect();
         if let Some(v) = raw.prefix {
             b.prefix = v;
         }

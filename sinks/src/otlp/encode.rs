@@ -313,8 +313,10 @@ impl MetricsState {
         self.changed = false;
         let mut out = Families::default();
         self.encode_calls(&mut out);
+        self.encode_value_histograms(&mut out);
         self.encode_values(&mut out);
         self.encode_self_metrics(&mut out);
+        self.encode_sink_metrics(&mut out);
         ExportMetricsServiceRequest {
             resource_metrics: vec![ResourceMetrics {
                 resource: Some(resource.clone()),
@@ -413,7 +415,10 @@ impl MetricsState {
             };
             out.add_histogram(duration_family, entry.key.clone(), point);
         }
-        // Value histograms: exponential, named after their callsites.
+    }
+
+    /// Value histograms: exponential, named after their callsites.
+    fn encode_value_histograms(&self, out: &mut Families) {
         let mut merged: HashMap<&str, instrument::Histogram> = HashMap::new();
         let mut order: Vec<usize> = Vec::new();
         for (i, entry) in self.calls.iter().enumerate() {
@@ -423,12 +428,11 @@ impl MetricsState {
             let Some(call) = entry.latest.as_ref() else {
                 continue;
             };
-            match merged.get_mut(entry.key.as_str()) {
-                Some(h) => h.merge(&call.histogram),
-                None => {
-                    merged.insert(entry.key.as_str(), (*call.histogram).clone());
-                    order.push(i);
-                }
+            if let Some(h) = merged.get_mut(entry.key.as_str()) {
+                h.merge(&call.histogram);
+            } else {
+                merged.insert(entry.key.as_str(), (*call.histogram).clone());
+                order.push(i);
             }
         }
         for i in order {
@@ -442,7 +446,7 @@ impl MetricsState {
                 Shape::Exponential,
             );
             let mut point = exponential(h);
-            point.attributes = entry.attrs.clone();
+            point.attributes.clone_from(&entry.attrs);
             point.start_time_unix_nano = self.start_ns;
             point.time_unix_nano = self.time_ns;
             out.add_exponential(family, point);
@@ -562,7 +566,12 @@ impl MetricsState {
                 self.number(Vec::new(), number_data_point::Value::AsDouble(value)),
             );
         }
-        type SinkRead = fn(&instrument::SinkStatus) -> u64;
+    }
+
+    /// The pipeline's metrics per sink (attribute `sink`).
+    fn encode_sink_metrics(&self, out: &mut Families) {
+        let m = &self.self_metrics;
+        let p = &self.prefix;
         let per_sink: [(&str, &str, &str, Shape, SinkRead); 5] = [
             (
                 "sink.errors",
@@ -623,6 +632,8 @@ impl MetricsState {
         }
     }
 }
+
+type SinkRead = fn(&instrument::SinkStatus) -> u64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Shape {
@@ -700,13 +711,12 @@ impl Families {
         let Some(metric::Data::Gauge(gauge)) = &mut self.metrics[family].data else {
             return;
         };
-        match self.points.get(&(family, key.clone())) {
-            Some(&i) => gauge.data_points[i] = point,
-            None => {
-                gauge.data_points.push(point);
-                self.points
-                    .insert((family, key), gauge.data_points.len() - 1);
-            }
+        if let Some(&i) = self.points.get(&(family, key.clone())) {
+            gauge.data_points[i] = point;
+        } else {
+            gauge.data_points.push(point);
+            self.points
+                .insert((family, key), gauge.data_points.len() - 1);
         }
     }
 
@@ -714,28 +724,25 @@ impl Families {
         let Some(metric::Data::Histogram(histogram)) = &mut self.metrics[family].data else {
             return;
         };
-        match self.points.get(&(family, key.clone())) {
-            Some(&i) => {
-                let p = &mut histogram.data_points[i];
-                p.count += point.count;
-                p.sum = Some(p.sum.unwrap_or(0.0) + point.sum.unwrap_or(0.0));
-                for (a, b) in p.bucket_counts.iter_mut().zip(&point.bucket_counts) {
-                    *a += b;
-                }
-                p.min = match (p.min, point.min) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                p.max = match (p.max, point.max) {
-                    (Some(a), Some(b)) => Some(a.max(b)),
-                    (a, b) => a.or(b),
-                };
+        if let Some(&i) = self.points.get(&(family, key.clone())) {
+            let p = &mut histogram.data_points[i];
+            p.count += point.count;
+            p.sum = Some(p.sum.unwrap_or(0.0) + point.sum.unwrap_or(0.0));
+            for (a, b) in p.bucket_counts.iter_mut().zip(&point.bucket_counts) {
+                *a += b;
             }
-            None => {
-                histogram.data_points.push(point);
-                self.points
-                    .insert((family, key), histogram.data_points.len() - 1);
-            }
+            p.min = match (p.min, point.min) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            p.max = match (p.max, point.max) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+        } else {
+            histogram.data_points.push(point);
+            self.points
+                .insert((family, key), histogram.data_points.len() - 1);
         }
     }
 
@@ -836,10 +843,10 @@ fn severity(number: SeverityNumber) -> (i32, String) {
     (number as i32, text.to_owned())
 }
 
-fn string_body(text: String) -> Option<AnyValue> {
-    Some(AnyValue {
+fn string_body(text: String) -> AnyValue {
+    AnyValue {
         value: Some(any_value::Value::StringValue(text)),
-    })
+    }
 }
 
 /// An event (an error, panic, cancellation, slow or sampled call) as a log record.
@@ -892,7 +899,7 @@ pub(crate) fn event_record(event: &Event) -> LogRecord {
         observed_time_unix_nano: unix_nanos(SystemTime::now()),
         severity_number,
         severity_text,
-        body: string_body(body),
+        body: Some(string_body(body)),
         attributes,
         event_name: "instrument.call".to_owned(),
         ..LogRecord::default()
@@ -909,11 +916,11 @@ pub(crate) fn marker_record(marker: &DropMarker) -> LogRecord {
         observed_time_unix_nano: unix_nanos(SystemTime::now()),
         severity_number,
         severity_text,
-        body: string_body(format!(
+        body: Some(string_body(format!(
             "{} record(s) of {} dropped: a thread's queue was full",
             marker.count,
             marker.callsite.name()
-        )),
+        ))),
         attributes: vec![
             kv("function", marker.callsite.name()),
             kv_int("count", i64::try_from(marker.count).unwrap_or(i64::MAX)),
@@ -965,7 +972,7 @@ pub(crate) fn audit_record(entry: &AuditEntry) -> LogRecord {
         observed_time_unix_nano: unix_nanos(SystemTime::now()),
         severity_number,
         severity_text,
-        body: string_body(entry.operation.to_string()),
+        body: Some(string_body(entry.operation.to_string())),
         attributes,
         event_name: "instrument.audit".to_owned(),
         ..LogRecord::default()
@@ -992,7 +999,7 @@ pub(crate) fn notice_record(notice: &Notice) -> LogRecord {
         observed_time_unix_nano: unix_nanos(SystemTime::now()),
         severity_number,
         severity_text,
-        body: string_body(notice.message.clone()),
+        body: Some(string_body(notice.message.clone())),
         attributes,
         event_name: "instrument.notice".to_owned(),
         ..LogRecord::default()
@@ -1140,7 +1147,7 @@ mod tests {
         assert_eq!(p.count, 6);
         assert_eq!(p.zero_count, 1);
         let buckets = p.positive.unwrap();
-        assert!(buckets.bucket_counts.len() as i64 <= MAX_EXPONENTIAL_BUCKETS);
+        assert!(buckets.bucket_counts.len() <= 160);
         assert_eq!(buckets.bucket_counts.iter().sum::<u64>(), 5);
         let base = 2f64.powf(2f64.powi(-p.scale));
         // Each non-zero value lies in (base^i, base^(i+1)] of a bucket with a count.

@@ -465,8 +465,9 @@ pub(crate) fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ]
     .iter()
-    .position(|m| m == month)? as i64
-        + 1;
+    .zip(1i64..)
+    .find(|(m, _)| *m == month)?
+    .1;
     let day: i64 = day.parse().ok()?;
     let year: i64 = year.parse().ok()?;
     let mut hms = time.split(':').map(|p| p.parse::<i64>().ok());
