@@ -15,7 +15,8 @@
 //!   answers 200: collection, conversion to the protobuf types, encoding and gzip, no network.
 //!
 //! After criterion's figures, the bench runs each side once more, alternating, and prints the
-//! medians and body sizes.
+//! medians and body sizes, with the sink's encoder without gzip for the share compression
+//! takes.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -161,8 +162,14 @@ fn main() {
     group.finish();
 
     // Side by side once more, alternating.
+    let mut plain = MetricsEncoder::new("bench", start, Compression::None);
+    let (plain_body, _) = plain.encode(&snapshot);
     let (mut steady_times, mut fresh_times, mut sdk_times) = (Vec::new(), Vec::new(), Vec::new());
+    let mut plain_times = Vec::new();
     for _ in 0..15 {
+        let started = Instant::now();
+        black_box(plain.encode(&snapshot));
+        plain_times.push(started.elapsed());
         let started = Instant::now();
         black_box(steady.encode(&snapshot));
         steady_times.push(started.elapsed());
@@ -174,13 +181,16 @@ fn main() {
         sdk_times.push(started.elapsed());
     }
     let (a, f, o) = (median(steady_times), median(fresh_times), median(sdk_times));
+    let p = median(plain_times);
     println!(
         "otlp_encode, {SERIES} series ({points} data points), medians of 15 alternating runs:\n  \
          instrument_sinks steady      {a:>10.2?} ({} bytes gzip'd)\n  \
          instrument_sinks all changed {f:>10.2?}\n  \
+         instrument_sinks no gzip     {p:>10.2?} ({} bytes)\n  \
          opentelemetry_sdk + otlp     {o:>10.2?} ({} bytes gzip'd)\n  \
          opentelemetry_sdk / steady = {:.2}, / all changed = {:.2}",
         steady_body.len(),
+        plain_body.len(),
         capture.0.load(Ordering::Relaxed),
         o.as_secs_f64() / a.as_secs_f64(),
         o.as_secs_f64() / f.as_secs_f64(),

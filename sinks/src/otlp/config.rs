@@ -382,6 +382,22 @@ impl OtlpSinkBuilder {
         self
     }
 
+    /// The builder a program's `--otlp URL` flag and the environment ask for: the defaults
+    /// with the standard variables applied ([`env`](Self::env)), then `url`, when given, as
+    /// the endpoint. `None` when neither `url` nor `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+    /// `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`) gives an endpoint: nothing is to be sent.
+    /// Settings made on the builder afterwards (`.logs(true)`, `.service_name(..)`) apply.
+    ///
+    /// # Errors
+    /// As [`env`](Self::env).
+    pub fn from_env_or(url: Option<&str>) -> Result<Option<OtlpSinkBuilder>, OtlpError> {
+        let mut builder = OtlpSinkBuilder::default().env()?;
+        if let Some(url) = url {
+            builder = builder.endpoint(url);
+        }
+        Ok(builder.has_endpoint().then_some(builder))
+    }
+
     /// These settings with the standard variables applied over them, where set:
     /// `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`,
     /// `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`, `OTEL_EXPORTER_OTLP_HEADERS` (added to the

@@ -335,14 +335,9 @@ impl OtlpSink {
     /// # Errors
     /// As [`OtlpSinkBuilder::env`] and [`OtlpSinkBuilder::build`].
     pub fn from_env_or(url: Option<&str>) -> Result<Option<OtlpSink>, OtlpError> {
-        let mut builder = OtlpSinkBuilder::default().env()?;
-        if let Some(url) = url {
-            builder = builder.endpoint(url);
-        }
-        if !builder.has_endpoint() {
-            return Ok(None);
-        }
-        builder.build().map(Some)
+        OtlpSinkBuilder::from_env_or(url)?
+            .map(OtlpSinkBuilder::build)
+            .transpose()
     }
 
     /// The URL metrics are posted to.
