@@ -25,7 +25,8 @@
 //! `StageErrors` (more than 5 % of parse calls failing) on every snapshot, and with
 //! `--fail-rate` the report says how long the first failing call took to fire it
 //! (`--alertmanager URL` also pushes alerts there). `--config FILE` reads the
-//! SDK's settings from a TOML file (docs/configuration.md).
+//! SDK's settings from a TOML file (docs/configuration.md). `--otlp URL` (or
+//! `OTEL_EXPORTER_OTLP_ENDPOINT`) also sends everything to an OpenTelemetry collector.
 
 use std::io::{self, Write as _};
 use std::net::SocketAddr;
@@ -83,6 +84,10 @@ struct Options {
     /// Also push alerts to the Alertmanager at this URL, such as `http://127.0.0.1:9093`.
     #[arg(long, value_name = "URL", conflicts_with = "no_instrument")]
     alertmanager: Option<String>,
+    /// Also send the measurements, events and audit entries to this OTLP/HTTP collector (its
+    /// base URL, such as http://127.0.0.1:4318); OTEL_EXPORTER_OTLP_ENDPOINT does the same.
+    #[arg(long, value_name = "URL", conflicts_with = "no_instrument")]
+    otlp: Option<String>,
     /// Let --prometheus listen on an address other machines can reach (such as 0.0.0.0:9464);
     /// the endpoint has no authentication.
     #[arg(long)]
@@ -157,6 +162,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             config: options.config.clone(),
             alertmanager: options.alertmanager.clone(),
             allow_remote: options.allow_remote,
+            otlp: options.otlp.clone(),
         })?;
         // Stopped by Ctrl-C or a supervisor's SIGTERM (during --linger, say), the job flushes
         // first.
@@ -179,7 +185,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         finish(&mut text, started);
         return Ok(());
     };
-    sdk.pipeline.flush()?;
+    // A sink that cannot take the last batch (a collector that is down, say) is worth a line,
+    // not the report.
+    if let Err(e) = sdk.pipeline.flush() {
+        eprintln!("ast_pipeline: warning: the final flush: {e}");
+    }
     let snapshot = sdk
         .memory
         .last_snapshot()
@@ -193,6 +203,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         logs: &sdk.logs,
         metrics_at: sdk.metrics_at,
         linger: options.linger,
+        otlp: sdk
+            .otlp
+            .as_ref()
+            .map(|(url, handle)| (url.as_str(), handle.status())),
         operations: &operations,
         fail_rate: options.fail_rate,
     };
@@ -203,9 +217,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         text.clear();
         thread::sleep(Duration::from_secs(options.linger));
     }
-    sdk.shutdown()?;
+    // The report first: a sink that fails its last flush (a collector that is down) makes
+    // the exit status non-zero, with its one line after the report.
+    let shutdown = sdk.shutdown();
     finish(&mut text, started);
-    Ok(())
+    shutdown
 }
 
 /// Ends the report with the total time and prints it.

@@ -384,6 +384,9 @@ fn a_critical_alert_escalates_once_then_is_acknowledged_and_resolved_by_hand() {
         .filter(|(_, b)| &b["alerts"][0]["startsAt"] == first)
         .count();
     assert_eq!(of_first, 1, "the first episode escalated once: {pages:?}");
-    assert!(pages.len() <= 2, "at most once more, for the new episode: {pages:?}");
+    assert!(
+        pages.len() <= 2,
+        "at most once more, for the new episode: {pages:?}"
+    );
     pipeline.shutdown().unwrap();
 }

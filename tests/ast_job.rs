@@ -22,6 +22,7 @@ use rusqlite::Connection;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
+mod otlp_receiver;
 mod support;
 use support::serial;
 
@@ -41,6 +42,7 @@ fn run_instrumented(dir: &Path, fail_rate: f64) -> (JobSummary, PathBuf, Operati
         config: None,
         alertmanager: None,
         allow_remote: false,
+        otlp: None,
     })
     .expect("installs");
     let mut options = JobOptions::new(vec![PathBuf::from(".")], sdk.database.clone());
@@ -464,6 +466,7 @@ fn unreadable_text_and_syntax_errors_are_stored_and_audited_with_their_kind() {
         config: None,
         alertmanager: None,
         allow_remote: false,
+        otlp: None,
     })
     .expect("installs");
     let options = JobOptions::new(vec![corpus.clone()], sdk.database.clone());
@@ -515,4 +518,92 @@ fn unreadable_text_and_syntax_errors_are_stored_and_audited_with_their_kind() {
     let trail = Store::open(&path).unwrap().audit_trail(&inputs[1]).unwrap();
     assert_eq!(trail.entries.len(), 1);
     assert_eq!(trail.entries[0].entry.inputs[0], name("b.rs"));
+}
+
+#[test]
+fn with_otlp_the_job_sends_its_stage_counts_and_audit_entries_to_a_real_receiver() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = otlp_receiver::start_receiver(dir.path(), &[]);
+    let mut sdk = Instrumentation::install(&InstrumentationOptions {
+        data_dir: dir.path().join("data"),
+        prometheus: None,
+        config: None,
+        alertmanager: None,
+        allow_remote: false,
+        otlp: Some(receiver.url.clone()),
+    })
+    .expect("installs");
+    let mut options = JobOptions::new(vec![PathBuf::from(".")], sdk.database.clone());
+    options.max_files = FILES;
+    options.threads = 2;
+    options.fail_rate = 0.2;
+    let summary = job::run(&options).expect("the job runs");
+    sdk.pipeline.flush().expect("flush");
+    let (url, otlp) = sdk.otlp.clone().expect("OTLP is on");
+    assert_eq!(url, format!("{}/v1/metrics", receiver.url));
+    assert!(
+        otlp.wait_idle(std::time::Duration::from_secs(60)),
+        "{:?}",
+        otlp.status()
+    );
+    let _ = sdk.operations(false);
+    sdk.shutdown().expect("shuts down");
+
+    let lines = otlp_receiver::received(&receiver);
+    let metrics = otlp_receiver::accepted(&lines, "/v1/metrics");
+    let last = otlp_receiver::metrics(metrics.last().expect("a metrics request"));
+    let resource = otlp_receiver::attrs(
+        &metrics.last().unwrap()["request"]["resource_metrics"][0]["resource"]["attributes"],
+    );
+    assert_eq!(resource["service.name"], "ast_pipeline");
+    // The parse stage's calls, ok and failed with their kind, as the job counted them.
+    let calls = &last["instrument.calls"];
+    let count = |want: &[(&str, &str)]| {
+        otlp_receiver::point(calls, want).map_or(0, |p| otlp_receiver::int(&p["as_int"]))
+    };
+    let parse = [
+        ("function", "ast_pipeline::parse_source"),
+        ("stage", "parse"),
+    ];
+    let parse_stage = &summary.stages[2];
+    assert_eq!(
+        count(&[parse[0], parse[1], ("outcome", "ok")]),
+        parse_stage.calls - parse_stage.errors
+    );
+    assert_eq!(
+        count(&[
+            parse[0],
+            parse[1],
+            ("outcome", "error"),
+            ("error_kind", "Injected")
+        ]),
+        summary.failures[&("parse", "Injected")]
+    );
+    let durations =
+        otlp_receiver::point(&last["instrument.duration"], &[parse[0], ("outcome", "ok")])
+            .expect("the parse stage's durations");
+    let buckets: u64 = durations["bucket_counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(otlp_receiver::int)
+        .sum();
+    assert_eq!(buckets, parse_stage.calls - parse_stage.errors);
+    // One audit record per audit entry the job made.
+    let audit = otlp_receiver::accepted(&lines, "/v1/logs")
+        .iter()
+        .flat_map(|l| {
+            l["request"]["resource_logs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|rl| rl["scope_logs"].as_array().unwrap().iter())
+                .flat_map(|sl| sl["log_records"].as_array().unwrap().iter())
+                .filter(|r| r["event_name"] == "instrument.audit")
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .count() as u64;
+    assert_eq!(audit, summary.audit_entries);
 }

@@ -13,6 +13,9 @@
 //! - `JsonlSink` (feature `jsonl`): JSON-lines log files per stream (`main`, `error`,
 //!   `performance`, `audit`) with rotation, retention, optional gzip and a hash-chained audit
 //!   stream, plus an opt-in flush on `SIGTERM`, `SIGINT` and panics; see the `jsonl` module docs.
+//! - `OtlpSink` (feature `otlp`): the measurements to an OpenTelemetry Collector over
+//!   OTLP/HTTP (protobuf, gzip), with opt-in logs, a bounded backlog and retries; see the `otlp`
+//!   module docs.
 //! - `rules` (feature `rules`): Prometheus recording and alerting rules (error ratio and latency
 //!   objectives with burn rates) for a pipeline's callsites, over the series the Prometheus
 //!   sink exports; `instrumentctl prometheus rules` prints them for the callsites of a store.
@@ -41,7 +44,7 @@ pub mod sqlite;
 #[cfg(feature = "http")]
 pub mod http;
 
-#[cfg(any(feature = "prometheus", feature = "rules"))]
+#[cfg(any(feature = "prometheus", feature = "rules", feature = "otlp"))]
 mod buckets;
 
 #[cfg(feature = "rules")]
@@ -74,3 +77,9 @@ pub mod health;
 
 #[cfg(feature = "alerts")]
 pub mod alerts;
+
+#[cfg(feature = "otlp")]
+pub mod otlp;
+
+#[cfg(feature = "otlp")]
+pub use crate::otlp::{OtlpError, OtlpSink, OtlpSinkBuilder};

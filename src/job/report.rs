@@ -24,6 +24,8 @@ pub struct SdkView<'a> {
     pub metrics_at: Option<SocketAddr>,
     /// Seconds the endpoint stays up after the report.
     pub linger: u64,
+    /// Where OTLP metrics went, and the exporter's counts then.
+    pub otlp: Option<(&'a str, instrument_sinks::otlp::OtlpStatus)>,
     /// Health and alerts as the run ended.
     pub operations: &'a super::Operations,
     /// `--fail-rate`, to say whether the alert was expected.
@@ -459,6 +461,22 @@ fn data(out: &mut String, s: &JobSummary, sdk: Option<&SdkView<'_>>) {
         None => {
             let _ = writeln!(out, "  metrics: not served (--prometheus off)");
         }
+    }
+    if let Some((url, status)) = &sdk.otlp {
+        let _ = writeln!(
+            out,
+            "  otlp: {url}: {} requests sent ({} points, {} log records), {} waiting, {} dropped{}",
+            thousands(status.sent_requests),
+            thousands(status.sent_points),
+            thousands(status.sent_log_records),
+            thousands(status.backlog_requests),
+            thousands(status.dropped_requests),
+            status
+                .last_error
+                .as_deref()
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default()
+        );
     }
     let _ = writeln!(
         out,

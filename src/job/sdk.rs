@@ -15,6 +15,7 @@ use instrument_sinks::alerts::{
 };
 use instrument_sinks::health::checks::{DiskThresholds, SystemThresholds};
 use instrument_sinks::health::{HealthChecker, HealthRegistry, HealthReport};
+use instrument_sinks::otlp::OtlpSinkBuilder;
 use instrument_sinks::system::SystemSampler;
 use instrument_sinks::{JsonlSink, MemorySink, PrometheusSink, SqliteSink};
 
@@ -44,6 +45,10 @@ pub struct InstrumentationOptions {
     /// Serve the operations endpoint on an address other machines can reach (otherwise only a
     /// loopback address is accepted).
     pub allow_remote: bool,
+    /// An OTLP/HTTP collector's base URL (`http://127.0.0.1:4318`) to send the measurements,
+    /// events and audit entries to; `OTEL_EXPORTER_OTLP_ENDPOINT` does the same. Neither: nothing
+    /// is sent.
+    pub otlp: Option<String>,
 }
 
 /// The SDK could not be installed.
@@ -70,6 +75,9 @@ pub enum SdkError {
     /// The system sampler or the health checker could not start its thread.
     #[error("{0}")]
     Thread(String),
+    /// The OTLP settings (URL, environment variables) are invalid.
+    #[error(transparent)]
+    Otlp(#[from] instrument_sinks::otlp::OtlpError),
     /// The endpoint's address is not a loopback one and remote access was not allowed.
     #[error(
         "refusing to serve the operations endpoint on {0}: other machines could reach it; use a \
@@ -92,6 +100,8 @@ pub struct Instrumentation {
     pub logs: PathBuf,
     /// Where `/metrics`, `/health` and `/ready` are served.
     pub metrics_at: Option<SocketAddr>,
+    /// Where OTLP metrics are sent, and the exporter's counts.
+    pub otlp: Option<(String, instrument_sinks::otlp::OtlpHandle)>,
     /// The health registry: the pipeline, its sinks, the machine and the data directory.
     pub health: HealthRegistry,
     /// The alert engine's state: rules, alerts, acknowledgement.
@@ -161,6 +171,19 @@ impl Instrumentation {
             metrics_at = prometheus.local_addr();
             builder = builder.sink(prometheus);
         }
+        let mut otlp = None;
+        if let Some(exporter) = OtlpSinkBuilder::from_env_or(options.otlp.as_deref())? {
+            // A collector that is down delays the end of the run by 2 s at the final flush and
+            // 2 s at shutdown.
+            let sink = exporter
+                .service_name("ast_pipeline")
+                .logs(true)
+                .flush_timeout(Duration::from_secs(2))
+                .shutdown_timeout(Duration::from_secs(2))
+                .build()?;
+            otlp = Some((sink.endpoint().to_owned(), sink.handle()));
+            builder = builder.sink(sink);
+        }
         let pipeline = Arc::new(builder.install()?);
         // The machine every 5 s on the sampler's thread; the checks refreshed every second.
         let sampler = SystemSampler::builder()
@@ -180,6 +203,7 @@ impl Instrumentation {
             database,
             logs: logs_dir,
             metrics_at,
+            otlp,
             health,
             alerts,
             sampler,
