@@ -21,13 +21,14 @@
 # - the commands of one file run in order in one shell (a variable a line sets is there for the
 #   following lines), each file in a shell of its own, all against the same data.
 #
-# The data: the main job runs twice, with the flags CI uses (`--limit 500 --fail-rate 0.1`):
-# 1. in the foreground, into $DATA: the store and logs the commands read. It ends while its
-#    `StageErrors` alert is firing, so the store holds a firing alert to acknowledge, as when an
+# The data: the main job runs twice, with `--fail-rate 0.1`:
+# 1. on 500 files (`--limit 500`, as CI's other steps), in the foreground, into $DATA: the
+#    store and logs the commands read. It ends while its `StageErrors` alert is firing, so the store holds a firing alert to acknowledge, as when an
 #    operator is paged. (An alert of a lingering job resolves about 10 s after its last parse
 #    call, too soon for the commands to find it firing.)
-# 2. in the background, into a data directory of its own, with `--linger`: the live operations
-#    endpoint ($ENDPOINT: /metrics, /health, /ready), scraped every second by a real Prometheus
+# 2. in the background, on 2,000 files (a run of several seconds, so that rates over the
+#    one-second scrapes show it), into a data directory of its own, with `--linger`: the live
+#    operations endpoint ($ENDPOINT: /metrics, /health, /ready), scraped every second by a real Prometheus
 #    ($PROM, Debian's `prometheus`) that was started before it, so the scrapes cover the run.
 # Both are stopped when the script exits.
 set -euo pipefail
@@ -52,6 +53,7 @@ check_docs=("${docs[@]}")
 cargo build --quiet -p instrument-sinks --features cli --bin instrumentctl
 cargo build --quiet --example ast_pipeline
 export PATH="$repo/target/debug:$PATH"
+job="$repo/target/debug/examples/ast_pipeline"
 
 work=$(mktemp -d)
 pids=()
@@ -89,7 +91,7 @@ mkdir -p "$BACKUPS"
 
 # 1. The store: a run that ends while StageErrors fires.
 echo "==> the main job (store): ast_pipeline --limit 500 --fail-rate 0.1 --data-dir $DATA"
-ast_pipeline --limit 500 --fail-rate 0.1 --prometheus off --data-dir "$DATA" >"$work/report.txt"
+"$job" --limit 500 --fail-rate 0.1 --prometheus off --data-dir "$DATA" >"$work/report.txt"
 if ! instrumentctl --data-dir "$DATA" --json alerts |
     jq -e 'any(.[]; .rule == "StageErrors" and .state == "firing")' >/dev/null; then
     echo "doc-commands: the job's store holds no firing StageErrors alert; the runbooks acknowledge one:" >&2
@@ -126,9 +128,21 @@ for i in $(seq 60); do
     fi
     sleep 0.5
 done
+# Prometheus hands new targets to its scrape loops a few seconds after it starts; wait for its
+# first (failed) scrape of the job's port, so that the scrapes cover the whole run.
+for i in $(seq 60); do
+    [[ -n $(promtool query instant "$PROM" 'up{job="ast_pipeline"}' 2>/dev/null) ]] && break
+    if ((i == 60)); then
+        tail -n 20 "$work/prometheus.log" >&2
+        echo "doc-commands: Prometheus did not scrape its target within 30 s" >&2
+        exit 1
+    fi
+    sleep 0.5
+done
 
-echo "==> the main job (live): ast_pipeline --limit 500 --fail-rate 0.1 --prometheus 127.0.0.1:$job_port --linger 1800"
-ast_pipeline --limit 500 --fail-rate 0.1 --data-dir "$work/live" \
+# 2,000 files: a run of several seconds, so that rates over the scrapes are not all zero.
+echo "==> the main job (live): ast_pipeline --limit 2000 --fail-rate 0.1 --prometheus 127.0.0.1:$job_port --linger 1800"
+"$job" --limit 2000 --fail-rate 0.1 --data-dir "$work/live" \
     --prometheus "127.0.0.1:$job_port" --linger 1800 >"$work/live.txt" 2>&1 &
 live_pid=$!
 pids+=("$live_pid")
