@@ -85,7 +85,7 @@ struct Options {
     #[arg(long, value_name = "URL", conflicts_with = "no_instrument")]
     alertmanager: Option<String>,
     /// Also send the measurements, events and audit entries to this OTLP/HTTP collector (its
-    /// base URL, such as http://127.0.0.1:4318); OTEL_EXPORTER_OTLP_ENDPOINT does the same.
+    /// base URL, such as `http://127.0.0.1:4318`); `OTEL_EXPORTER_OTLP_ENDPOINT` does the same.
     #[arg(long, value_name = "URL", conflicts_with = "no_instrument")]
     otlp: Option<String>,
     /// Let --prometheus listen on an address other machines can reach (such as 0.0.0.0:9464);

@@ -378,15 +378,18 @@ fn a_critical_alert_escalates_once_then_is_acknowledged_and_resolved_by_hand() {
     // Escalated once in the first episode. The new episode is critical and unacknowledged
     // too, so with no escalation delay it may reach the pager by now: count by episode.
     let first = &escalated["alerts"][0]["startsAt"];
-    let pages = pager.bodies.lock().unwrap().clone();
-    let of_first = pages
+    let escalations = pager.bodies.lock().unwrap().clone();
+    let of_first = escalations
         .iter()
         .filter(|(_, b)| &b["alerts"][0]["startsAt"] == first)
         .count();
-    assert_eq!(of_first, 1, "the first episode escalated once: {pages:?}");
+    assert_eq!(
+        of_first, 1,
+        "the first episode escalated once: {escalations:?}"
+    );
     assert!(
-        pages.len() <= 2,
-        "at most once more, for the new episode: {pages:?}"
+        escalations.len() <= 2,
+        "at most once more, for the new episode: {escalations:?}"
     );
     pipeline.shutdown().unwrap();
 }

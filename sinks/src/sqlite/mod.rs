@@ -91,10 +91,11 @@
 //! ([`SqliteError::NotADatabase`]), or has a newer schema is an error of
 //! [`build`](SqliteSinkBuilder::build), and the file is left unchanged.
 //!
-//! Limits: the pipeline tries an event or snapshot batch for about 0.3 s (five retries 10 ms
-//! to 160 ms apart, by default) plus the time its attempts take, then counts it lost; so during
-//! a longer outage every such batch whose turn comes is lost, and the batches behind it wait in
-//! the sink's backlog, beyond which the oldest are dropped (all counted in the sink's status,
+//! Limits: a failed event or snapshot batch waits at the head of the sink's queue and is tried
+//! again with a back-off (10 ms doubling to 5 s, 14 retries by default: about 30 s) while the
+//! sink's ticks and audit batches go on, then is counted lost; so during a longer outage every
+//! such batch whose turn comes is lost, and the batches behind it wait in the sink's backlog,
+//! beyond which the oldest are dropped (all counted in the sink's status,
 //! [`Lost`](instrument::Lost)). Audit entries wait in the pipeline's memory, up to its
 //! `audit_capacity`, and are lost for this sink (and reported) beyond it or if the process ends
 //! first. Device and inode are compared on Unix; elsewhere only a deleted file is noticed.
