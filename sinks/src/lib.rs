@@ -16,6 +16,8 @@
 //! - `rules` (feature `rules`): Prometheus recording and alerting rules (error ratio and latency
 //!   objectives with burn rates) for a pipeline's callsites, over the series the Prometheus
 //!   sink exports; `instrumentctl prometheus rules` prints them for the callsites of a store.
+//! - `ops` (feature `ops`): the operations page, a live web view of the pipeline on the
+//!   operations endpoint, and its JSON API (`docs/operations-page.md`).
 //!
 //! ```
 //! use instrument_sinks::MemorySink;
@@ -74,3 +76,6 @@ pub mod health;
 
 #[cfg(feature = "alerts")]
 pub mod alerts;
+
+#[cfg(feature = "ops")]
+pub mod ops;

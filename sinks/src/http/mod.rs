@@ -102,13 +102,19 @@ pub enum HttpError {
         addr: SocketAddr,
     },
     /// Two parts registered the same path.
-    #[error("the route {path} is registered twice on the operations endpoint")]
+    #[error(
+        "the route {path} is registered twice on the operations endpoint (or its capture clashes \
+         with another route's)"
+    )]
     DuplicateRoute {
         /// The path.
         path: String,
     },
     /// A path that is not a route path.
-    #[error("invalid route {path:?}: a route is a path starting with `/`")]
+    #[error(
+        "invalid route {path:?}: a route is a path starting with `/` whose segments are text or \
+         a capture such as `{{id}}`"
+    )]
     InvalidRoute {
         /// The path.
         path: String,
@@ -267,16 +273,23 @@ impl EndpointBuilder {
     }
 
     /// Adds a route: `path` (e.g. `/metrics`) served by `handler`, an axum method router such
-    /// as `get(handler)`. A path registered twice, or not starting with `/`, makes
-    /// [`start`](EndpointBuilder::start) fail with an error naming it.
+    /// as `get(handler)`. A segment may be a capture, `{name}` (letters, digits and `_`), which
+    /// matches one segment and is read with axum's `Path` extractor (`/api/trace/{id}`). A path
+    /// registered twice (captures compared by position, whatever their names), one whose capture
+    /// sits where another path has a capture of another name, or one not starting with `/`
+    /// makes [`start`](EndpointBuilder::start) fail with an error naming it.
     #[must_use]
     pub fn route(mut self, path: &str, handler: MethodRouter) -> Self {
-        let valid = path.starts_with('/') && !path.contains(['{', '}', '*']);
-        if !valid {
+        if !valid_route(path) {
             self.route_error.get_or_insert((path.to_owned(), false));
-        } else if !self.paths.insert(path.to_owned()) {
+        } else if self
+            .paths
+            .iter()
+            .any(|known| routes_conflict(known, path))
+        {
             self.route_error.get_or_insert((path.to_owned(), true));
         } else {
+            self.paths.insert(path.to_owned());
             self.router = self.router.route(path, handler);
         }
         self
@@ -371,6 +384,48 @@ impl EndpointBuilder {
             done,
         })
     }
+}
+
+/// Whether `path` starts with `/` and each of its segments is plain text or a whole-segment
+/// capture `{name}`.
+fn valid_route(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    rest.split('/').all(|segment| {
+        if let Some(name) = segment
+            .strip_prefix('{')
+            .and_then(|s| s.strip_suffix('}'))
+        {
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        } else {
+            !segment.contains(['{', '}', '*'])
+        }
+    })
+}
+
+/// Whether two valid routes would clash in the router: the same path with captures at the same
+/// places, or captures of different names after the same leading segments.
+fn routes_conflict(a: &str, b: &str) -> bool {
+    let capture = |s: &str| s.starts_with('{');
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.split('/').collect(), b.split('/').collect());
+    if a.len() == b.len()
+        && a.iter()
+            .zip(&b)
+            .all(|(x, y)| x == y || (capture(x) && capture(y)))
+    {
+        return true;
+    }
+    for (x, y) in a.iter().zip(&b) {
+        if capture(x) && capture(y) {
+            if x != y {
+                return true;
+            }
+        } else if x != y {
+            return false;
+        }
+    }
+    false
 }
 
 fn bind_error(addr: SocketAddr, source: io::Error) -> HttpError {
@@ -509,4 +564,29 @@ async fn serve(
     // dropped with the runtime.
     let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(limits.shutdown_timeout, slots.acquire_many(all)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{routes_conflict, valid_route};
+
+    #[test]
+    fn routes_take_whole_segment_captures_only() {
+        for ok in ["/", "/metrics", "/api/trace/{correlation_id}", "/api/alerts/{id}/ack"] {
+            assert!(valid_route(ok), "{ok}");
+        }
+        for bad in ["metrics", "/a/{}", "/a/{b", "/a/x{b}", "/a/{*rest}", "/a/{b-c}", "/a/*"] {
+            assert!(!valid_route(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn captures_clash_by_position_and_name() {
+        assert!(routes_conflict("/a/{x}", "/a/{y}"));
+        assert!(routes_conflict("/a/{x}", "/a/{y}/b"));
+        assert!(routes_conflict("/metrics", "/metrics"));
+        assert!(!routes_conflict("/a/{x}", "/a/{x}/b"));
+        assert!(!routes_conflict("/a/{x}", "/a/b"));
+        assert!(!routes_conflict("/api/trace/{id}", "/api/audit/{id}"));
+    }
 }
