@@ -282,11 +282,7 @@ impl EndpointBuilder {
     pub fn route(mut self, path: &str, handler: MethodRouter) -> Self {
         if !valid_route(path) {
             self.route_error.get_or_insert((path.to_owned(), false));
-        } else if self
-            .paths
-            .iter()
-            .any(|known| routes_conflict(known, path))
-        {
+        } else if self.paths.iter().any(|known| routes_conflict(known, path)) {
             self.route_error.get_or_insert((path.to_owned(), true));
         } else {
             self.paths.insert(path.to_owned());
@@ -393,10 +389,7 @@ fn valid_route(path: &str) -> bool {
         return false;
     };
     rest.split('/').all(|segment| {
-        if let Some(name) = segment
-            .strip_prefix('{')
-            .and_then(|s| s.strip_suffix('}'))
-        {
+        if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
             !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         } else {
             !segment.contains(['{', '}', '*'])
@@ -572,10 +565,23 @@ mod tests {
 
     #[test]
     fn routes_take_whole_segment_captures_only() {
-        for ok in ["/", "/metrics", "/api/trace/{correlation_id}", "/api/alerts/{id}/ack"] {
+        for ok in [
+            "/",
+            "/metrics",
+            "/api/trace/{correlation_id}",
+            "/api/alerts/{id}/ack",
+        ] {
             assert!(valid_route(ok), "{ok}");
         }
-        for bad in ["metrics", "/a/{}", "/a/{b", "/a/x{b}", "/a/{*rest}", "/a/{b-c}", "/a/*"] {
+        for bad in [
+            "metrics",
+            "/a/{}",
+            "/a/{b",
+            "/a/x{b}",
+            "/a/{*rest}",
+            "/a/{b-c}",
+            "/a/*",
+        ] {
             assert!(!valid_route(bad), "{bad}");
         }
     }

@@ -123,7 +123,11 @@ struct Params {
 impl Params {
     fn parse(query: Option<&str>, path: &str, allowed: &[&str]) -> Result<Params, Failure> {
         let mut pairs: Vec<(String, String)> = Vec::new();
-        for part in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        for part in query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
             let (key, value) = part.split_once('=').unwrap_or((part, ""));
             let key = decode(key).ok_or_else(|| bad_encoding(path))?;
             let value = decode(value).ok_or_else(|| bad_encoding(path))?;
@@ -297,7 +301,11 @@ where
     get(move |RawQuery(query): RawQuery| {
         let api = Arc::clone(&api);
         let handler = handler.clone();
-        async move { handler(api, query).await.unwrap_or_else(IntoResponse::into_response) }
+        async move {
+            handler(api, query)
+                .await
+                .unwrap_or_else(IntoResponse::into_response)
+        }
     })
 }
 
@@ -553,9 +561,7 @@ fn ack_route(api: &Shared) -> MethodRouter {
     post(
         move |Path(id): Path<String>, headers: HeaderMap, body: Bytes| {
             let api = Arc::clone(&api);
-            async move {
-                ack(&api, &id, &headers, &body).unwrap_or_else(IntoResponse::into_response)
-            }
+            async move { ack(&api, &id, &headers, &body).unwrap_or_else(IntoResponse::into_response) }
         },
     )
 }
@@ -636,13 +642,19 @@ fn ack_alert(api: &Api, id: &str, by: &str) -> Result<Response, Failure> {
     if let Some((_, by)) = &alert.acknowledged {
         return Err(fail(
             StatusCode::CONFLICT,
-            format!("alert {id} ({}) was already acknowledged by {by}", alert.rule),
+            format!(
+                "alert {id} ({}) was already acknowledged by {by}",
+                alert.rule
+            ),
         ));
     }
     if !alerts.ack(id, by) {
         return Err(fail(
             StatusCode::CONFLICT,
-            format!("alert {id} ({}) changed state meanwhile; reload the alerts", alert.rule),
+            format!(
+                "alert {id} ({}) changed state meanwhile; reload the alerts",
+                alert.rule
+            ),
         ));
     }
     let alert = find().map(|a| alert_json(&a)).unwrap_or(Value::Null);

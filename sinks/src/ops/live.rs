@@ -52,8 +52,18 @@ impl CallsiteKey {
 
     /// A stable text key for the page: the identity's parts joined.
     fn id(&self) -> String {
-        let labels: Vec<String> = self.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        format!("{}|{}|{}|{}", self.name, self.module, self.kind, labels.join(","))
+        let labels: Vec<String> = self
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!(
+            "{}|{}|{}|{}",
+            self.name,
+            self.module,
+            self.kind,
+            labels.join(",")
+        )
     }
 }
 
@@ -100,9 +110,8 @@ impl Series {
         let point = point.cloned().unwrap_or_default();
         self.calls_per_second
             .push_back(Some(point.calls as f64 / seconds));
-        self.error_ratio.push_back(
-            (point.calls > 0).then(|| point.failures as f64 / point.calls as f64),
-        );
+        self.error_ratio
+            .push_back((point.calls > 0).then(|| point.failures as f64 / point.calls as f64));
         self.p50_ns.push_back(point.p50_ns);
         self.p99_ns.push_back(point.p99_ns);
     }
@@ -272,8 +281,7 @@ impl Live {
         self.cpu_percent.push_back(window.cpu_percent);
         self.memory_percent.push_back(window.memory_percent);
         let oldest = end_secs - self.history.as_secs_f64();
-        while self.times.len() > self.max_points
-            || self.times.front().is_some_and(|&t| t <= oldest)
+        while self.times.len() > self.max_points || self.times.front().is_some_and(|&t| t <= oldest)
         {
             self.times.pop_front();
             self.sequences.pop_front();
@@ -539,7 +547,10 @@ mod tests {
         let recent = live.to_json(Some(1_998));
         assert_eq!(recent["reset"], false);
         assert_eq!(recent["time"].as_array().unwrap().len(), 2);
-        assert_eq!(recent["callsites"][1]["p50_ns"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            recent["callsites"][1]["p50_ns"].as_array().unwrap().len(),
+            2
+        );
         // A sequence no longer (or not yet) in the ring: everything again.
         assert_eq!(live.to_json(Some(5))["reset"], true);
         assert_eq!(live.to_json(Some(5_000))["reset"], true);
