@@ -1,5 +1,5 @@
 //! The operations page in a real browser: a test process runs a pipeline with the page on
-//! (`ops_process`), Debian's headless Chromium opens it over the DevTools protocol, and the test
+//! (`ops_process`), Debian's headless Chromium opens it over the `DevTools` protocol, and the test
 //! asserts on the rendered DOM once the live data has arrived: every stage listed with calls, a
 //! chart drawn, the unit of work of a slow call opened with its events and audit entries, an
 //! audit trail looked up, an alert acknowledged from the page, every resource loaded from the
@@ -161,10 +161,34 @@ fn the_page_shows_the_live_pipeline_in_a_real_browser() {
     tab.navigate_to(&url).unwrap();
     tab.wait_until_navigated().unwrap();
 
+    check_stages(&tab);
+    check_chart(&tab);
+    check_unit_of_work(&tab);
+    check_audit_lookup(&tab);
+    check_panels(&tab);
+    check_ack(&tab, &process);
+    check_local_and_bounded(&tab, &process);
+
+    let png = tab
+        .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
+        .expect("a screenshot");
+    let path = artifact_dir().join("ops-page.png");
+    std::fs::write(&path, png).expect("writes the screenshot");
+    eprintln!("screenshot: {}", path.display());
+
+    let errors = errors.lock().unwrap().clone();
+    assert!(
+        errors.is_empty(),
+        "the browser console has errors: {errors:#?}"
+    );
+}
+
+/// Every stage is listed with calls.
+fn check_stages(tab: &Tab) {
     // Every stage is listed, with calls.
     let stages = eventually("every stage listed with calls", || {
         let rows = eval(
-            &tab,
+            tab,
             "[...document.querySelectorAll('#stages tbody tr[data-stage]')]\
              .map(r => [r.dataset.stage, Number(r.dataset.calls)])",
         );
@@ -176,12 +200,15 @@ fn the_page_shows_the_live_pipeline_in_a_real_browser() {
         names,
         ["parse_file", "read_source", "transform", "write_output"]
     );
+}
 
+/// A chart has drawn.
+fn check_chart(tab: &Tab) {
     // A chart has drawn: several windows of points, and its series' colours (the page's first
     // four: blue, red, green, orange; overlapping lines hide one another) on its canvas.
     let coloured = eventually("the calls-per-second chart to draw its lines", || {
         let drawn = eval(
-            &tab,
+            tab,
             "(() => { const el = document.getElementById('chart-rate'); \
                const c = el.querySelector('canvas'); \
                if (!c || Number(el.dataset.points) < 3) return 0; \
@@ -197,13 +224,16 @@ fn the_page_shows_the_live_pipeline_in_a_real_browser() {
         drawn.as_u64().filter(|n| *n > 100)
     });
     assert!(coloured > 100);
-    let series = eval(&tab, "document.getElementById('chart-p99').dataset.series");
+    let series = eval(tab, "document.getElementById('chart-p99').dataset.series");
     assert_eq!(series, "4");
+}
 
+/// The unit of work of a slow call opens.
+fn check_unit_of_work(tab: &Tab) {
     // The unit of work of a slow call: its events and audit entries in time order.
     let correlation = eventually("a slow transform call listed", || {
         eval(
-            &tab,
+            tab,
             "(() => { const r = [...document.querySelectorAll('#slow tbody tr[data-correlation]')]\
                .find(r => r.cells[1].textContent === 'transform'); \
                return r ? r.dataset.correlation : null; })()",
@@ -219,7 +249,7 @@ fn the_page_shows_the_live_pipeline_in_a_real_browser() {
     .expect("clicks the row");
     let trace = eventually("the unit of work to open", || {
         let rows = eval(
-            &tab,
+            tab,
             "document.getElementById('trace-section').hidden ? [] : \
              [...document.querySelectorAll('#trace tbody tr[data-type]')]\
              .map(r => [r.dataset.type, r.cells[2].textContent])",
@@ -228,7 +258,7 @@ fn the_page_shows_the_live_pipeline_in_a_real_browser() {
         (!rows.is_empty()).then_some(rows)
     });
     assert_eq!(
-        eval(&tab, "document.getElementById('trace-id').textContent"),
+        eval(tab, "document.getElementById('trace-id').textContent"),
         correlation
     );
     let trace: Vec<(&str, &str)> = trace
@@ -244,14 +274,17 @@ fn the_page_shows_the_live_pipeline_in_a_real_browser() {
             ("audit", "emit")
         ]
     );
+}
 
+/// An audit trail is looked up.
+fn check_audit_lookup(tab: &Tab) {
     // An audit-trail lookup.
     tab.find_element("#audit-id").unwrap().click().unwrap();
     tab.type_str("out/file3.json").unwrap();
     tab.press_key("Enter").unwrap();
     let lineage = eventually("the audit trail of out/file3.json", || {
         let rows = eval(
-            &tab,
+            tab,
             "[...document.querySelectorAll('#audit tbody tr[data-direction]')]\
              .map(r => [r.cells[4].textContent, r.dataset.direction])",
         );
@@ -263,28 +296,34 @@ fn the_page_shows_the_live_pipeline_in_a_real_browser() {
         .map(|(o, d)| (o.as_str(), d.as_str()))
         .collect();
     assert_eq!(lineage, [("parse", "upstream"), ("emit", "upstream")]);
+}
 
+/// Health, system and pipeline figures are shown.
+fn check_panels(tab: &Tab) {
     // Health, system and pipeline figures are shown.
     eventually("the health components", || {
         let n = eval(
-            &tab,
+            tab,
             "document.querySelectorAll('#health-now tr[data-component]').length",
         );
         (n.as_u64()? > 0).then_some(())
     });
     eventually("the system gauges and sinks", || {
         let found = eval(
-            &tab,
+            tab,
             "[!!document.querySelector('#system tr[data-gauge=\"system_memory_usage_percent\"]'), \
               document.querySelectorAll('#sinks tr[data-sink]').length]",
         );
         (found[0] == true && found[1] == 3).then_some(())
     });
+}
 
+/// An alert is acknowledged from the page.
+fn check_ack(tab: &Tab, process: &ops_process::OpsProcess) {
     // Acknowledging the firing alert from the page.
     eventually("the firing alert's Ack button", || {
         let n = eval(
-            &tab,
+            tab,
             "document.querySelectorAll('#alerts-live tr[data-state=\"firing\"] button.ack').length",
         );
         (n.as_u64()? > 0).then_some(())
@@ -295,7 +334,7 @@ fn the_page_shows_the_live_pipeline_in_a_real_browser() {
         .unwrap();
     eventually("the alert to read acknowledged", || {
         let state = eval(
-            &tab,
+            tab,
             "(document.querySelector('#alerts-live tr[data-alert]') || {dataset: {}}).dataset.state",
         );
         (state == "acknowledged").then_some(())
@@ -305,10 +344,13 @@ fn the_page_shows_the_live_pipeline_in_a_real_browser() {
         acked[0].acknowledged.as_ref().map(|(_, by)| by.as_str()),
         Some("operations page")
     );
+}
 
+/// Nothing was loaded from elsewhere, and the page keeps only its history.
+fn check_local_and_bounded(tab: &Tab, process: &ops_process::OpsProcess) {
     // No request left the machine: every resource came from the endpoint.
     let foreign = eval(
-        &tab,
+        tab,
         "performance.getEntriesByType('resource').map(e => e.name)\
          .filter(n => !n.startsWith(location.origin))",
     );
@@ -321,7 +363,7 @@ fn the_page_shows_the_live_pipeline_in_a_real_browser() {
         (live_sequence(process.addr) >= first + windows).then_some(())
     });
     let points = eval(
-        &tab,
+        tab,
         "Number(document.getElementById('chart-rate').dataset.points)",
     );
     let points = points.as_u64().unwrap();
@@ -330,21 +372,8 @@ fn the_page_shows_the_live_pipeline_in_a_real_browser() {
         "{points} points on the chart"
     );
     let kept = eval(
-        &tab,
+        tab,
         "Number(document.getElementById('chart-system').dataset.points)",
     );
     assert_eq!(kept.as_u64(), Some(points));
-
-    let png = tab
-        .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
-        .expect("a screenshot");
-    let path = artifact_dir().join("ops-page.png");
-    std::fs::write(&path, png).expect("writes the screenshot");
-    eprintln!("screenshot: {}", path.display());
-
-    let errors = errors.lock().unwrap().clone();
-    assert!(
-        errors.is_empty(),
-        "the browser console has errors: {errors:#?}"
-    );
 }
