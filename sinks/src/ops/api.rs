@@ -657,7 +657,7 @@ fn ack_alert(api: &Api, id: &str, by: &str) -> Result<Response, Failure> {
             ),
         ));
     }
-    let alert = find().map(|a| alert_json(&a)).unwrap_or(Value::Null);
+    let alert = find().map_or(Value::Null, |a| alert_json(&a));
     Ok(answer(&alert))
 }
 

@@ -242,7 +242,7 @@ impl Live {
     }
 
     /// Adds a window's points; drops those older than the history or past the point limit.
-    pub(crate) fn push(&mut self, window: Window) {
+    pub(crate) fn push(&mut self, window: &Window) {
         let (Some(start), Some(end)) = (window.start, window.end) else {
             return;
         };
@@ -326,7 +326,7 @@ impl Live {
             })
             .collect();
         let gauge = |name: &str| snapshot.gauge(name);
-        self.push(Window {
+        self.push(&Window {
             sequence: snapshot.sequence,
             start: Some(snapshot.window_start),
             end: Some(snapshot.window_end),
@@ -352,6 +352,13 @@ impl Live {
                 },
             );
         }
+        self.apply_gauges(snapshot);
+        self.apply_self_metrics(snapshot, received);
+        self.updated_at = Some(received);
+    }
+
+    /// The latest `system_*` and `process_*` gauges.
+    fn apply_gauges(&mut self, snapshot: &Snapshot) {
         self.gauges = snapshot
             .gauges
             .iter()
@@ -373,6 +380,10 @@ impl Live {
             .collect();
         self.gauges
             .sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.labels.cmp(&b.labels)));
+    }
+
+    /// The pipeline's own metrics and each sink's state.
+    fn apply_self_metrics(&mut self, snapshot: &Snapshot, received: SystemTime) {
         let m = &snapshot.self_metrics;
         self.snapshot_delay = received.duration_since(snapshot.window_end).ok();
         self.pipeline = json!({
@@ -415,7 +426,6 @@ impl Live {
                 }
             })
             .collect();
-        self.updated_at = Some(received);
     }
 
     /// The JSON of `/api/live`: every point after snapshot `after` (all of them when `after` is
@@ -531,7 +541,7 @@ mod tests {
     fn the_ring_keeps_the_history_and_no_more() {
         let mut live = Live::new(Duration::from_secs(900), 3600, 10);
         for sequence in 1..=2_000 {
-            live.push(window(sequence, &["a", "b"]));
+            live.push(&window(sequence, &["a", "b"]));
         }
         // 900 s of one-second windows: the window ending exactly 900 s before the last is out.
         assert_eq!(live.len(), 900);
@@ -564,7 +574,7 @@ mod tests {
     fn the_point_limit_bounds_the_ring_whatever_the_window() {
         let mut live = Live::new(Duration::from_secs(900), 100, 10);
         for sequence in 1..=500 {
-            live.push(window(sequence, &["a"]));
+            live.push(&window(sequence, &["a"]));
         }
         assert_eq!(live.len(), 100);
     }
@@ -572,8 +582,8 @@ mod tests {
     #[test]
     fn callsites_past_the_limit_are_counted_not_kept() {
         let mut live = Live::new(Duration::from_secs(900), 3600, 2);
-        live.push(window(1, &["a", "b", "c"]));
-        live.push(window(2, &["d"]));
+        live.push(&window(1, &["a", "b", "c"]));
+        live.push(&window(2, &["d"]));
         assert_eq!(live.callsites(), 2);
         let json = live.to_json(None);
         assert_eq!(json["untracked_callsites"], 2);
@@ -586,8 +596,8 @@ mod tests {
     #[test]
     fn a_late_callsite_is_padded_to_the_time_axis() {
         let mut live = Live::new(Duration::from_secs(900), 3600, 10);
-        live.push(window(1, &["a"]));
-        live.push(window(2, &["a", "b"]));
+        live.push(&window(1, &["a"]));
+        live.push(&window(2, &["a", "b"]));
         let json = live.to_json(None);
         let b = &json["callsites"][1];
         assert_eq!(b["name"], "b");
