@@ -102,13 +102,22 @@ pub enum HttpError {
         addr: SocketAddr,
     },
     /// Two parts registered the same path.
-    #[error(
-        "the route {path} is registered twice on the operations endpoint (or its capture clashes \
-         with another route's)"
-    )]
+    #[error("the route {path} is registered twice on the operations endpoint")]
     DuplicateRoute {
         /// The path.
         path: String,
+    },
+    /// Two routes capture a segment at the same place under different names (`/a/{x}` and
+    /// `/a/{y}/b`), which the router cannot tell apart.
+    #[error(
+        "the route {path} clashes with {other} on the operations endpoint: they capture the \
+         same segment under different names"
+    )]
+    RouteClash {
+        /// The path added last.
+        path: String,
+        /// The route it clashes with.
+        other: String,
     },
     /// A path that is not a route path.
     #[error(
@@ -179,8 +188,8 @@ pub struct EndpointBuilder {
     limits: Limits,
     router: Router,
     paths: BTreeSet<String>,
-    /// The first invalid or duplicate route, reported by `start`.
-    route_error: Option<(String, bool)>,
+    /// The first invalid, duplicate or clashing route, reported by `start`.
+    route_error: Option<RouteError>,
 }
 
 impl Default for EndpointBuilder {
@@ -280,10 +289,20 @@ impl EndpointBuilder {
     /// makes [`start`](EndpointBuilder::start) fail with an error naming it.
     #[must_use]
     pub fn route(mut self, path: &str, handler: MethodRouter) -> Self {
-        if !valid_route(path) {
-            self.route_error.get_or_insert((path.to_owned(), false));
-        } else if self.paths.iter().any(|known| routes_conflict(known, path)) {
-            self.route_error.get_or_insert((path.to_owned(), true));
+        let path_owned = || path.to_owned();
+        let error = if valid_route(path) {
+            self.paths
+                .iter()
+                .find_map(|known| match routes_conflict(known, path) {
+                    Conflict::None => None,
+                    Conflict::Same => Some(RouteError::Duplicate(path_owned())),
+                    Conflict::Clash => Some(RouteError::Clash(path_owned(), known.clone())),
+                })
+        } else {
+            Some(RouteError::Invalid(path_owned()))
+        };
+        if let Some(error) = error {
+            self.route_error.get_or_insert(error);
         } else {
             self.paths.insert(path.to_owned());
             self.router = self.router.route(path, handler);
@@ -304,11 +323,11 @@ impl EndpointBuilder {
     /// ([`HttpError::Bind`]), it is not loopback and remote access was not allowed, a route is
     /// invalid or duplicated, a limit is zero, or the thread cannot be started.
     pub fn start(self) -> Result<Endpoint, HttpError> {
-        if let Some((path, duplicate)) = self.route_error {
-            return Err(if duplicate {
-                HttpError::DuplicateRoute { path }
-            } else {
-                HttpError::InvalidRoute { path }
+        if let Some(error) = self.route_error {
+            return Err(match error {
+                RouteError::Invalid(path) => HttpError::InvalidRoute { path },
+                RouteError::Duplicate(path) => HttpError::DuplicateRoute { path },
+                RouteError::Clash(path, other) => HttpError::RouteClash { path, other },
             });
         }
         let limits = self.limits;
@@ -397,9 +416,26 @@ fn valid_route(path: &str) -> bool {
     })
 }
 
-/// Whether two valid routes would clash in the router: the same path with captures at the same
-/// places, or captures of different names after the same leading segments.
-fn routes_conflict(a: &str, b: &str) -> bool {
+/// A route `start` refuses: invalid, registered twice, or clashing with another (which).
+#[derive(Clone, Debug)]
+enum RouteError {
+    Invalid(String),
+    Duplicate(String),
+    Clash(String, String),
+}
+
+/// How two valid routes relate in the router.
+#[derive(Debug, PartialEq, Eq)]
+enum Conflict {
+    /// Both can be served.
+    None,
+    /// The same path, captures at the same places (whatever their names).
+    Same,
+    /// Captures of different names after the same leading segments.
+    Clash,
+}
+
+fn routes_conflict(a: &str, b: &str) -> Conflict {
     let capture = |s: &str| s.starts_with('{');
     let (a, b): (Vec<&str>, Vec<&str>) = (a.split('/').collect(), b.split('/').collect());
     if a.len() == b.len()
@@ -407,18 +443,18 @@ fn routes_conflict(a: &str, b: &str) -> bool {
             .zip(&b)
             .all(|(x, y)| x == y || (capture(x) && capture(y)))
     {
-        return true;
+        return Conflict::Same;
     }
     for (x, y) in a.iter().zip(&b) {
         if capture(x) && capture(y) {
             if x != y {
-                return true;
+                return Conflict::Clash;
             }
         } else if x != y {
-            return false;
+            return Conflict::None;
         }
     }
-    false
+    Conflict::None
 }
 
 fn bind_error(addr: SocketAddr, source: io::Error) -> HttpError {
@@ -561,7 +597,7 @@ async fn serve(
 
 #[cfg(test)]
 mod tests {
-    use super::{routes_conflict, valid_route};
+    use super::{Conflict, routes_conflict, valid_route};
 
     #[test]
     fn routes_take_whole_segment_captures_only() {
@@ -588,11 +624,24 @@ mod tests {
 
     #[test]
     fn captures_clash_by_position_and_name() {
-        assert!(routes_conflict("/a/{x}", "/a/{y}"));
-        assert!(routes_conflict("/a/{x}", "/a/{y}/b"));
-        assert!(routes_conflict("/metrics", "/metrics"));
-        assert!(!routes_conflict("/a/{x}", "/a/{x}/b"));
-        assert!(!routes_conflict("/a/{x}", "/a/b"));
-        assert!(!routes_conflict("/api/trace/{id}", "/api/audit/{id}"));
+        assert_eq!(routes_conflict("/a/{x}", "/a/{y}"), Conflict::Same);
+        assert_eq!(routes_conflict("/metrics", "/metrics"), Conflict::Same);
+        assert_eq!(routes_conflict("/a/{x}", "/a/{y}/b"), Conflict::Clash);
+        assert_eq!(routes_conflict("/a/{x}", "/a/{x}/b"), Conflict::None);
+        assert_eq!(routes_conflict("/a/{x}", "/a/b"), Conflict::None);
+        assert_eq!(
+            routes_conflict("/api/trace/{id}", "/api/audit/{id}"),
+            Conflict::None
+        );
+        let error = super::Endpoint::builder()
+            .route("/a/{x}", axum::routing::get(|| async { "" }))
+            .route("/a/{y}/b", axum::routing::get(|| async { "" }))
+            .start()
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the route /a/{y}/b clashes with /a/{x} on the operations endpoint: they capture \
+             the same segment under different names"
+        );
     }
 }
