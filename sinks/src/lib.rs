@@ -19,6 +19,8 @@
 //! - `rules` (feature `rules`): Prometheus recording and alerting rules (error ratio and latency
 //!   objectives with burn rates) for a pipeline's callsites, over the series the Prometheus
 //!   sink exports; `instrumentctl prometheus rules` prints them for the callsites of a store.
+//! - `ops` (feature `ops`): the operations page, a live web view of the pipeline on the
+//!   operations endpoint, and its JSON API (`docs/operations-page.md`).
 //!
 //! ```
 //! use instrument_sinks::MemorySink;
@@ -83,3 +85,6 @@ pub mod otlp;
 
 #[cfg(feature = "otlp")]
 pub use crate::otlp::{OtlpError, OtlpSink, OtlpSinkBuilder};
+
+#[cfg(feature = "ops")]
+pub mod ops;

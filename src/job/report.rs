@@ -375,7 +375,10 @@ fn operations(out: &mut String, sdk: &SdkView<'_>) {
         }
     );
     if let Some(addr) = sdk.metrics_at {
-        let _ = writeln!(out, "  http://{addr}/health  http://{addr}/ready");
+        let _ = writeln!(
+            out,
+            "  http://{addr}/health  http://{addr}/ready  operations page: http://{addr}/"
+        );
     }
     if ops.alerts.is_empty() {
         let _ = writeln!(out, "  no alert pending or firing");

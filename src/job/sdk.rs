@@ -15,6 +15,7 @@ use instrument_sinks::alerts::{
 };
 use instrument_sinks::health::checks::{DiskThresholds, SystemThresholds};
 use instrument_sinks::health::{HealthChecker, HealthRegistry, HealthReport};
+use instrument_sinks::ops::{OpsPage, OpsSink};
 use instrument_sinks::otlp::OtlpSinkBuilder;
 use instrument_sinks::system::SystemSampler;
 use instrument_sinks::{JsonlSink, MemorySink, PrometheusSink, SqliteSink};
@@ -98,7 +99,7 @@ pub struct Instrumentation {
     pub database: PathBuf,
     /// `DIR/logs`.
     pub logs: PathBuf,
-    /// Where `/metrics`, `/health` and `/ready` are served.
+    /// Where `/metrics`, `/health`, `/ready` and the operations page (`/`) are served.
     pub metrics_at: Option<SocketAddr>,
     /// Where OTLP metrics are sent, and the exporter's counts.
     pub otlp: Option<(String, instrument_sinks::otlp::OtlpHandle)>,
@@ -150,22 +151,32 @@ impl Instrumentation {
         let logs_dir = logs.dir().to_owned();
         let memory =
             MemorySink::new().with_interests(Interests::ALL.with_audit(false).with_notices(false));
+        // The operations page's live charts: a bounded ring of windows per stage.
+        let ops = OpsSink::new();
+        let page = OpsPage::new()
+            .live(ops.handle())
+            .store(&database)
+            .alerts(alerts.clone());
         builder = builder
             .sink(store)
             .sink(logs)
             .sink(memory.clone())
-            .sink(alert_engine);
-        // `/metrics`, `/health` and `/ready` on one operations endpoint.
+            .sink(alert_engine)
+            .sink(ops);
+        // `/metrics`, `/health`, `/ready`, the operations page (`/`) and its `/api/` on one
+        // operations endpoint.
         let health = HealthRegistry::new();
         let mut metrics_at = None;
         if let Some(addr) = options.prometheus {
             if !addr.ip().is_loopback() && !options.allow_remote {
                 return Err(SdkError::Remote(addr));
             }
-            let endpoint = health.mount(
-                instrument_sinks::http::Endpoint::builder()
-                    .listen(addr)
-                    .allow_remote(options.allow_remote),
+            let endpoint = page.health(health.clone()).mount(
+                health.mount(
+                    instrument_sinks::http::Endpoint::builder()
+                        .listen(addr)
+                        .allow_remote(options.allow_remote),
+                ),
             );
             let prometheus = PrometheusSink::builder().endpoint(endpoint).build()?;
             metrics_at = prometheus.local_addr();

@@ -107,8 +107,23 @@ pub enum HttpError {
         /// The path.
         path: String,
     },
+    /// Two routes capture a segment at the same place under different names (`/a/{x}` and
+    /// `/a/{y}/b`), which the router cannot tell apart.
+    #[error(
+        "the route {path} clashes with {other} on the operations endpoint: they capture the \
+         same segment under different names"
+    )]
+    RouteClash {
+        /// The path added last.
+        path: String,
+        /// The route it clashes with.
+        other: String,
+    },
     /// A path that is not a route path.
-    #[error("invalid route {path:?}: a route is a path starting with `/`")]
+    #[error(
+        "invalid route {path:?}: a route is a path starting with `/` whose segments are text or \
+         a capture such as `{{id}}`"
+    )]
     InvalidRoute {
         /// The path.
         path: String,
@@ -173,8 +188,8 @@ pub struct EndpointBuilder {
     limits: Limits,
     router: Router,
     paths: BTreeSet<String>,
-    /// The first invalid or duplicate route, reported by `start`.
-    route_error: Option<(String, bool)>,
+    /// The first invalid, duplicate or clashing route, reported by `start`.
+    route_error: Option<RouteError>,
 }
 
 impl Default for EndpointBuilder {
@@ -267,16 +282,29 @@ impl EndpointBuilder {
     }
 
     /// Adds a route: `path` (e.g. `/metrics`) served by `handler`, an axum method router such
-    /// as `get(handler)`. A path registered twice, or not starting with `/`, makes
-    /// [`start`](EndpointBuilder::start) fail with an error naming it.
+    /// as `get(handler)`. A segment may be a capture, `{name}` (letters, digits and `_`), which
+    /// matches one segment and is read with axum's `Path` extractor (`/api/trace/{id}`). A path
+    /// registered twice (captures compared by position, whatever their names), one whose capture
+    /// sits where another path has a capture of another name, or one not starting with `/`
+    /// makes [`start`](EndpointBuilder::start) fail with an error naming it.
     #[must_use]
     pub fn route(mut self, path: &str, handler: MethodRouter) -> Self {
-        let valid = path.starts_with('/') && !path.contains(['{', '}', '*']);
-        if !valid {
-            self.route_error.get_or_insert((path.to_owned(), false));
-        } else if !self.paths.insert(path.to_owned()) {
-            self.route_error.get_or_insert((path.to_owned(), true));
+        let path_owned = || path.to_owned();
+        let error = if valid_route(path) {
+            self.paths
+                .iter()
+                .find_map(|known| match routes_conflict(known, path) {
+                    Conflict::None => None,
+                    Conflict::Same => Some(RouteError::Duplicate(path_owned())),
+                    Conflict::Clash => Some(RouteError::Clash(path_owned(), known.clone())),
+                })
         } else {
+            Some(RouteError::Invalid(path_owned()))
+        };
+        if let Some(error) = error {
+            self.route_error.get_or_insert(error);
+        } else {
+            self.paths.insert(path.to_owned());
             self.router = self.router.route(path, handler);
         }
         self
@@ -295,11 +323,11 @@ impl EndpointBuilder {
     /// ([`HttpError::Bind`]), it is not loopback and remote access was not allowed, a route is
     /// invalid or duplicated, a limit is zero, or the thread cannot be started.
     pub fn start(self) -> Result<Endpoint, HttpError> {
-        if let Some((path, duplicate)) = self.route_error {
-            return Err(if duplicate {
-                HttpError::DuplicateRoute { path }
-            } else {
-                HttpError::InvalidRoute { path }
+        if let Some(error) = self.route_error {
+            return Err(match error {
+                RouteError::Invalid(path) => HttpError::InvalidRoute { path },
+                RouteError::Duplicate(path) => HttpError::DuplicateRoute { path },
+                RouteError::Clash(path, other) => HttpError::RouteClash { path, other },
             });
         }
         let limits = self.limits;
@@ -371,6 +399,62 @@ impl EndpointBuilder {
             done,
         })
     }
+}
+
+/// Whether `path` starts with `/` and each of its segments is plain text or a whole-segment
+/// capture `{name}`.
+fn valid_route(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    rest.split('/').all(|segment| {
+        if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        } else {
+            !segment.contains(['{', '}', '*'])
+        }
+    })
+}
+
+/// A route `start` refuses: invalid, registered twice, or clashing with another (which).
+#[derive(Clone, Debug)]
+enum RouteError {
+    Invalid(String),
+    Duplicate(String),
+    Clash(String, String),
+}
+
+/// How two valid routes relate in the router.
+#[derive(Debug, PartialEq, Eq)]
+enum Conflict {
+    /// Both can be served.
+    None,
+    /// The same path, captures at the same places (whatever their names).
+    Same,
+    /// Captures of different names after the same leading segments.
+    Clash,
+}
+
+fn routes_conflict(a: &str, b: &str) -> Conflict {
+    let capture = |s: &str| s.starts_with('{');
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.split('/').collect(), b.split('/').collect());
+    if a.len() == b.len()
+        && a.iter()
+            .zip(&b)
+            .all(|(x, y)| x == y || (capture(x) && capture(y)))
+    {
+        return Conflict::Same;
+    }
+    for (x, y) in a.iter().zip(&b) {
+        if capture(x) && capture(y) {
+            if x != y {
+                return Conflict::Clash;
+            }
+        } else if x != y {
+            return Conflict::None;
+        }
+    }
+    Conflict::None
 }
 
 fn bind_error(addr: SocketAddr, source: io::Error) -> HttpError {
@@ -509,4 +593,55 @@ async fn serve(
     // dropped with the runtime.
     let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(limits.shutdown_timeout, slots.acquire_many(all)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Conflict, routes_conflict, valid_route};
+
+    #[test]
+    fn routes_take_whole_segment_captures_only() {
+        for ok in [
+            "/",
+            "/metrics",
+            "/api/trace/{correlation_id}",
+            "/api/alerts/{id}/ack",
+        ] {
+            assert!(valid_route(ok), "{ok}");
+        }
+        for bad in [
+            "metrics",
+            "/a/{}",
+            "/a/{b",
+            "/a/x{b}",
+            "/a/{*rest}",
+            "/a/{b-c}",
+            "/a/*",
+        ] {
+            assert!(!valid_route(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn captures_clash_by_position_and_name() {
+        assert_eq!(routes_conflict("/a/{x}", "/a/{y}"), Conflict::Same);
+        assert_eq!(routes_conflict("/metrics", "/metrics"), Conflict::Same);
+        assert_eq!(routes_conflict("/a/{x}", "/a/{y}/b"), Conflict::Clash);
+        assert_eq!(routes_conflict("/a/{x}", "/a/{x}/b"), Conflict::None);
+        assert_eq!(routes_conflict("/a/{x}", "/a/b"), Conflict::None);
+        assert_eq!(
+            routes_conflict("/api/trace/{id}", "/api/audit/{id}"),
+            Conflict::None
+        );
+        let error = super::Endpoint::builder()
+            .route("/a/{x}", axum::routing::get(|| async { "" }))
+            .route("/a/{y}/b", axum::routing::get(|| async { "" }))
+            .start()
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the route /a/{y}/b clashes with /a/{x} on the operations endpoint: they capture \
+             the same segment under different names"
+        );
+    }
 }
