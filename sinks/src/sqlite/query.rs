@@ -67,7 +67,7 @@ mod trend;
 
 pub use self::callgraph::{CallEdge, CallGraph, CallNode};
 pub use self::compare::{
-    CallsiteComparison, Comparison, ErrorTest, LatencyTest, Verdict, VerdictRule, error_test,
+    CallsiteComparison, Comparison, ErrorTest, LatencyTest, Side, Verdict, VerdictRule, error_test,
     latency_test,
 };
 pub use self::operations::{AlertRecord, HealthHistory, HealthRecord};

@@ -125,20 +125,22 @@ impl Store {
                 total_ns,
             })
             .collect();
+        let mut edges: Vec<CallEdge> = edges
+            .into_iter()
+            .map(|((from, to, kind), (count, total_ns))| CallEdge {
+                from: names[from].clone(),
+                to: names[to].clone(),
+                kind,
+                count,
+                total_ns,
+            })
+            .collect();
+        edges.sort_by(|x, y| (&x.from, &x.to, x.kind).cmp(&(&y.from, &y.to, y.kind)));
         Ok(CallGraph {
             run_id: run,
             events: spans.len() as u64,
             nodes,
-            edges: edges
-                .into_iter()
-                .map(|((from, to, kind), (count, total_ns))| CallEdge {
-                    from: names[from].clone(),
-                    to: names[to].clone(),
-                    kind,
-                    count,
-                    total_ns,
-                })
-                .collect(),
+            edges,
         })
     }
 
