@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use instrument::testing::advance;
-use instrument::{ClockSource, CorrelationId, instrument_performance, with_correlation};
+use instrument::{AuditEntry, ClockSource, CorrelationId, instrument_performance, with_correlation};
 use instrument_sinks::SqliteSink;
 use rusqlite::Connection;
 use serde_json::Value;
@@ -81,6 +81,10 @@ fn run(path: &Path, delay_ms: u64) {
         with_correlation(CorrelationId::new(), || {
             process(&file, 1 + i % 5 + delay_ms, 2 + i % 3);
             store(1);
+            if !failing(&file) {
+                instrument::audit(AuditEntry::new("parse").input(&file).output(format!("{file}.ast")))
+                    .unwrap();
+            }
         });
     }
     pipeline.shutdown().expect("shuts down");
@@ -175,6 +179,8 @@ fn runs_are_listed_with_their_identity_calls_and_errors() {
         // process + parse + analyze + store, 200 each; nine files fail to parse.
         assert_eq!(run["calls"], 4 * FILES);
         assert_eq!(run["errors"], 9);
+        assert_eq!(run["audit_entries"], FILES - 9);
+        assert_eq!(run["audited_inputs"], FILES - 9);
         assert!(run["duration_ns"].as_i64().unwrap() >= 0);
     }
 
@@ -385,4 +391,289 @@ fn bad_input_fails_with_one_line() {
         let e = one_line(&ctl(&newer, args));
         assert!(e.contains("schema version 99"), "{args:?}: {e}");
     }
+}
+
+/// The store's figures for run `run`'s callsite `function`: calls, failed calls.
+fn calls_of(db: &Connection, run: i64, function: &str) -> (i64, i64) {
+    db.query_row(
+        "SELECT sum(w.count), sum(CASE WHEN w.outcome IN ('error', 'panic') THEN w.count ELSE 0 END)
+         FROM windows w JOIN callsites c ON c.id = w.callsite_id
+         WHERE w.run_id = ?1 AND c.name = ?2",
+        (run, name(function)),
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap()
+}
+
+/// The lines of a Markdown section, from its `## ` heading to the next.
+fn section<'a>(md: &'a str, heading: &str) -> Vec<&'a str> {
+    let mut lines = md.lines().skip_while(|l| *l != format!("## {heading}"));
+    assert!(lines.next().is_some(), "no section {heading} in\n{md}");
+    lines
+        .take_while(|l| !l.starts_with("## "))
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Adds an alert of rule `rule` that fired during run 2 and was acknowledged by `ann`.
+fn add_alert(db: &Path) {
+    let db = Connection::open(db).unwrap();
+    let (start, end): (i64, i64) = db
+        .query_row("SELECT started_us, ended_us FROM runs WHERE id = 2", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    db.execute(
+        "INSERT INTO alerts (rule, state, severity, labels, message, value, started_us,
+                             updated_us, resolved_us, acked_us, acked_by, fingerprint, silenced)
+         VALUES ('parse_slow', 'resolved', 'warning', '{}', 'parse p99 above 6ms', 7.0, ?1, ?2,
+                 ?2, ?1, 'ann', 'ff00', 0)",
+        (start, end),
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_markdown_report_matches_the_store_line_by_line() {
+    let r = two_runs();
+    add_alert(&r.db);
+    // A scheduled backup beside the store.
+    let backups = r.dir.join("backups");
+    let backup = backups.join("backup-20260101T000000.000000Z");
+    let out = ctl(&r.db, &["backup", backup.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(backup.join("manifest.json")).unwrap()).unwrap();
+
+    let out = ctl(&r.db, &["report", "--run", "2", "--backups", backups.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let md = out.stdout;
+    let db = Connection::open(&r.db).unwrap();
+    assert_eq!(md.lines().next(), Some("# Instrument report: run 2"));
+
+    let runs = section(&md, "Runs");
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    let (started, ended): (i64, i64) = db
+        .query_row("SELECT started_us, ended_us FROM runs WHERE id = 2", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    let cells: Vec<&str> = runs[2].split(" | ").collect();
+    assert_eq!(cells[0], "| 2");
+    assert!(cells[3] == "1.4.2" && cells[7] == "800" && cells[8] == "9", "{cells:?}");
+    assert_eq!(cells[9], format!("{} |", FILES - 9));
+    assert_eq!(cells[4], instrument_sinks::sqlite::query::rfc3339(started));
+    assert_eq!(cells[5], instrument_sinks::sqlite::query::rfc3339(ended));
+
+    // Throughput: one row per callsite with the store's counts and the mock clock's exact
+    // percentiles (run 2's parse takes 3 to 7 ms, analyze 2 to 4 ms).
+    let rows = section(&md, "Throughput and latency per stage");
+    assert_eq!(rows.len(), 2 + 4, "{rows:?}");
+    for (function, p50, p90, p99) in [
+        ("analyze", "3.0 ms", "4.0 ms", "4.0 ms"),
+        ("parse", "5.0 ms", "7.0 ms", "7.0 ms"),
+        ("store", "1.0 ms", "1.0 ms", "1.0 ms"),
+    ] {
+        let (calls, errors) = calls_of(&db, 2, function);
+        let line = rows
+            .iter()
+            .find(|l| l.starts_with(&format!("| {} |", name(function))))
+            .unwrap_or_else(|| panic!("no row for {function}: {rows:?}"));
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        assert_eq!(cells[1], calls.to_string(), "{line}");
+        assert_eq!(cells[3], errors.to_string(), "{line}");
+        assert_eq!(
+            cells[4],
+            format!("{:.1}%", errors as f64 * 100.0 / calls as f64),
+            "{line}"
+        );
+        assert_eq!((cells[5], cells[6], cells[7]), (p50, p90, p99), "{line}");
+    }
+
+    // Trends: one table per callsite whose calls add up to the store's.
+    for function in ["analyze", "parse", "process", "store"] {
+        let heading = format!("### {}", name(function));
+        let table: Vec<&str> = md
+            .lines()
+            .skip_while(|l| *l != heading)
+            // The heading, a blank line, the header and its rule.
+            .skip(4)
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        let total: i64 = table
+            .iter()
+            .map(|l| l.split('|').nth(2).unwrap().trim().parse::<i64>().unwrap())
+            .sum();
+        assert_eq!(total, calls_of(&db, 2, function).0, "{function}: {table:?}");
+    }
+
+    // The slowest inputs: the store's ten longest events of the run, in order.
+    let slow = section(&md, "Slowest inputs");
+    let expected: Vec<(i64, String)> = db
+        .prepare(
+            "SELECT e.duration_ns, c.name FROM events e JOIN callsites c ON c.id = e.callsite_id
+             WHERE e.run_id = 2 ORDER BY e.duration_ns DESC, e.id LIMIT 10",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(slow.len(), 2 + expected.len());
+    for (line, (ns, callsite)) in slow[2..].iter().zip(&expected) {
+        assert!(
+            line.starts_with(&format!("| {:.1} ms | {callsite} |", *ns as f64 / 1e6)),
+            "{line}"
+        );
+    }
+
+    // Error kinds: the store's.
+    let (kind, count): (String, i64) = db
+        .query_row(
+            "SELECT we.kind, sum(we.count) FROM window_errors we JOIN windows w ON w.id = we.window_id
+             WHERE w.run_id = 2 GROUP BY we.kind",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let errors = section(&md, "Error kinds");
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(
+        errors[2].starts_with(&format!("| {count} | {} | error | {kind} |", name("parse"))),
+        "{}",
+        errors[2]
+    );
+
+    // Alerts: the one that fired, and who acknowledged it.
+    let alerts = section(&md, "Alerts");
+    assert!(alerts[2].starts_with("| parse_slow | warning | resolved |"), "{alerts:?}");
+    assert!(alerts[2].contains("| ann at "), "{alerts:?}");
+    assert_eq!(alerts[3], "1 alerts, 1 acknowledged.");
+
+    // Audit coverage: 191 of the 200 files parse and have an entry; the 9 that fail do not.
+    let audit = section(&md, "Audit coverage");
+    assert_eq!(audit[0], format!("Audit entries in the range: {}.", FILES - 9));
+    assert_eq!(
+        audit[1],
+        "Files (argument `path` of the stored calls): 200; with an audit entry: 191; without: 9."
+    );
+    let without: Vec<&str> = audit[2..].to_vec();
+    let expected: Vec<String> = (1..10)
+        .map(|d| format!("- without an audit entry: `f{d}7.rs`"))
+        .collect();
+    assert_eq!(without, expected);
+
+    // Backups: the manifest's figures.
+    let backups_section = section(&md, "Backups");
+    assert!(backups_section[0].ends_with("backups`: 1."), "{backups_section:?}");
+    assert_eq!(
+        backups_section[1],
+        format!(
+            "Latest: `backup-20260101T000000.000000Z`, made {}, {} bytes, {} audit rows.",
+            instrument_sinks::sqlite::query::rfc3339(manifest["created_us"].as_i64().unwrap()),
+            manifest["bytes"],
+            manifest["audit_rows"]
+        )
+    );
+
+    // Against run 1.
+    let comparison = section(&md, "Against the previous run");
+    assert_eq!(comparison[0], "Run 2 against run 1: regressed (2 regressed, 0 improved).");
+    let verdict_of = |function: &str| {
+        let line = comparison
+            .iter()
+            .find(|l| l.starts_with(&format!("| {} |", name(function))))
+            .unwrap();
+        line.trim_end_matches(" |").rsplit(" | ").next().unwrap().to_owned()
+    };
+    assert_eq!(verdict_of("parse"), "regressed");
+    assert_eq!(verdict_of("process"), "regressed");
+    assert_eq!(verdict_of("analyze"), "unchanged");
+    assert_eq!(verdict_of("store"), "unchanged");
+
+    // Run 1 has no previous run; a report over everything covers both.
+    let first = ctl(&r.db, &["report", "--run", "1"]).stdout;
+    assert_eq!(section(&first, "Against the previous run"), ["No previous run to compare with."]);
+    let all = ctl(&r.db, &["report", "--since", "all"]).stdout;
+    assert_eq!(section(&all, "Runs").len(), 4);
+}
+
+/// Runs headless Chromium on `page`: its DOM after loading, and the console messages it
+/// logged.
+fn chromium(page: &Path) -> (String, Vec<String>) {
+    let output = match Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("file://{}", page.display()))
+        .output()
+    {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "`chromium` is not installed: install Debian's `chromium` package \
+             (`apt-get install chromium`; `.ci/run` installs it)"
+        ),
+        Err(e) => panic!("cannot run chromium: {e}"),
+    };
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let console = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter(|l| l.contains(":CONSOLE"))
+        .map(str::to_owned)
+        .collect();
+    (String::from_utf8(output.stdout).unwrap(), console)
+}
+
+#[test]
+fn the_html_report_opens_in_chromium_with_its_charts_drawn() {
+    let r = two_runs();
+    let page = r.dir.join("report.html");
+    let out = ctl(&r.db, &["report", "--since", "all", "--format", "html", "-o", page.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(!html.contains("<script"), "the report runs no script");
+    // Nothing to fetch: no `src` or `href` anywhere (SVG's `xmlns` names, not loads).
+    assert!(!html.contains(" src=") && !html.contains("href="), "the report loads nothing");
+
+    // As it is: it loads without a console message.
+    let (dom, console) = chromium(&page);
+    assert!(console.is_empty(), "console: {console:?}");
+    assert_eq!(dom.matches("<figure class=\"chart\"><svg").count(), 4, "four charts");
+
+    // The same page with a probe: the browser's own geometry of each chart's lines, so the
+    // charts are laid out and drawn, not only present.
+    let probe = r.dir.join("probe.html");
+    std::fs::write(
+        &probe,
+        html.replace(
+            "</body>",
+            "<script>\
+             const charts = [...document.querySelectorAll('figure.chart svg')];\
+             const drawn = charts.map(svg => [...svg.querySelectorAll('polyline')]\
+                 .filter(l => { const b = l.getBBox(); return b.width > 0 && l.points.length > 1; }).length);\
+             console.log('drawn ' + JSON.stringify(drawn));\
+             </script></body>",
+        ),
+    )
+    .unwrap();
+    let (_, console) = chromium(&probe);
+    let drawn = console
+        .iter()
+        .find_map(|l| l.split("\"drawn ").nth(1))
+        .unwrap_or_else(|| panic!("no probe output: {console:?}"));
+    // Four callsites, one line each, in each of the four charts (plus the mesh's own lines).
+    let counts: Vec<u64> = serde_json::from_str(drawn.split('"').next().unwrap()).unwrap();
+    assert_eq!(counts.len(), 4, "{drawn}");
+    assert!(counts.iter().all(|&c| c >= 4), "{counts:?}");
+    // The probe's detection works: a page with an error is caught.
+    let broken = r.dir.join("broken.html");
+    std::fs::write(&broken, "<html><body><script>console.error('broken')</script></body></html>").unwrap();
+    assert_eq!(chromium(&broken).1.len(), 1);
 }

@@ -486,7 +486,7 @@ pub struct ExportReport {
     pub rows: u64,
 }
 
-const EVENT_COLUMNS: &str = "e.id, c.name, c.module, c.labels, e.outcome, e.error_kind, \
+pub(crate) const EVENT_COLUMNS: &str = "e.id, c.name, c.module, c.labels, e.outcome, e.error_kind, \
      e.start_us, e.duration_ns, e.thread_id, e.thread_name, e.correlation, e.reason, e.fields";
 
 const AUDIT_COLUMNS: &str = "id, run_id, sequence, operation, timestamp_us, inputs, outputs, \

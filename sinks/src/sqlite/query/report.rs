@@ -149,9 +149,11 @@ impl Store {
         // Each section reads in its own transaction: with a sink writing meanwhile, a later
         // section may count a little more than an earlier one.
         let scopes = self.run_scopes()?;
+        let mut run_scope = None;
         let (range, runs) = match options.run {
             Some(id) => {
                 let scope = self.run_scope(id)?;
+                run_scope = Some(scope);
                 let record = self.run_record(&scope)?;
                 let end_us = scope.to_us.min(now_us(now).saturating_add(1));
                 let range = TimeRange {
@@ -197,6 +199,20 @@ impl Store {
             .map(|name| self.trend_of(name, range, super::Bucket::Micros(width * 1_000_000)))
             .collect::<Result<Vec<_>, _>>()?;
         let (since_us, until_us) = range.bounds();
+        // Events by their run in a run's report, so that events whose clock is not the wall
+        // clock (a test's mock clock) are counted with their run; by time otherwise.
+        let filter = match &run_scope {
+            Some(scope) => EventFilter {
+                condition: self.run_condition("e", "start_us"),
+                audit: "(run_id = ?1 AND ?2 = ?2 AND ?3 = ?3)",
+                params: (scope.id, scope.from_us, scope.to_us),
+            },
+            None => EventFilter {
+                condition: "(?1 = ?1 AND e.start_us >= ?2 AND e.start_us < ?3)".to_owned(),
+                audit: "(?1 = ?1 AND timestamp_us >= ?2 AND timestamp_us < ?3)",
+                params: (0, since_us, until_us),
+            },
+        };
         let overlaps = |a: &AlertRecord| {
             a.started.as_str() < summary.until.as_deref().unwrap_or("~")
                 && a.resolved
@@ -227,9 +243,9 @@ impl Store {
             since: (since_us != i64::MIN).then(|| rfc3339(since_us)),
             until: (until_us != i64::MAX).then(|| rfc3339(until_us)),
             runs,
-            slow: self.slow(options.top, range)?,
+            slow: self.slowest(options.top, &filter)?,
             errors: self.errors(range)?,
-            audit: self.audit_coverage(&options.file_field, since_us, until_us)?,
+            audit: self.audit_coverage(&options.file_field, &filter)?,
             backups: options.backups.as_deref().map(backup_status),
             summary,
             trends,
@@ -238,54 +254,72 @@ impl Store {
         })
     }
 
+    /// The `top` longest events `filter` selects, longest first.
+    fn slowest(&self, top: usize, filter: &EventFilter) -> Result<Vec<EventRecord>, QueryError> {
+        let read = self.read();
+        let sql = format!(
+            "SELECT {} FROM events e JOIN callsites c ON c.id = e.callsite_id
+             WHERE {} ORDER BY e.duration_ns DESC, e.id LIMIT ?4",
+            super::EVENT_COLUMNS,
+            filter.condition
+        );
+        let mut statement = self.conn.prepare(&sql).map_err(&read)?;
+        let (a, b, c) = filter.params;
+        let mut rows = statement
+            .query((a, b, c, i64::try_from(top).unwrap_or(i64::MAX)))
+            .map_err(&read)?;
+        let mut events = Vec::new();
+        while let Some(row) = rows.next().map_err(&read)? {
+            events.push(self.event_record(row)?);
+        }
+        Ok(events)
+    }
+
     fn audit_coverage(
         &self,
         field: &str,
-        since: i64,
-        until: i64,
+        filter: &EventFilter,
     ) -> Result<AuditCoverage, QueryError> {
         let read = self.read();
         let path = format!("$.\"{}\"", field.replace('"', ""));
+        let (a, b, c) = filter.params;
         let entries: i64 = self
             .conn
             .query_row(
-                "SELECT count(*) FROM audit WHERE timestamp_us >= ?1 AND timestamp_us < ?2",
-                (since, until),
+                &format!("SELECT count(*) FROM audit WHERE {}", filter.audit),
+                (a, b, c),
                 |r| r.get(0),
             )
             .map_err(&read)?;
+        let with_files = format!(
+            "WITH files AS (
+                 SELECT DISTINCT json_extract(e.fields, ?4) AS file FROM events e
+                 WHERE {} AND e.fields IS NOT NULL AND json_extract(e.fields, ?4) IS NOT NULL),
+             named AS (
+                 SELECT j.value AS file FROM audit a, json_each(a.inputs) j
+                 UNION SELECT j.value FROM audit a, json_each(a.outputs) j)",
+            filter.condition
+        );
         let (files, with_audit): (i64, i64) = self
             .conn
             .query_row(
-                "WITH files AS (
-                     SELECT DISTINCT json_extract(fields, ?3) AS file FROM events
-                     WHERE start_us >= ?1 AND start_us < ?2 AND fields IS NOT NULL
-                       AND json_extract(fields, ?3) IS NOT NULL),
-                 named AS (
-                     SELECT j.value AS file FROM audit a, json_each(a.inputs) j
-                     UNION SELECT j.value FROM audit a, json_each(a.outputs) j)
-                 SELECT count(*), count(*) FILTER (WHERE file IN (SELECT file FROM named))
-                 FROM files",
-                (since, until, &path),
+                &format!(
+                    "{with_files} SELECT count(*), count(*) FILTER (WHERE file IN (SELECT file FROM named))
+                     FROM files"
+                ),
+                (a, b, c, &path),
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(&read)?;
         let mut statement = self
             .conn
-            .prepare(
-                "WITH files AS (
-                     SELECT DISTINCT json_extract(fields, ?3) AS file FROM events
-                     WHERE start_us >= ?1 AND start_us < ?2 AND fields IS NOT NULL
-                       AND json_extract(fields, ?3) IS NOT NULL),
-                 named AS (
-                     SELECT j.value AS file FROM audit a, json_each(a.inputs) j
-                     UNION SELECT j.value FROM audit a, json_each(a.outputs) j)
-                 SELECT CAST(file AS TEXT) FROM files WHERE file NOT IN (SELECT file FROM named)
-                 ORDER BY file LIMIT 20",
-            )
+            .prepare(&format!(
+                "{with_files} SELECT CAST(file AS TEXT) FROM files
+                 WHERE file NOT IN (SELECT file FROM named) ORDER BY file LIMIT 20"
+            ))
             .map_err(&read)?;
         let without_audit = statement
-            .query_map((since, until, &path), |r| r.get(0))
+            .query_map((a, b, c, &path), |r| r.get(0))
             .map_err(&read)?
             .collect::<Result<_, _>>()
             .map_err(&read)?;
@@ -297,6 +331,14 @@ impl Store {
             without_audit,
         })
     }
+}
+
+/// Which events and audit entries a report counts: `condition` over `events e` and `audit`
+/// over `audit`, each with the parameters `?1` to `?3`.
+struct EventFilter {
+    condition: String,
+    audit: &'static str,
+    params: (i64, i64, i64),
 }
 
 fn now_us(now: SystemTime) -> i64 {
