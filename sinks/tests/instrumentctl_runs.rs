@@ -677,3 +677,76 @@ fn the_html_report_opens_in_chromium_with_its_charts_drawn() {
     std::fs::write(&broken, "<html><body><script>console.error('broken')</script></body></html>").unwrap();
     assert_eq!(chromium(&broken).1.len(), 1);
 }
+
+#[instrument_performance]
+fn tick_work(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// The files `report-*.html` in `dir`, by name.
+fn reports_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n.starts_with("report-") && n.ends_with(".html"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn the_sink_writes_scheduled_reports_and_keeps_the_newest() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("reports");
+    let sink = SqliteSink::builder()
+        .path(dir.path().join("instrument.db"))
+        .reports(
+            instrument_sinks::sqlite::ReportSchedule::new(&reports)
+                .interval(Duration::from_secs(1))
+                .keep(2),
+        )
+        .build()
+        .unwrap();
+    let pipeline = instrument::builder()
+        .sink(sink)
+        .window(Duration::from_millis(200))
+        .sink_tick(Duration::from_millis(100))
+        .install()
+        .expect("no other pipeline is installed in this process");
+    // Calls go on until three reports were written (one a second, each named by its second),
+    // or a minute has passed on a very slow machine.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 3 && std::time::Instant::now() < deadline {
+        tick_work(5);
+        seen.extend(reports_in(&reports));
+    }
+    pipeline.shutdown().unwrap();
+    assert!(seen.len() >= 3, "reports seen: {seen:?}");
+    let left = reports_in(&reports);
+    assert_eq!(left.len(), 2, "the newest two are kept: {left:?}");
+    // The ones removed are older (by name) than those kept; one more may have been written
+    // while the pipeline shut down.
+    assert!(
+        seen.iter().filter(|n| !left.contains(n)).all(|n| *n < left[0]),
+        "kept {left:?} of {seen:?}"
+    );
+    for name in &left {
+        let html = std::fs::read_to_string(reports.join(name)).unwrap();
+        assert!(html.starts_with("<!DOCTYPE html>") && html.ends_with("</html>\n"));
+        assert!(html.contains(&name_of_tick_work()), "{name}");
+        assert_eq!(html.matches("<figure class=\"chart\"><svg").count(), 4);
+    }
+    // No partial file is left behind.
+    assert!(std::fs::read_dir(&reports)
+        .unwrap()
+        .all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".partial")));
+}
+
+fn name_of_tick_work() -> String {
+    name("tick_work")
+}

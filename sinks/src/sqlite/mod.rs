@@ -165,6 +165,8 @@ mod audit;
 mod error;
 mod maintenance;
 pub mod query;
+#[cfg(feature = "reports")]
+mod reports;
 mod schema;
 
 use std::collections::HashMap;
@@ -193,6 +195,8 @@ pub use self::maintenance::{
     MANIFEST_VERSION, MaintenanceError, PRUNE_BATCH, PRUNE_STEPS_PER_TICK, PruneReport, PrunedRows,
     backup, prune, restore, verify_backup,
 };
+#[cfg(feature = "reports")]
+pub use self::reports::ReportSchedule;
 pub use self::schema::SCHEMA_VERSION;
 
 use self::audit::{AuditContent, GENESIS};
@@ -244,6 +248,9 @@ pub struct SqliteSink {
     checkpoint_error: Option<String>,
     /// Pruning passes and scheduled backups, run from [`Sink::tick`].
     maintenance: maintenance::Maintenance,
+    /// Scheduled reports, started from [`Sink::tick`].
+    #[cfg(feature = "reports")]
+    reports: Option<reports::Reports>,
 }
 
 /// Configures a [`SqliteSink`].
@@ -254,6 +261,8 @@ pub struct SqliteSinkBuilder {
     max_size: Option<u64>,
     maintenance: maintenance::Settings,
     run: RunLabels,
+    #[cfg(feature = "reports")]
+    reports: Option<ReportSchedule>,
 }
 
 /// What the host tells the sink about its run, beyond what the pipeline's start gives.
@@ -278,6 +287,8 @@ impl Default for SqliteSinkBuilder {
                 backups: None,
             },
             run: RunLabels::default(),
+            #[cfg(feature = "reports")]
+            reports: None,
         }
     }
 }
@@ -343,6 +354,16 @@ impl SqliteSinkBuilder {
         self
     }
 
+    /// Writes an HTML report of the last interval on `schedule` (default daily, keeping 7),
+    /// from a thread of its own (feature `reports`; default: none). A report that cannot be
+    /// written makes the sink [`Degraded`](instrument::SinkHealth::Degraded) until one is.
+    #[cfg(feature = "reports")]
+    #[must_use]
+    pub fn reports(mut self, schedule: ReportSchedule) -> Self {
+        self.reports = Some(schedule);
+        self
+    }
+
     /// The program's version, recorded with each run in `runs.program_version` (default: none;
     /// a host passes its own, such as `env!("CARGO_PKG_VERSION")`).
     #[must_use]
@@ -385,6 +406,8 @@ impl SqliteSinkBuilder {
         let store = Store::open(&self)?;
         Ok(SqliteSink {
             maintenance: maintenance::Maintenance::new(self.maintenance.clone()),
+            #[cfg(feature = "reports")]
+            reports: self.reports.clone().map(reports::Reports::new),
             options: self,
             store: Some(store),
             start: None,
@@ -519,6 +542,10 @@ impl Sink for SqliteSink {
             Err(failure) => return Err(self.fail(failure)),
         };
         let maintained = self.maintenance.tick(&store.conn, &self.options.path, now);
+        #[cfg(feature = "reports")]
+        if let Some(reports) = &mut self.reports {
+            reports.tick(&self.options.path, now);
+        }
         let checkpointed = store.checkpoint_idle(self.options.busy_timeout);
         if reopened {
             // What kept the sink from writing was the file; a full disk or a lock is cleared
@@ -546,7 +573,17 @@ impl Sink for SqliteSink {
         if let Some(error) = &self.write_error {
             return SinkHealth::Unhealthy(error.clone());
         }
-        match (&self.checkpoint_error, self.maintenance.problem()) {
+        #[cfg(feature = "reports")]
+        let maintenance = match (
+            self.maintenance.problem(),
+            self.reports.as_ref().and_then(reports::Reports::problem),
+        ) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or_else(|| b.map(str::to_owned)),
+        };
+        #[cfg(not(feature = "reports"))]
+        let maintenance = self.maintenance.problem();
+        match (&self.checkpoint_error, maintenance) {
             (Some(checkpoint), Some(maintenance)) => {
                 SinkHealth::Degraded(format!("{checkpoint}; {maintenance}"))
             }
