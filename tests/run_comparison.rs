@@ -107,12 +107,17 @@ fn a_run_with_injected_latency_regresses_in_that_stage_only() {
     for run in &runs {
         assert_eq!(run.calls, 2 * ITEMS, "{run:?}");
         assert!(run.ended.is_some(), "each child shut down: {run:?}");
-        assert_eq!(run.program_version.as_deref(), Some(env!("CARGO_PKG_VERSION")));
+        assert_eq!(
+            run.program_version.as_deref(),
+            Some(env!("CARGO_PKG_VERSION"))
+        );
     }
     assert_ne!(runs[0].config_digest, runs[1].config_digest);
     assert_ne!(runs[0].pid, runs[1].pid);
 
-    let comparison = store.compare(runs[0].id, runs[1].id, VerdictRule::default()).unwrap();
+    let comparison = store
+        .compare(runs[0].id, runs[1].id, VerdictRule::default())
+        .unwrap();
     let verdicts: Vec<(&str, Verdict)> = comparison
         .callsites
         .iter()

@@ -8,7 +8,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use instrument::testing::advance;
-use instrument::{AuditEntry, ClockSource, CorrelationId, instrument_performance, with_correlation};
+use instrument::{
+    AuditEntry, ClockSource, CorrelationId, instrument_performance, with_correlation,
+};
 use instrument_sinks::SqliteSink;
 use rusqlite::Connection;
 use serde_json::Value;
@@ -82,8 +84,12 @@ fn run(path: &Path, delay_ms: u64) {
             process(&file, 1 + i % 5 + delay_ms, 2 + i % 3);
             store(1);
             if !failing(&file) {
-                instrument::audit(AuditEntry::new("parse").input(&file).output(format!("{file}.ast")))
-                    .unwrap();
+                instrument::audit(
+                    AuditEntry::new("parse")
+                        .input(&file)
+                        .output(format!("{file}.ast")),
+                )
+                .unwrap();
             }
         });
     }
@@ -144,7 +150,13 @@ fn verdicts(comparison: &Value) -> Vec<(String, String)> {
         .iter()
         .map(|c| {
             (
-                c["name"].as_str().unwrap().rsplit("::").next().unwrap().to_owned(),
+                c["name"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit("::")
+                    .next()
+                    .unwrap()
+                    .to_owned(),
                 c["verdict"].as_str().unwrap().to_owned(),
             )
         })
@@ -167,7 +179,11 @@ fn runs_are_listed_with_their_identity_calls_and_errors() {
     let digest: String = {
         use sha2::Digest as _;
         let bytes = sha2::Sha256::digest(b"threads = 2\n");
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        bytes.iter().fold(String::new(), |mut hex, b| {
+            use std::fmt::Write as _;
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
     };
     for (i, run) in runs.iter().enumerate() {
         assert_eq!(run["id"], i64::try_from(i + 1).unwrap());
@@ -189,7 +205,11 @@ fn runs_are_listed_with_their_identity_calls_and_errors() {
     let lines: Vec<&str> = table.stdout.lines().collect();
     assert!(lines[0].starts_with("RUN  STARTED"), "{}", table.stdout);
     assert_eq!(lines.len(), 3, "{}", table.stdout);
-    assert!(lines[1].contains("1.4.2") && lines[1].contains("800"), "{}", lines[1]);
+    assert!(
+        lines[1].contains("1.4.2") && lines[1].contains("800"),
+        "{}",
+        lines[1]
+    );
 }
 
 #[test]
@@ -250,14 +270,24 @@ fn the_slowed_stage_regresses_and_the_others_do_not() {
         .lines()
         .find(|l| l.contains("::parse "))
         .expect("a line for parse");
-    assert!(line.contains("regressed") && line.contains("+66.7%"), "{line}");
-    assert!(table.stdout.contains("regressed: 2 regressed, 0 improved"), "{}", table.stdout);
+    assert!(
+        line.contains("regressed") && line.contains("+66.7%"),
+        "{line}"
+    );
+    assert!(
+        table.stdout.contains("regressed: 2 regressed, 0 improved"),
+        "{}",
+        table.stdout
+    );
 }
 
 #[test]
 fn a_trend_has_the_calls_errors_and_percentiles_of_each_bucket() {
     let r = two_runs();
-    let (code, trend) = json(&r.db, &["trend", &name("parse"), "--since", "all", "--by", "hour"]);
+    let (code, trend) = json(
+        &r.db,
+        &["trend", &name("parse"), "--since", "all", "--by", "hour"],
+    );
     assert_eq!(code, 0);
     assert_eq!(trend["bucket_seconds"], 3600);
     let buckets = trend["buckets"].as_array().unwrap();
@@ -313,7 +343,8 @@ fn the_call_graph_has_nested_calls_and_the_flow_of_each_file() {
             )
         })
         .collect();
-    let expect = |from: &str, to: &str, kind: &str| (from.to_owned(), to.to_owned(), kind.to_owned(), FILES);
+    let expect =
+        |from: &str, to: &str, kind: &str| (from.to_owned(), to.to_owned(), kind.to_owned(), FILES);
     assert_eq!(
         edges,
         [
@@ -327,7 +358,11 @@ fn the_call_graph_has_nested_calls_and_the_flow_of_each_file() {
     assert_eq!(parse_time, 40 * (3 + 4 + 5 + 6 + 7) * 1_000_000);
     let nodes = graph["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 4);
-    assert!(nodes.iter().all(|n| n["calls"] == FILES && n["events"] == FILES));
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n["calls"] == FILES && n["events"] == FILES)
+    );
 
     let dot = ctl(&r.db, &["callgraph", "--run", "1"]);
     assert_eq!(dot.code, 0);
@@ -363,12 +398,28 @@ fn bad_input_fails_with_one_line() {
     assert!(e.contains("no callsite named `nope`"), "{e}");
     let e = one_line(&ctl(
         &r.db,
-        &["trend", &name("parse"), "--since", "2001-01-01T00:00:00Z", "--until", "2001-02-01T00:00:00Z"],
+        &[
+            "trend",
+            &name("parse"),
+            "--since",
+            "2001-01-01T00:00:00Z",
+            "--until",
+            "2001-02-01T00:00:00Z",
+        ],
     ));
-    assert!(e.contains("no calls of") && e.contains("2001-01-01T00:00:00.000000Z"), "{e}");
+    assert!(
+        e.contains("no calls of") && e.contains("2001-01-01T00:00:00.000000Z"),
+        "{e}"
+    );
     let e = one_line(&ctl(
         &r.db,
-        &["report", "--since", "2001-01-01T00:00:00Z", "--until", "2001-02-01T00:00:00Z"],
+        &[
+            "report",
+            "--since",
+            "2001-01-01T00:00:00Z",
+            "--until",
+            "2001-02-01T00:00:00Z",
+        ],
     ));
     assert!(e.contains("no calls of a timed callsite"), "{e}");
     let e = one_line(&ctl(&r.db, &["compare", "1", "2", "--alpha", "2"]));
@@ -376,7 +427,10 @@ fn bad_input_fails_with_one_line() {
     // An existing output file is not overwritten.
     let existing = r.dir.join("report.md");
     std::fs::write(&existing, "keep").unwrap();
-    let e = one_line(&ctl(&r.db, &["report", "--since", "all", "-o", existing.to_str().unwrap()]));
+    let e = one_line(&ctl(
+        &r.db,
+        &["report", "--since", "all", "-o", existing.to_str().unwrap()],
+    ));
     assert!(e.contains("already exists"), "{e}");
     assert_eq!(std::fs::read_to_string(&existing).unwrap(), "keep");
 
@@ -385,9 +439,18 @@ fn bad_input_fails_with_one_line() {
     std::fs::copy(&r.db, &newer).unwrap();
     Connection::open(&newer)
         .unwrap()
-        .execute("INSERT INTO schema_version (version, applied_us) VALUES (99, 0)", [])
+        .execute(
+            "INSERT INTO schema_version (version, applied_us) VALUES (99, 0)",
+            [],
+        )
         .unwrap();
-    for args in [&["runs"][..], &["compare", "1", "2"], &["report"], &["trend", "x"], &["callgraph"]] {
+    for args in [
+        &["runs"][..],
+        &["compare", "1", "2"],
+        &["report"],
+        &["trend", "x"],
+        &["callgraph"],
+    ] {
         let e = one_line(&ctl(&newer, args));
         assert!(e.contains("schema version 99"), "{args:?}: {e}");
     }
@@ -419,9 +482,11 @@ fn section<'a>(md: &'a str, heading: &str) -> Vec<&'a str> {
 fn add_alert(db: &Path) {
     let db = Connection::open(db).unwrap();
     let (start, end): (i64, i64) = db
-        .query_row("SELECT started_us, ended_us FROM runs WHERE id = 2", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            "SELECT started_us, ended_us FROM runs WHERE id = 2",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     db.execute(
         "INSERT INTO alerts (rule, state, severity, labels, message, value, started_us,
@@ -445,7 +510,16 @@ fn the_markdown_report_matches_the_store_line_by_line() {
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(backup.join("manifest.json")).unwrap()).unwrap();
 
-    let out = ctl(&r.db, &["report", "--run", "2", "--backups", backups.to_str().unwrap()]);
+    let out = ctl(
+        &r.db,
+        &[
+            "report",
+            "--run",
+            "2",
+            "--backups",
+            backups.to_str().unwrap(),
+        ],
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     let md = out.stdout;
     let db = Connection::open(&r.db).unwrap();
@@ -454,37 +528,105 @@ fn the_markdown_report_matches_the_store_line_by_line() {
     let runs = section(&md, "Runs");
     assert_eq!(runs.len(), 3, "{runs:?}");
     let (started, ended): (i64, i64) = db
-        .query_row("SELECT started_us, ended_us FROM runs WHERE id = 2", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            "SELECT started_us, ended_us FROM runs WHERE id = 2",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     let cells: Vec<&str> = runs[2].split(" | ").collect();
     assert_eq!(cells[0], "| 2");
-    assert!(cells[3] == "1.4.2" && cells[7] == "800" && cells[8] == "9", "{cells:?}");
+    assert!(
+        cells[3] == "1.4.2" && cells[7] == "800" && cells[8] == "9",
+        "{cells:?}"
+    );
     assert_eq!(cells[9], format!("{} |", FILES - 9));
     assert_eq!(cells[4], instrument_sinks::sqlite::query::rfc3339(started));
     assert_eq!(cells[5], instrument_sinks::sqlite::query::rfc3339(ended));
 
+    check_throughput_and_trends(&md, &db);
+    check_slow_and_errors(&md, &db);
+    // Alerts: the one that fired, and who acknowledged it.
+    let alerts = section(&md, "Alerts");
+    assert!(
+        alerts[2].starts_with("| parse_slow | warning | resolved |"),
+        "{alerts:?}"
+    );
+    assert!(alerts[2].contains("| ann at "), "{alerts:?}");
+    assert_eq!(alerts[3], "1 alerts, 1 acknowledged.");
+
+    // Audit coverage: 191 of the 200 files parse and have an entry; the 9 that fail do not.
+    let audit = section(&md, "Audit coverage");
+    assert_eq!(
+        audit[0],
+        format!("Audit entries in the range: {}.", FILES - 9)
+    );
+    assert_eq!(
+        audit[1],
+        "Files (argument `path` of the stored calls): 200; with an audit entry: 191; without: 9."
+    );
+    let without: Vec<&str> = audit[2..].to_vec();
+    let expected: Vec<String> = (1..10)
+        .map(|d| format!("- without an audit entry: `f{d}7.rs`"))
+        .collect();
+    assert_eq!(without, expected);
+
+    check_backups(&md, &manifest);
+
+    // Against run 1.
+    let comparison = section(&md, "Against the previous run");
+    assert_eq!(
+        comparison[0],
+        "Run 2 against run 1: regressed (2 regressed, 0 improved)."
+    );
+    let verdict_of = |function: &str| {
+        let line = comparison
+            .iter()
+            .find(|l| l.starts_with(&format!("| {} |", name(function))))
+            .unwrap();
+        line.trim_end_matches(" |")
+            .rsplit(" | ")
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(verdict_of("parse"), "regressed");
+    assert_eq!(verdict_of("process"), "regressed");
+    assert_eq!(verdict_of("analyze"), "unchanged");
+    assert_eq!(verdict_of("store"), "unchanged");
+
+    // Run 1 has no previous run; a report over everything covers both.
+    let first = ctl(&r.db, &["report", "--run", "1"]).stdout;
+    assert_eq!(
+        section(&first, "Against the previous run"),
+        ["No previous run to compare with."]
+    );
+    let all = ctl(&r.db, &["report", "--since", "all"]).stdout;
+    assert_eq!(section(&all, "Runs").len(), 4);
+}
+
+/// The throughput rows and the trend tables of run 2's report against the store.
+fn check_throughput_and_trends(md: &str, db: &Connection) {
     // Throughput: one row per callsite with the store's counts and the mock clock's exact
     // percentiles (run 2's parse takes 3 to 7 ms, analyze 2 to 4 ms).
-    let rows = section(&md, "Throughput and latency per stage");
+    let rows = section(md, "Throughput and latency per stage");
     assert_eq!(rows.len(), 2 + 4, "{rows:?}");
     for (function, p50, p90, p99) in [
         ("analyze", "3.0 ms", "4.0 ms", "4.0 ms"),
         ("parse", "5.0 ms", "7.0 ms", "7.0 ms"),
         ("store", "1.0 ms", "1.0 ms", "1.0 ms"),
     ] {
-        let (calls, errors) = calls_of(&db, 2, function);
+        let (total, failed) = calls_of(db, 2, function);
         let line = rows
             .iter()
             .find(|l| l.starts_with(&format!("| {} |", name(function))))
             .unwrap_or_else(|| panic!("no row for {function}: {rows:?}"));
         let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
-        assert_eq!(cells[1], calls.to_string(), "{line}");
-        assert_eq!(cells[3], errors.to_string(), "{line}");
+        assert_eq!(cells[1], total.to_string(), "{line}");
+        assert_eq!(cells[3], failed.to_string(), "{line}");
         assert_eq!(
             cells[4],
-            format!("{:.1}%", errors as f64 * 100.0 / calls as f64),
+            format!("{:.1}%", failed as f64 * 100.0 / total as f64),
             "{line}"
         );
         assert_eq!((cells[5], cells[6], cells[7]), (p50, p90, p99), "{line}");
@@ -504,11 +646,14 @@ fn the_markdown_report_matches_the_store_line_by_line() {
             .iter()
             .map(|l| l.split('|').nth(2).unwrap().trim().parse::<i64>().unwrap())
             .sum();
-        assert_eq!(total, calls_of(&db, 2, function).0, "{function}: {table:?}");
+        assert_eq!(total, calls_of(db, 2, function).0, "{function}: {table:?}");
     }
+}
 
+/// The slowest inputs and the error kinds of run 2's report against the store.
+fn check_slow_and_errors(md: &str, db: &Connection) {
     // The slowest inputs: the store's ten longest events of the run, in order.
-    let slow = section(&md, "Slowest inputs");
+    let slow = section(md, "Slowest inputs");
     let expected: Vec<(i64, String)> = db
         .prepare(
             "SELECT e.duration_ns, c.name FROM events e JOIN callsites c ON c.id = e.callsite_id
@@ -536,66 +681,13 @@ fn the_markdown_report_matches_the_store_line_by_line() {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
-    let errors = section(&md, "Error kinds");
+    let errors = section(md, "Error kinds");
     assert_eq!(errors.len(), 3, "{errors:?}");
     assert!(
         errors[2].starts_with(&format!("| {count} | {} | error | {kind} |", name("parse"))),
         "{}",
         errors[2]
     );
-
-    // Alerts: the one that fired, and who acknowledged it.
-    let alerts = section(&md, "Alerts");
-    assert!(alerts[2].starts_with("| parse_slow | warning | resolved |"), "{alerts:?}");
-    assert!(alerts[2].contains("| ann at "), "{alerts:?}");
-    assert_eq!(alerts[3], "1 alerts, 1 acknowledged.");
-
-    // Audit coverage: 191 of the 200 files parse and have an entry; the 9 that fail do not.
-    let audit = section(&md, "Audit coverage");
-    assert_eq!(audit[0], format!("Audit entries in the range: {}.", FILES - 9));
-    assert_eq!(
-        audit[1],
-        "Files (argument `path` of the stored calls): 200; with an audit entry: 191; without: 9."
-    );
-    let without: Vec<&str> = audit[2..].to_vec();
-    let expected: Vec<String> = (1..10)
-        .map(|d| format!("- without an audit entry: `f{d}7.rs`"))
-        .collect();
-    assert_eq!(without, expected);
-
-    // Backups: the manifest's figures.
-    let backups_section = section(&md, "Backups");
-    assert!(backups_section[0].ends_with("backups`: 1."), "{backups_section:?}");
-    assert_eq!(
-        backups_section[1],
-        format!(
-            "Latest: `backup-20260101T000000.000000Z`, made {}, {} bytes, {} audit rows.",
-            instrument_sinks::sqlite::query::rfc3339(manifest["created_us"].as_i64().unwrap()),
-            manifest["bytes"],
-            manifest["audit_rows"]
-        )
-    );
-
-    // Against run 1.
-    let comparison = section(&md, "Against the previous run");
-    assert_eq!(comparison[0], "Run 2 against run 1: regressed (2 regressed, 0 improved).");
-    let verdict_of = |function: &str| {
-        let line = comparison
-            .iter()
-            .find(|l| l.starts_with(&format!("| {} |", name(function))))
-            .unwrap();
-        line.trim_end_matches(" |").rsplit(" | ").next().unwrap().to_owned()
-    };
-    assert_eq!(verdict_of("parse"), "regressed");
-    assert_eq!(verdict_of("process"), "regressed");
-    assert_eq!(verdict_of("analyze"), "unchanged");
-    assert_eq!(verdict_of("store"), "unchanged");
-
-    // Run 1 has no previous run; a report over everything covers both.
-    let first = ctl(&r.db, &["report", "--run", "1"]).stdout;
-    assert_eq!(section(&first, "Against the previous run"), ["No previous run to compare with."]);
-    let all = ctl(&r.db, &["report", "--since", "all"]).stdout;
-    assert_eq!(section(&all, "Runs").len(), 4);
 }
 
 /// Runs headless Chromium on `page`: its DOM after loading, and the console messages it
@@ -622,7 +714,11 @@ fn chromium(page: &Path) -> (String, Vec<String>) {
         ),
         Err(e) => panic!("cannot run chromium: {e}"),
     };
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let console = String::from_utf8_lossy(&output.stderr)
         .lines()
         .filter(|l| l.contains(":CONSOLE"))
@@ -635,17 +731,35 @@ fn chromium(page: &Path) -> (String, Vec<String>) {
 fn the_html_report_opens_in_chromium_with_its_charts_drawn() {
     let r = two_runs();
     let page = r.dir.join("report.html");
-    let out = ctl(&r.db, &["report", "--since", "all", "--format", "html", "-o", page.to_str().unwrap()]);
+    let out = ctl(
+        &r.db,
+        &[
+            "report",
+            "--since",
+            "all",
+            "--format",
+            "html",
+            "-o",
+            page.to_str().unwrap(),
+        ],
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(!html.contains("<script"), "the report runs no script");
     // Nothing to fetch: no `src` or `href` anywhere (SVG's `xmlns` names, not loads).
-    assert!(!html.contains(" src=") && !html.contains("href="), "the report loads nothing");
+    assert!(
+        !html.contains(" src=") && !html.contains("href="),
+        "the report loads nothing"
+    );
 
     // As it is: it loads without a console message.
     let (dom, console) = chromium(&page);
     assert!(console.is_empty(), "console: {console:?}");
-    assert_eq!(dom.matches("<figure class=\"chart\"><svg").count(), 4, "four charts");
+    assert_eq!(
+        dom.matches("<figure class=\"chart\"><svg").count(),
+        4,
+        "four charts"
+    );
 
     // The same page with a probe: the browser's own geometry of each chart's lines, so the
     // charts are laid out and drawn, not only present.
@@ -674,7 +788,11 @@ fn the_html_report_opens_in_chromium_with_its_charts_drawn() {
     assert!(counts.iter().all(|&c| c >= 4), "{counts:?}");
     // The probe's detection works: a page with an error is caught.
     let broken = r.dir.join("broken.html");
-    std::fs::write(&broken, "<html><body><script>console.error('broken')</script></body></html>").unwrap();
+    std::fs::write(
+        &broken,
+        "<html><body><script>console.error('broken')</script></body></html>",
+    )
+    .unwrap();
     assert_eq!(chromium(&broken).1.len(), 1);
 }
 
@@ -689,7 +807,10 @@ fn reports_in(dir: &Path) -> Vec<String> {
         .map(|entries| {
             entries
                 .map(|e| e.unwrap().file_name().into_string().unwrap())
-                .filter(|n| n.starts_with("report-") && n.ends_with(".html"))
+                .filter(|n| {
+                    n.starts_with("report-")
+                        && Path::new(n).extension().is_some_and(|e| e == "html")
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -732,7 +853,9 @@ fn the_sink_writes_scheduled_reports_and_keeps_the_newest() {
     // The ones removed are older (by name) than those kept; one more may have been written
     // while the pipeline shut down.
     assert!(
-        seen.iter().filter(|n| !left.contains(n)).all(|n| *n < left[0]),
+        seen.iter()
+            .filter(|n| !left.contains(n))
+            .all(|n| *n < left[0]),
         "kept {left:?} of {seen:?}"
     );
     for name in &left {
@@ -742,11 +865,33 @@ fn the_sink_writes_scheduled_reports_and_keeps_the_newest() {
         assert_eq!(html.matches("<figure class=\"chart\"><svg").count(), 4);
     }
     // No partial file is left behind.
-    assert!(std::fs::read_dir(&reports)
-        .unwrap()
-        .all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".partial")));
+    assert!(std::fs::read_dir(&reports).unwrap().all(|e| {
+        !e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".partial")
+    }));
 }
 
 fn name_of_tick_work() -> String {
     name("tick_work")
+}
+
+/// The backups section of a report against the backup's manifest.
+fn check_backups(md: &str, manifest: &Value) {
+    // Backups: the manifest's figures.
+    let backups_section = section(md, "Backups");
+    assert!(
+        backups_section[0].ends_with("backups`: 1."),
+        "{backups_section:?}"
+    );
+    assert_eq!(
+        backups_section[1],
+        format!(
+            "Latest: `backup-20260101T000000.000000Z`, made {}, {} bytes, {} audit rows.",
+            instrument_sinks::sqlite::query::rfc3339(manifest["created_us"].as_i64().unwrap()),
+            manifest["bytes"],
+            manifest["audit_rows"]
+        )
+    );
 }

@@ -506,10 +506,12 @@ impl Sink for SqliteSink {
     fn start(&mut self, info: &StartInfo) -> Result<(), SinkError> {
         self.start = Some(info.clone());
         let result = open_store(&mut self.store, &self.options).and_then(|(store, _)| {
-            store.record_run(info, &self.options.run).map_err(|error| Failure::Sql {
-                what: "cannot record the run in",
-                error,
-            })
+            store
+                .record_run(info, &self.options.run)
+                .map_err(|error| Failure::Sql {
+                    what: "cannot record the run in",
+                    error,
+                })
         });
         result.map_err(|failure| self.fail(failure))
     }
@@ -1132,7 +1134,14 @@ fn insert_events(
             tx.prepare_cached(CHUNK_SQL.get_or_init(|| event_insert_sql(EVENT_CHUNK)))?;
         for chunk in &mut chunks {
             for (row, event) in chunk.iter().enumerate() {
-                bind_event(tx, callsites, &mut insert, row * EVENT_VALUES, run_id, event)?;
+                bind_event(
+                    tx,
+                    callsites,
+                    &mut insert,
+                    row * EVENT_VALUES,
+                    run_id,
+                    event,
+                )?;
             }
             insert.raw_execute()?;
         }

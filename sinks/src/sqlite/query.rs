@@ -117,7 +117,9 @@ pub enum QueryError {
         id: i64,
     },
     /// No callsite has this name.
-    #[error("{path} has no callsite named `{name}` (`instrumentctl summary --since all` lists them)")]
+    #[error(
+        "{path} has no callsite named `{name}` (`instrumentctl summary --since all` lists them)"
+    )]
     UnknownCallsite {
         /// The database file.
         path: PathBuf,

@@ -192,9 +192,9 @@ fn remove_old(dir: &Path, keep: usize) -> io::Result<()> {
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(PREFIX) && n.ends_with(".html"))
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with(PREFIX) && Path::new(n).extension().is_some_and(|e| e == "html")
+            })
         })
         .collect();
     reports.sort();

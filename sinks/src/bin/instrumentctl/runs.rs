@@ -1,6 +1,7 @@
 //! `instrumentctl runs`, `compare`, `trend`, `report` and `callgraph`: runs of the pipeline,
 //! their comparison, trends, reports and the call graph.
 
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -64,7 +65,12 @@ pub(super) enum GraphFormat {
 #[derive(Debug, clap::Args)]
 pub(super) struct ReportArgs {
     /// Start: a duration ago (7d), an RFC 3339 UTC time, or `all`.
-    #[arg(long, default_value = "7d", value_name = "WHEN", conflicts_with = "run")]
+    #[arg(
+        long,
+        default_value = "7d",
+        value_name = "WHEN",
+        conflicts_with = "run"
+    )]
     since: String,
     /// End, like --since (default: now).
     #[arg(long, value_name = "WHEN", conflicts_with = "run")]
@@ -106,8 +112,32 @@ fn rule(args: &CompareArgs) -> Result<VerdictRule, Failure> {
     })
 }
 
+/// Runs `runs`, `compare`, `trend`, `report` or `callgraph`.
+pub(super) fn dispatch(
+    command: super::Command,
+    db: &Path,
+    data_dir: &Path,
+    json: bool,
+    now: SystemTime,
+) -> Result<ExitCode, Failure> {
+    use super::Command;
+    match command {
+        Command::Runs => runs(db, json),
+        Command::Compare(args) => compare(db, &args, json),
+        Command::Trend {
+            callsite,
+            since,
+            until,
+            by,
+        } => trend(db, &callsite, &since, until.as_deref(), by, json, now),
+        Command::Report(args) => report(db, data_dir, &args, json, now),
+        Command::Callgraph { run, format } => callgraph(db, run, format, json),
+        other => Err(Failure(format!("{other:?} is not a command of runs"))),
+    }
+}
+
 /// `instrumentctl runs`.
-pub(super) fn runs(db: &Path, json: bool) -> Result<ExitCode, Failure> {
+fn runs(db: &Path, json: bool) -> Result<ExitCode, Failure> {
     let runs = Store::open(db)?.runs()?;
     print(json, &runs, || runs_table(&runs))
 }
@@ -160,7 +190,7 @@ fn runs_table(runs: &[RunRecord]) -> String {
 }
 
 /// `instrumentctl compare`: exits [`REGRESSED`] when a callsite regressed.
-pub(super) fn compare(db: &Path, args: &CompareArgs, json: bool) -> Result<ExitCode, Failure> {
+fn compare(db: &Path, args: &CompareArgs, json: bool) -> Result<ExitCode, Failure> {
     let rule = rule(args)?;
     let comparison = Store::open(db)?.compare(args.run_a, args.run_b, rule)?;
     let printed = print(json, &comparison, || compare_table(&comparison))?;
@@ -224,9 +254,10 @@ fn compare_table(c: &Comparison) -> String {
         c.b.id, c.b.started, c.a.id, c.a.started
     );
     text.push_str(&table.render());
-    text.push_str(&format!(
+    let _ = writeln!(
+        text,
         "{}: {} regressed, {} improved (Mann-Whitney and two-proportion tests at p < {}, \
-         median change >= {:.0}%, error ratio change >= {:.1} points, >= {} calls a side)\n",
+         median change >= {:.0}%, error ratio change >= {:.1} points, >= {} calls a side)",
         c.verdict.as_str(),
         c.regressed,
         c.improved,
@@ -234,12 +265,12 @@ fn compare_table(c: &Comparison) -> String {
         c.rule.min_change * 100.0,
         c.rule.min_error_change * 100.0,
         c.rule.min_calls,
-    ));
+    );
     text
 }
 
 /// `instrumentctl trend`.
-pub(super) fn trend(
+fn trend(
     db: &Path,
     callsite: &str,
     since: &str,
@@ -277,17 +308,18 @@ fn trend_table(trend: &Trend) -> String {
         ]);
     }
     let mut text = table.render();
-    text.push_str(&format!(
-        "{}: {} buckets of {} s with calls (buckets without calls are left out)\n",
+    let _ = writeln!(
+        text,
+        "{}: {} buckets of {} s with calls (buckets without calls are left out)",
         trend.callsite,
         trend.buckets.len(),
         trend.bucket_seconds
-    ));
+    );
     text
 }
 
 /// `instrumentctl report`.
-pub(super) fn report(
+fn report(
     db: &Path,
     data_dir: &Path,
     args: &ReportArgs,
@@ -336,12 +368,18 @@ pub(super) fn report(
 fn write_new(path: &Path, text: &str) -> Result<(), Failure> {
     let mut file = File::create_new(path).map_err(|e| {
         Failure(if e.kind() == io::ErrorKind::AlreadyExists {
-            format!("{} already exists; report writes a new file", path.display())
+            format!(
+                "{} already exists; report writes a new file",
+                path.display()
+            )
         } else {
             format!("cannot create {}: {e}", path.display())
         })
     })?;
-    if let Err(e) = file.write_all(text.as_bytes()).and_then(|()| file.sync_all()) {
+    if let Err(e) = file
+        .write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+    {
         drop(file);
         let _ = std::fs::remove_file(path);
         return Err(Failure(format!(
@@ -353,7 +391,7 @@ fn write_new(path: &Path, text: &str) -> Result<(), Failure> {
 }
 
 /// `instrumentctl callgraph`.
-pub(super) fn callgraph(
+fn callgraph(
     db: &Path,
     run: Option<i64>,
     format: GraphFormat,

@@ -151,7 +151,10 @@ impl Store {
     ) -> Result<BTreeMap<String, (u64, u64)>, QueryError> {
         let read = self.read();
         let (condition, params) = match scope {
-            Some(s) => (self.run_condition("w", "window_start_us"), (s.id, s.from_us, s.to_us)),
+            Some(s) => (
+                self.run_condition("w", "window_start_us"),
+                (s.id, s.from_us, s.to_us),
+            ),
             None => ("?1 = ?1 AND ?2 = ?2 AND ?3 = ?3".to_owned(), (0, 0, 0)),
         };
         let sql = format!(
@@ -183,7 +186,10 @@ impl Store {
             "NULL"
         };
         let (condition, params) = match scope {
-            Some(s) => (self.run_condition("e", "start_us"), (s.id, s.from_us, s.to_us)),
+            Some(s) => (
+                self.run_condition("e", "start_us"),
+                (s.id, s.from_us, s.to_us),
+            ),
             None => ("?1 = ?1 AND ?2 = ?2 AND ?3 = ?3".to_owned(), (0, 0, 0)),
         };
         let sql = format!(
@@ -213,12 +219,12 @@ impl Store {
                     .map_or(0, |s| s.id),
             };
             let duration_ns: i64 = row.get(4).map_err(&read)?;
-            let start_ns = start_us.saturating_mul(1000);
+            let began = start_us.saturating_mul(1000);
             spans.push(Span {
                 callsite,
                 group: (run, row.get(2).map_err(&read)?),
-                start_ns,
-                end_ns: start_ns.saturating_add(duration_ns.max(0)),
+                start_ns: began,
+                end_ns: began.saturating_add(duration_ns.max(0)),
                 correlation: row.get(5).map_err(&read)?,
                 duration_ns: u64::try_from(duration_ns).unwrap_or(0),
             });
@@ -321,7 +327,12 @@ fn to_dot(graph: &CallGraph, human: impl Fn(u64) -> String) -> String {
             "    {} -> {} [label={}{style}];",
             quote(&edge.from),
             quote(&edge.to),
-            quote(&format!("{} x {}, {}", edge.kind, edge.count, human(edge.total_ns)))
+            quote(&format!(
+                "{} x {}, {}",
+                edge.kind,
+                edge.count,
+                human(edge.total_ns)
+            ))
         );
     }
     dot.push_str("}\n");
@@ -381,10 +392,7 @@ mod tests {
         let got: Vec<_> = edges.iter().map(|(k, v)| (*k, *v)).collect();
         assert_eq!(
             got,
-            [
-                ((0, 1, "flow"), (2, 10_000)),
-                ((1, 2, "flow"), (2, 2_000)),
-            ]
+            [((0, 1, "flow"), (2, 10_000)), ((1, 2, "flow"), (2, 2_000)),]
         );
     }
 }

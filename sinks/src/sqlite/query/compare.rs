@@ -35,7 +35,19 @@ use serde_json::Value;
 use super::runs::RunScope;
 use super::{Acc, QueryError, RunRecord, Store};
 
-/// The thresholds of the [verdict rule](self).
+/// The thresholds of the verdict rule.
+///
+/// For each timed callsite both runs called, from the runs' merged window histograms:
+/// - **latency**: a two-sided Mann–Whitney U test of B's durations against A's (histogram
+///   buckets as ranked values, ties sharing their mean rank, normal approximation with tie and
+///   continuity corrections); `regressed` when `p < alpha`, B ranks above A and B's median is
+///   at least `min_change` above A's; `improved` symmetrically;
+/// - **errors**: a two-proportion z-test of the error ratios; `regressed` when `p < alpha`
+///   and B's ratio is at least `min_error_change` above A's; `improved` symmetrically;
+/// - fewer than `min_calls` calls on either side: `unchanged`.
+///
+/// The callsite regressed if either test did, else improved if either did, else it is
+/// unchanged; see `docs/instrumentctl.md` for the reasoning and the limits.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct VerdictRule {
     /// The significance level of both tests (default 0.01).
@@ -89,7 +101,7 @@ impl Verdict {
     }
 }
 
-/// The latency test of one callsite: see the [rule](self).
+/// The latency test of one callsite: see the [rule](VerdictRule).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LatencyTest {
     /// Timed calls of A and of B.
@@ -108,7 +120,7 @@ pub struct LatencyTest {
     pub reason: String,
 }
 
-/// The error test of one callsite: see the [rule](self).
+/// The error test of one callsite: see the [rule](VerdictRule).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ErrorTest {
     /// Calls of A and of B.
@@ -199,7 +211,7 @@ pub struct Comparison {
 }
 
 impl Store {
-    /// Compares run `b` with run `a` per callsite under `rule` (see the [rule](self)).
+    /// Compares run `b` with run `a` per callsite under `rule` (see the [rule](VerdictRule)).
     ///
     /// # Errors
     /// [`QueryError::UnknownRun`], [`QueryError::NoData`] when neither run has calls,
@@ -347,7 +359,7 @@ fn combine(x: Verdict, y: Verdict) -> Verdict {
     }
 }
 
-/// The latency half of the [rule](self): a Mann–Whitney U test of `b` against `a`, and the
+/// The latency half of the [rule](VerdictRule): a Mann–Whitney U test of `b` against `a`, and the
 /// change of the median.
 #[must_use]
 pub fn latency_test(a: &Histogram, b: &Histogram, rule: VerdictRule) -> LatencyTest {
@@ -382,23 +394,24 @@ pub fn latency_test(a: &Histogram, b: &Histogram, rule: VerdictRule) -> LatencyT
         let ca = ia.next_if(|&(v, _)| v == value).map_or(0, |(_, c)| c) as f64;
         let cb = ib.next_if(|&(v, _)| v == value).map_or(0, |(_, c)| c) as f64;
         let t = ca + cb;
-        rank_sum_b += cb * (rank + (t + 1.0) / 2.0);
+        // The mean of the ranks rank + 1 ..= rank + t.
+        rank_sum_b += cb * (rank + f64::midpoint(t, 1.0));
         ties += t * t * t - t;
         rank += t;
     }
-    let (na_f, nb_f) = (na as f64, nb as f64);
-    let n = na_f + nb_f;
-    let u = rank_sum_b - nb_f * (nb_f + 1.0) / 2.0;
-    let mean = na_f * nb_f / 2.0;
-    let variance = na_f * nb_f / 12.0 * ((n + 1.0) - ties / (n * (n - 1.0)));
-    test.u = u;
+    let (size_a, size_b) = (na as f64, nb as f64);
+    let total = size_a + size_b;
+    let u_b = rank_sum_b - size_b * (size_b + 1.0) / 2.0;
+    let mean = size_a * size_b / 2.0;
+    let variance = size_a * size_b / 12.0 * ((total + 1.0) - ties / (total * (total - 1.0)));
+    test.u = u_b;
     if variance <= 0.0 {
         // Every call of both runs in one bucket: nothing to tell apart.
-        test.reason = "every call of both runs took the same time".to_owned();
+        "every call of both runs took the same time".clone_into(&mut test.reason);
         return test;
     }
-    let shifted = (u - mean).abs() - 0.5;
-    let z = (shifted.max(0.0) / variance.sqrt()).copysign(u - mean);
+    let shifted = (u_b - mean).abs() - 0.5;
+    let z = (shifted.max(0.0) / variance.sqrt()).copysign(u_b - mean);
     test.z = z;
     test.p_value = two_sided_p(z);
     let change = median_change.unwrap_or(0.0);
@@ -417,10 +430,7 @@ pub fn latency_test(a: &Histogram, b: &Histogram, rule: VerdictRule) -> LatencyT
         );
     } else if z < 0.0 && change <= -rule.min_change {
         test.verdict = Verdict::Improved;
-        test.reason = format!(
-            "faster (p = {:.2e}; median {percent:+.1}%)",
-            test.p_value
-        );
+        test.reason = format!("faster (p = {:.2e}; median {percent:+.1}%)", test.p_value);
     } else {
         test.reason = format!(
             "significant (p = {:.2e}) but the median moved {percent:+.1}%, under {:.1}%",
@@ -431,7 +441,7 @@ pub fn latency_test(a: &Histogram, b: &Histogram, rule: VerdictRule) -> LatencyT
     test
 }
 
-/// The error half of the [rule](self): a two-proportion z-test of `errors[1] / calls[1]`
+/// The error half of the [rule](VerdictRule): a two-proportion z-test of `errors[1] / calls[1]`
 /// against `errors[0] / calls[0]`.
 #[must_use]
 pub fn error_test(calls: [u64; 2], errors: [u64; 2], rule: VerdictRule) -> ErrorTest {
@@ -474,10 +484,16 @@ pub fn error_test(calls: [u64; 2], errors: [u64; 2], rule: VerdictRule) -> Error
         );
     } else if change >= rule.min_error_change {
         test.verdict = Verdict::Regressed;
-        test.reason = format!("more errors (p = {:.2e}; {points:+.2} points)", test.p_value);
+        test.reason = format!(
+            "more errors (p = {:.2e}; {points:+.2} points)",
+            test.p_value
+        );
     } else if change <= -rule.min_error_change {
         test.verdict = Verdict::Improved;
-        test.reason = format!("fewer errors (p = {:.2e}; {points:+.2} points)", test.p_value);
+        test.reason = format!(
+            "fewer errors (p = {:.2e}; {points:+.2} points)",
+            test.p_value
+        );
     } else {
         test.reason = format!(
             "significant (p = {:.2e}) but {points:+.2} points, under {:.2}",
@@ -505,8 +521,7 @@ fn erfc(x: f64) -> f64 {
                     + t * (-0.186_288_06
                         + t * (0.278_868_07
                             + t * (-1.135_203_98
-                                + t * (1.488_515_87
-                                    + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
     let r = t * poly.exp();
     if x >= 0.0 { r } else { 2.0 - r }
 }
@@ -573,7 +588,11 @@ mod tests {
     fn two_samples_of_one_distribution_are_unchanged() {
         let rule = VerdictRule::default();
         for seed in 0..20 {
-            let test = latency_test(&noisy(1_000_000, seed, 300), &noisy(1_000_000, seed + 100, 300), rule);
+            let test = latency_test(
+                &noisy(1_000_000, seed, 300),
+                &noisy(1_000_000, seed + 100, 300),
+                rule,
+            );
             assert_eq!(test.verdict, Verdict::Unchanged, "seed {seed}: {test:?}");
         }
     }

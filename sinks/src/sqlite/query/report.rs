@@ -33,6 +33,7 @@ use std::time::SystemTime;
 use plotters::prelude::*;
 use serde::Serialize;
 
+use super::runs::RunScope;
 use super::{
     AlertRecord, Comparison, ErrorGroup, EventRecord, QueryError, RunRecord, Store, Summary,
     TimeRange, Trend, VerdictRule, rfc3339,
@@ -136,7 +137,19 @@ pub struct Report {
 
 /// Bucket widths a report's trends may use, in seconds.
 const WIDTHS: &[i64] = &[
-    1, 5, 10, 30, 60, 300, 900, 1800, 3600, 6 * 3600, 12 * 3600, 86_400, 7 * 86_400,
+    1,
+    5,
+    10,
+    30,
+    60,
+    300,
+    900,
+    1800,
+    3600,
+    6 * 3600,
+    12 * 3600,
+    86_400,
+    7 * 86_400,
 ];
 
 impl Store {
@@ -149,29 +162,7 @@ impl Store {
         // Each section reads in its own transaction: with a sink writing meanwhile, a later
         // section may count a little more than an earlier one.
         let scopes = self.run_scopes()?;
-        let mut run_scope = None;
-        let (range, runs) = match options.run {
-            Some(id) => {
-                let scope = self.run_scope(id)?;
-                run_scope = Some(scope);
-                let record = self.run_record(&scope)?;
-                let end_us = scope.to_us.min(now_us(now).saturating_add(1));
-                let range = TimeRange {
-                    since: Some(at(scope.from_us)),
-                    until: Some(at(end_us)),
-                };
-                (range, vec![record])
-            }
-            None => {
-                let (since, until) = options.range.bounds();
-                let runs = scopes
-                    .iter()
-                    .filter(|s| s.from_us >= since && s.from_us < until)
-                    .map(|s| self.run_record(s))
-                    .collect::<Result<Vec<_>, _>>()?;
-                (options.range, runs)
-            }
-        };
+        let (range, runs, run_scope) = self.report_scope(options, &scopes, now)?;
         let summary = self.summary(range)?;
         let timed: Vec<&super::CallsiteSummary> = summary
             .callsites
@@ -220,22 +211,7 @@ impl Store {
                     .is_none_or(|r| r >= summary.since.as_deref().unwrap_or(""))
         };
         let alerts = self.alerts(true)?.into_iter().filter(overlaps).collect();
-        // The last run in the report against the run before it.
-        let comparison = match runs.last() {
-            Some(last) => {
-                let index = scopes.iter().position(|s| s.id == last.id);
-                match index.filter(|&i| i > 0) {
-                    Some(i) => match self.compare_scopes(&scopes[i - 1], &scopes[i], options.rule)
-                    {
-                        Ok(comparison) => Some(comparison),
-                        Err(QueryError::NoData { .. }) => None,
-                        Err(other) => return Err(other),
-                    },
-                    None => None,
-                }
-            }
-            None => None,
-        };
+        let comparison = self.against_previous(runs.last(), &scopes, options.rule)?;
         Ok(Report {
             store: self.path.display().to_string(),
             generated: rfc3339(now_us(now)),
@@ -252,6 +228,57 @@ impl Store {
             alerts,
             comparison,
         })
+    }
+
+    /// The report's range, its runs, and with `--run` the run's scope.
+    fn report_scope(
+        &self,
+        options: &ReportOptions,
+        scopes: &[RunScope],
+        now: SystemTime,
+    ) -> Result<(TimeRange, Vec<RunRecord>, Option<RunScope>), QueryError> {
+        if let Some(id) = options.run {
+            let scope = self.run_scope(id)?;
+            let record = self.run_record(&scope)?;
+            let end_us = scope.to_us.min(now_us(now).saturating_add(1));
+            let range = TimeRange {
+                since: Some(at(scope.from_us)),
+                until: Some(at(end_us)),
+            };
+            return Ok((range, vec![record], Some(scope)));
+        }
+        let (since, until) = options.range.bounds();
+        let runs = scopes
+            .iter()
+            .filter(|s| s.from_us >= since && s.from_us < until)
+            .map(|s| self.run_record(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((options.range, runs, None))
+    }
+
+    /// The comparison of `last` (the report's last run) with the run before it, if there is
+    /// one and either has calls.
+    fn against_previous(
+        &self,
+        last: Option<&RunRecord>,
+        scopes: &[RunScope],
+        rule: VerdictRule,
+    ) -> Result<Option<Comparison>, QueryError> {
+        let Some(last) = last else {
+            return Ok(None);
+        };
+        let Some(i) = scopes
+            .iter()
+            .position(|s| s.id == last.id)
+            .filter(|&i| i > 0)
+        else {
+            return Ok(None);
+        };
+        match self.compare_scopes(&scopes[i - 1], &scopes[i], rule) {
+            Ok(comparison) => Ok(Some(comparison)),
+            Err(QueryError::NoData { .. }) => Ok(None),
+            Err(other) => Err(other),
+        }
     }
 
     /// The `top` longest events `filter` selects, longest first.
@@ -376,9 +403,7 @@ fn backup_status(dir: &Path) -> BackupStatus {
         Ok(found) => {
             status.count = found.len();
             if let Some(newest) = found.last() {
-                status.latest = newest
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned());
+                status.latest = newest.file_name().map(|n| n.to_string_lossy().into_owned());
                 let manifest = newest.join(MANIFEST_FILE);
                 match std::fs::read(&manifest)
                     .map_err(|e| e.to_string())
@@ -468,7 +493,11 @@ impl Report {
     pub fn to_markdown(&self) -> String {
         let mut md = String::new();
         let _ = writeln!(md, "# Instrument report: {}\n", self.scope());
-        let _ = writeln!(md, "Store `{}`, generated {}.\n", self.store, self.generated);
+        let _ = writeln!(
+            md,
+            "Store `{}`, generated {}.\n",
+            self.store, self.generated
+        );
         for section in [
             self.runs_md(),
             self.throughput_md(),
@@ -493,8 +522,21 @@ impl Report {
             return md;
         }
         md.push_str(&header(
-            &["Run", "Process", "Host", "Version", "Started", "Ended", "Duration", "Calls", "Errors", "Audit entries"],
-            &[true, false, false, false, false, false, true, true, true, true],
+            &[
+                "Run",
+                "Process",
+                "Host",
+                "Version",
+                "Started",
+                "Ended",
+                "Duration",
+                "Calls",
+                "Errors",
+                "Audit entries",
+            ],
+            &[
+                true, false, false, false, false, false, true, true, true, true,
+            ],
         ));
         for r in &self.runs {
             md.push_str(&row(&[
@@ -517,7 +559,17 @@ impl Report {
     fn throughput_md(&self) -> String {
         let mut md = String::from("## Throughput and latency per stage\n\n");
         md.push_str(&header(
-            &["Callsite", "Calls", "Calls/s", "Errors", "Error ratio", "p50", "p90", "p99", "Max"],
+            &[
+                "Callsite",
+                "Calls",
+                "Calls/s",
+                "Errors",
+                "Error ratio",
+                "p50",
+                "p90",
+                "p99",
+                "Max",
+            ],
             &[false, true, true, true, true, true, true, true, true],
         ));
         for c in &self.summary.callsites {
@@ -614,7 +666,14 @@ impl Report {
             return md;
         }
         md.push_str(&header(
-            &["Rule", "Severity", "State", "Started", "Resolved", "Acknowledged by"],
+            &[
+                "Rule",
+                "Severity",
+                "State",
+                "Started",
+                "Resolved",
+                "Acknowledged by",
+            ],
             &[false; 6],
         ));
         for a in &self.alerts {
@@ -692,15 +751,27 @@ impl Report {
             c.improved
         );
         md.push_str(&header(
-            &["Callsite", "Calls A", "Calls B", "p50 A", "p50 B", "p50 change", "p99 change", "Error ratio change", "Verdict"],
+            &[
+                "Callsite",
+                "Calls A",
+                "Calls B",
+                "p50 A",
+                "p50 B",
+                "p50 change",
+                "p99 change",
+                "Error ratio change",
+                "Verdict",
+            ],
             &[false, true, true, true, true, true, true, true, false],
         ));
         for s in &c.callsites {
             let calls = |side: &Option<super::compare::Side>| {
-                side.as_ref().map_or_else(|| "-".to_owned(), |s| s.calls.to_string())
+                side.as_ref()
+                    .map_or_else(|| "-".to_owned(), |s| s.calls.to_string())
             };
             let p50 = |side: &Option<super::compare::Side>| {
-                side.as_ref().map_or_else(|| "-".to_owned(), |s| human(s.p50_ns))
+                side.as_ref()
+                    .map_or_else(|| "-".to_owned(), |s| human(s.p50_ns))
             };
             md.push_str(&row(&[
                 s.name.clone(),
@@ -722,17 +793,24 @@ impl Report {
     /// charts (p50, p99, error ratio and calls per bucket, one line per callsite).
     #[must_use]
     pub fn to_html(&self) -> String {
-        let mut html = String::from(
-            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
+        let mut html =
+            String::from("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
+        let _ = writeln!(
+            html,
+            "<title>Instrument report: {}</title>",
+            escape(&self.scope())
         );
-        let _ = writeln!(html, "<title>Instrument report: {}</title>", escape(&self.scope()));
         html.push_str(
             "<style>body{font-family:sans-serif;margin:2em;max-width:70em}\
              table{border-collapse:collapse;margin:0.5em 0}\
              td,th{border:1px solid #ccc;padding:0.2em 0.6em;text-align:left}\
              td.n{text-align:right}figure{margin:1em 0}</style>\n</head>\n<body>\n",
         );
-        let _ = writeln!(html, "<h1>Instrument report: {}</h1>", escape(&self.scope()));
+        let _ = writeln!(
+            html,
+            "<h1>Instrument report: {}</h1>",
+            escape(&self.scope())
+        );
         let _ = writeln!(
             html,
             "<p>Store <code>{}</code>, generated {}.</p>",
@@ -755,29 +833,27 @@ impl Report {
 
     /// `(caption, svg)` for each chart.
     fn charts(&self) -> Vec<(String, String)> {
-        let series = |value: &dyn Fn(&super::TrendBucket) -> f64| -> Vec<(String, Vec<(f64, f64)>)> {
-            self.trends
-                .iter()
-                .map(|t| {
-                    (
-                        t.callsite.clone(),
-                        t.buckets
-                            .iter()
-                            .map(|b| (b.start_us as f64 / 1e6, value(b)))
-                            .collect(),
-                    )
-                })
-                .collect()
-        };
+        let series =
+            |value: &dyn Fn(&super::TrendBucket) -> f64| -> Vec<(String, Vec<(f64, f64)>)> {
+                self.trends
+                    .iter()
+                    .map(|t| {
+                        (
+                            t.callsite.clone(),
+                            t.buckets
+                                .iter()
+                                .map(|b| (b.start_us as f64 / 1e6, value(b)))
+                                .collect(),
+                        )
+                    })
+                    .collect()
+            };
         let width = self.trends.first().map_or(1, |t| t.bucket_seconds);
         [
             ("Median latency (ms)", series(&|b| b.p50_ns as f64 / 1e6)),
             ("p99 latency (ms)", series(&|b| b.p99_ns as f64 / 1e6)),
             ("Error ratio (%)", series(&|b| b.error_ratio * 100.0)),
-            (
-                "Calls per bucket",
-                series(&|b| b.calls as f64),
-            ),
+            ("Calls per bucket", series(&|b| b.calls as f64)),
         ]
         .into_iter()
         .map(|(title, data)| {
@@ -832,7 +908,9 @@ fn line_chart(title: &str, series: &[(String, Vec<(f64, f64)>)]) -> Result<Strin
                 .draw_series(LineSeries::new(data.iter().copied(), color.stroke_width(2)))
                 .map_err(|e| e.to_string())?
                 .label(name.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
             chart
                 .draw_series(data.iter().map(|&p| Circle::new(p, 3, color.filled())))
                 .map_err(|e| e.to_string())?;

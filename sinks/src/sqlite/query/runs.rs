@@ -191,8 +191,9 @@ impl Store {
         } else {
             "NULL, NULL, NULL, NULL"
         };
-        let sql =
-            format!("SELECT id, pid, process_name, hostname, started_us, {labels} FROM runs WHERE id = ?1");
+        let sql = format!(
+            "SELECT id, pid, process_name, hostname, started_us, {labels} FROM runs WHERE id = ?1"
+        );
         let mut record = self
             .conn
             .query_row(&sql, [scope.id], |row| {

@@ -105,9 +105,10 @@ impl Store {
                 path: self.path.clone(),
                 what: format!(
                     "no calls of `{name}` from {} to {}",
-                    range
-                        .since
-                        .map_or_else(|| "the first window".to_owned(), |t| rfc3339(super::super::micros(t))),
+                    range.since.map_or_else(
+                        || "the first window".to_owned(),
+                        |t| rfc3339(super::super::micros(t))
+                    ),
                     range
                         .until
                         .map_or_else(|| "now".to_owned(), |t| rfc3339(super::super::micros(t))),
@@ -146,9 +147,7 @@ impl Store {
                 .ok_or_else(|| self.bad_row("windows", id, format!("outcome `{outcome}`")))?;
             let calls = count(row, 3, &read)?;
             let histogram = self.histogram(id, row.get_ref(4).map_err(&read)?)?;
-            let acc = buckets
-                .entry(start.div_euclid(width) * width)
-                .or_default();
+            let acc = buckets.entry(start.div_euclid(width) * width).or_default();
             acc.calls = acc.calls.saturating_add(calls);
             if slot == 1 || slot == 2 {
                 acc.errors = acc.errors.saturating_add(calls);
