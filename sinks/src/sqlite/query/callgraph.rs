@@ -5,8 +5,8 @@
 //! from what each stored event has: its run, thread, start, duration and correlation id.
 //!
 //! - A **call** edge `A -> B`: an event of `B` ran on the same thread of the same run inside
-//!   an event of `A` (`A` started no later and ended no earlier, within the 1 µs of the stored
-//!   start times); the caller is the innermost such event.
+//!   an event of `A` (`B` started no earlier than `A` and before `A` ended, and ended no later,
+//!   within the 1 µs of the stored start times); the caller is the innermost such event.
 //! - A **flow** edge `A => B`: an event of `B` with no caller started, under the same
 //!   correlation id, after the previous such event (`A`) of that id had ended: work handed
 //!   from one stage to the next, across threads.
@@ -252,7 +252,12 @@ fn derive_edges(spans: &[Span]) -> Edges {
             let span = &spans[i];
             while let Some(&top) = open.last() {
                 let outer = &spans[top];
-                if outer.end_ns + SLACK_NS >= span.end_ns && outer.start_ns <= span.start_ns {
+                // Inside: started no earlier, before the outer call ended, and ended no later
+                // (within the microsecond the start times were cut to).
+                if outer.start_ns <= span.start_ns
+                    && span.start_ns < outer.end_ns
+                    && outer.end_ns + SLACK_NS >= span.end_ns
+                {
                     break;
                 }
                 open.pop();
