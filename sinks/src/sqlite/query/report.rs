@@ -16,8 +16,10 @@
 //!
 //! let sink = instrument_sinks::SqliteSink::builder().path(&path).build()?;
 //! let pipeline = instrument::builder().sink(sink).install()?;
-//! let timer = instrument::timer!("load");
-//! timer.time(|| std::thread::sleep(std::time::Duration::from_millis(1)));
+//! {
+//!     let _timer = instrument::timer!("load");
+//!     std::thread::sleep(std::time::Duration::from_millis(1));
+//! }
 //! pipeline.shutdown()?;
 //!
 //! let report = Store::open(&path)?.report(&ReportOptions::default(), std::time::SystemTime::now())?;
