@@ -64,6 +64,12 @@ struct Options {
     /// path: the same files in every run. For rehearsing alerts and runbooks.
     #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_fraction)]
     fail_rate: f64,
+    /// Add this latency to a stage's every call (STAGE=DURATION: discover, read, parse, analyze
+    /// or store, such as `parse=2ms`; repeat or separate with commas), to rehearse `instrumentctl
+    /// compare` and the latency alerts.
+    #[arg(long, value_name = "STAGE=DURATION", value_delimiter = ',',
+          value_parser = job::parse_injected_latency)]
+    inject_latency: Vec<(&'static str, Duration)>,
     /// The data directory; the store is DIR/instrument.db, the logs DIR/logs/.
     #[arg(long, value_name = "DIR", default_value = "instrument-data")]
     data_dir: PathBuf,
@@ -163,6 +169,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             alertmanager: options.alertmanager.clone(),
             allow_remote: options.allow_remote,
             otlp: options.otlp.clone(),
+            run_config: run_config(&options, &roots),
         })?;
         // Stopped by Ctrl-C or a supervisor's SIGTERM (during --linger, say), the job flushes
         // first.
@@ -176,6 +183,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         job.threads = usize::from(threads);
     }
     job.fail_rate = options.fail_rate;
+    job.inject_latency = options.inject_latency.iter().copied().collect();
     job.audit = sdk.is_some();
     job.progress = true;
     let summary = job::run(&job)?;
@@ -222,6 +230,18 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = sdk.shutdown();
     finish(&mut text, started);
     shutdown
+}
+
+/// The settings that shape a run's figures, as the store's run digest sees them.
+fn run_config(options: &Options, roots: &[PathBuf]) -> String {
+    format!(
+        "roots={roots:?} limit={} threads={:?} fail_rate={} inject_latency={:?} config={:?}",
+        options.max_files,
+        options.threads,
+        options.fail_rate,
+        options.inject_latency,
+        options.config
+    )
 }
 
 /// Ends the report with the total time and prints it.

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use instrument_sinks::alerts::AlertState;
-use instrument_sinks::sqlite::query::Store;
+use instrument_sinks::sqlite::query::{Store, Verdict, VerdictRule};
 use instrument_sinks::verify_audit_chain;
 use instrument_workspace::corpus::Corpus;
 use instrument_workspace::job::{
@@ -42,6 +42,7 @@ fn run_instrumented(dir: &Path, fail_rate: f64) -> (JobSummary, PathBuf, Operati
         config: None,
         alertmanager: None,
         allow_remote: false,
+        run_config: String::new(),
         otlp: None,
     })
     .expect("installs");
@@ -466,6 +467,7 @@ fn unreadable_text_and_syntax_errors_are_stored_and_audited_with_their_kind() {
         config: None,
         alertmanager: None,
         allow_remote: false,
+        run_config: String::new(),
         otlp: None,
     })
     .expect("installs");
@@ -531,6 +533,7 @@ fn with_otlp_the_job_sends_its_stage_counts_and_audit_entries_to_a_real_receiver
         config: None,
         alertmanager: None,
         allow_remote: false,
+        run_config: String::new(),
         otlp: Some(receiver.url.clone()),
     })
     .expect("installs");
@@ -606,4 +609,59 @@ fn with_otlp_the_job_sends_its_stage_counts_and_audit_entries_to_a_real_receiver
         })
         .count() as u64;
     assert_eq!(audit, summary.audit_entries);
+}
+
+#[test]
+fn a_latency_injected_into_the_parse_stage_makes_compare_call_it_regressed() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |inject: Option<(&'static str, std::time::Duration)>| {
+        let sdk = Instrumentation::install(&InstrumentationOptions {
+            data_dir: dir.path().to_owned(),
+            prometheus: None,
+            config: None,
+            alertmanager: None,
+            allow_remote: false,
+            run_config: format!("{inject:?}"),
+            otlp: None,
+        })
+        .expect("installs");
+        let mut options = JobOptions::new(vec![PathBuf::from(".")], sdk.database.clone());
+        options.max_files = FILES;
+        options.threads = 2;
+        options.inject_latency = inject.into_iter().collect();
+        job::run(&options).expect("the job runs");
+        let database = sdk.database.clone();
+        sdk.shutdown().expect("shuts down");
+        database
+    };
+    run(None);
+    let db = run(Some(job::parse_injected_latency("parse=20ms").unwrap()));
+    let store = Store::open(&db).unwrap();
+    let comparison = store
+        .compare(1, 2, VerdictRule::default())
+        .expect("two runs to compare");
+    let verdict = |name: &str| {
+        comparison
+            .callsites
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("{name} in {comparison:?}"))
+            .verdict
+    };
+    assert_eq!(
+        verdict("ast_pipeline::parse_source"),
+        Verdict::Regressed,
+        "{comparison:#?}"
+    );
+    assert_eq!(comparison.verdict, Verdict::Regressed);
+    // The stages on other threads are not slowed by the parse threads' sleep. (`analyze` runs
+    // right after `parse` on the same thread, on caches the sleep let go cold, and may be.)
+    for other in ["ast_pipeline::read_file", "ast_pipeline::list_dir"] {
+        assert_ne!(
+            verdict(other),
+            Verdict::Regressed,
+            "{other}: {comparison:?}"
+        );
+    }
 }

@@ -740,12 +740,17 @@ fn pruning_audit_keeps_the_newest_row_and_refuses_to_prune_a_changed_row() {
     assert_eq!(count(&open(&changed), "audit_anchor"), 0);
 }
 
-/// Makes the current store at `path` a v1 store: v2 only added tables, v3 only columns and
-/// an index of one of them, and v4 a table.
+/// Makes the current store at `path` a v1 store: v2 only added tables, v3 only columns and an
+/// index of one of them, v4 a table, and v5 columns and an index of v1's tables.
 fn downgrade_to_v1(path: &Path) {
     open(path)
         .execute_batch(
             "DROP TABLE audit_anchor; DROP TABLE health; DROP TABLE alerts; DROP TABLE alert_actions;
+             DROP INDEX windows_by_run;
+             ALTER TABLE windows DROP COLUMN run_id; ALTER TABLE events DROP COLUMN run_id;
+             ALTER TABLE runs DROP COLUMN ended_us; ALTER TABLE runs DROP COLUMN program_version;
+             ALTER TABLE runs DROP COLUMN config_digest; ALTER TABLE runs DROP COLUMN window_ns;
+             ALTER TABLE runs DROP COLUMN tick_ns;
              DELETE FROM schema_version WHERE version >= 2;",
         )
         .unwrap();

@@ -32,6 +32,7 @@ pub mod report;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -67,6 +68,38 @@ pub const STAGES: [(&str, &str); 5] = [
     ("store", "ast_pipeline::store_batch"),
 ];
 
+/// `--inject-latency`: nanoseconds each stage function sleeps after its work, in [`STAGES`]
+/// order; set by [`run`] for its duration. Zero (one load and a branch per call) when not asked.
+static INJECTED_LATENCY: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+
+/// Sleeps the latency injected into stage `index` of [`STAGES`], if any.
+fn inject_latency(index: usize) {
+    let nanos = INJECTED_LATENCY[index].load(Ordering::Relaxed);
+    if nanos > 0 {
+        thread::sleep(Duration::from_nanos(nanos));
+    }
+}
+
+/// Parses `STAGE=DURATION` (such as `parse=2ms`) for [`JobOptions::inject_latency`].
+///
+/// # Errors
+/// A message naming the unknown stage or the bad duration.
+pub fn parse_injected_latency(text: &str) -> Result<(&'static str, Duration), String> {
+    let Some((stage, duration)) = text.split_once('=') else {
+        return Err(format!("`{text}` is not STAGE=DURATION, such as parse=2ms"));
+    };
+    let Some(&(name, _)) = STAGES.iter().find(|(name, _)| *name == stage.trim()) else {
+        let names: Vec<&str> = STAGES.iter().map(|(name, _)| *name).collect();
+        return Err(format!(
+            "unknown stage `{stage}` in `{text}`: one of {}",
+            names.join(", ")
+        ));
+    };
+    let duration = humantime::parse_duration(duration.trim())
+        .map_err(|e| format!("bad duration in `{text}`: {e}"))?;
+    Ok((name, duration))
+}
+
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct JobOptions {
@@ -86,6 +119,9 @@ pub struct JobOptions {
     pub progress: bool,
     /// How long one attempt to write waits for the file's write lock.
     pub busy_timeout: Duration,
+    /// Latency added to stage functions (by stage name of [`STAGES`]), inside the measured
+    /// call, after its work: to rehearse `instrumentctl compare` and the latency alerts.
+    pub inject_latency: BTreeMap<&'static str, Duration>,
 }
 
 impl JobOptions {
@@ -102,6 +138,7 @@ impl JobOptions {
             audit: true,
             progress: false,
             busy_timeout: Duration::from_secs(5),
+            inject_latency: BTreeMap::new(),
         }
     }
 }
@@ -254,7 +291,9 @@ pub fn injected_failure(path: &Path, rate: f64) -> bool {
     err_kind = io_kind
 )]
 fn list_dir(dir: &Path) -> io::Result<Listing> {
-    corpus::list_dir(dir)
+    let listing = corpus::list_dir(dir);
+    inject_latency(0);
+    listing
 }
 
 /// Read: the file's bytes, their SHA-256, and the text.
@@ -264,7 +303,9 @@ fn list_dir(dir: &Path) -> io::Result<Listing> {
     slow = "10ms"
 )]
 fn read_file(path: &Path) -> Result<Content, ReadFailure> {
-    let bytes = std::fs::read(path).map_err(ReadFailure::Io)?;
+    let bytes = std::fs::read(path).map_err(ReadFailure::Io);
+    inject_latency(1);
+    let bytes = bytes?;
     let sha256: [u8; 32] = Sha256::digest(&bytes).into();
     let text = String::from_utf8(bytes).map_err(|_| ReadFailure::NotUtf8 { sha256 })?;
     Ok(Content { text, sha256 })
@@ -278,10 +319,13 @@ fn read_file(path: &Path) -> Result<Content, ReadFailure> {
     capture(path)
 )]
 fn parse_source(path: &str, text: &str, fail_rate: f64) -> Result<syn::File, ParseFailure> {
-    if injected_failure(Path::new(path), fail_rate) {
-        return Err(ParseFailure::Injected(fail_rate));
-    }
-    syn::parse_file(text).map_err(ParseFailure::Syntax)
+    let parsed = if injected_failure(Path::new(path), fail_rate) {
+        Err(ParseFailure::Injected(fail_rate))
+    } else {
+        syn::parse_file(text).map_err(ParseFailure::Syntax)
+    };
+    inject_latency(2);
+    parsed
 }
 
 /// Analyze: counts, functions, complexity, nesting, debt markers.
@@ -291,7 +335,9 @@ fn parse_source(path: &str, text: &str, fail_rate: f64) -> Result<syn::File, Par
     slow = "5ms"
 )]
 fn analyze(file: &syn::File, text: &str) -> FileAnalysis {
-    FileAnalysis::of(file, text)
+    let analysis = FileAnalysis::of(file, text);
+    inject_latency(3);
+    analysis
 }
 
 /// Store: one transaction for a batch of files.
@@ -308,7 +354,9 @@ fn store_batch(
     files: usize,
 ) -> Result<Vec<i64>, StoreError> {
     debug_assert_eq!(files, batch.len());
-    store.insert_batch(run_id, batch)
+    let stored = store.insert_batch(run_id, batch);
+    inject_latency(4);
+    stored
 }
 
 /// Calls and failures of one stage, counted by the job itself (they hold with the SDK off).
@@ -845,7 +893,18 @@ pub fn run(options: &JobOptions) -> Result<JobSummary, JobError> {
     let threads = options.threads.max(1);
     let run_id = store.begin_run(&options.roots, threads, options.fail_rate, options.audit)?;
     let bar = progress_bar(options.progress);
-    let (discovery, read, parsed, stored) = run_stages(options, threads, &mut store, run_id, &bar)?;
+    for (index, (stage, _)) in STAGES.iter().enumerate() {
+        let nanos = options
+            .inject_latency
+            .get(stage)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        INJECTED_LATENCY[index].store(nanos, Ordering::Relaxed);
+    }
+    let stages = run_stages(options, threads, &mut store, run_id, &bar);
+    for latency in &INJECTED_LATENCY {
+        latency.store(0, Ordering::Relaxed);
+    }
+    let (discovery, read, parsed, stored) = stages?;
     bar.finish_and_clear();
     let wall = started.elapsed();
 

@@ -46,6 +46,9 @@ pub struct InstrumentationOptions {
     /// Serve the operations endpoint on an address other machines can reach (otherwise only a
     /// loopback address is accepted).
     pub allow_remote: bool,
+    /// What this run was asked to do (the job's options, as text): its digest is stored with
+    /// the run, so `instrumentctl runs` tells runs of different settings apart.
+    pub run_config: String,
     /// An OTLP/HTTP collector's base URL (`http://127.0.0.1:4318`) to send the measurements,
     /// events and audit entries to; `OTEL_EXPORTER_OTLP_ENDPOINT` does the same. Neither: nothing
     /// is sent.
@@ -144,6 +147,8 @@ impl Instrumentation {
         }
         let store = SqliteSink::builder()
             .path(Self::database_in(&options.data_dir))
+            .program_version(concat!("ast_pipeline ", env!("CARGO_PKG_VERSION")))
+            .run_config(&options.run_config)
             .build()?;
         let database = store.path().to_owned();
         let logs_dir = options.data_dir.join("logs");

@@ -34,6 +34,9 @@ use serde_json::{Value, json};
 // Health and alert listings, in a file of their own.
 #[path = "instrumentctl/operations.rs"]
 mod operations;
+// Runs, their comparison, trends, reports and the call graph.
+#[path = "instrumentctl/runs.rs"]
+mod runs;
 
 // The command line; `about` is written out because doc comments would show clippy's backticks.
 #[derive(Debug, Parser)]
@@ -175,6 +178,35 @@ enum Command {
     },
     /// The JSON-lines logs in DIR/logs: search, stats, tail, verify.
     Logs(logs::LogsArgs),
+    /// Every run of the pipeline: start, duration, process, host, version, calls and errors.
+    Runs,
+    /// Compares run B with run A per callsite; exits 3 when something regressed.
+    Compare(runs::CompareArgs),
+    /// One callsite's calls, error ratio, p50 and p99 per hour or day.
+    Trend {
+        /// The callsite's name.
+        callsite: String,
+        /// Start: a duration ago, an RFC 3339 UTC time, or `all`.
+        #[arg(long, default_value = "30d", value_name = "WHEN")]
+        since: String,
+        /// End, like --since (default: now).
+        #[arg(long, value_name = "WHEN")]
+        until: Option<String>,
+        /// Bucket width.
+        #[arg(long, value_enum, default_value_t = runs::By::Day)]
+        by: runs::By,
+    },
+    /// A report for people (Markdown, or HTML with SVG charts) of a range or a run.
+    Report(runs::ReportArgs),
+    /// Which instrumented function called which, derived from the stored events.
+    Callgraph {
+        /// One run (default: everything stored).
+        #[arg(long, value_name = "ID")]
+        run: Option<i64>,
+        /// Graphviz DOT or JSON.
+        #[arg(long, value_enum, default_value_t = runs::GraphFormat::Dot)]
+        format: runs::GraphFormat,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -288,6 +320,8 @@ fn main() -> ExitCode {
     }
 }
 
+// One arm per command: the dispatch grows with the command line.
+#[allow(clippy::too_many_lines)]
 fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let db = cli
         .db
@@ -385,6 +419,11 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             command: PrometheusCommand::Rules(args),
         } => prometheus_rules(&db, &args, json),
         Command::Logs(args) => logs::run(args, &cli.data_dir, json, now),
+        command @ (Command::Runs
+        | Command::Compare(_)
+        | Command::Trend { .. }
+        | Command::Report(_)
+        | Command::Callgraph { .. }) => runs::dispatch(command, &db, &cli.data_dir, json, now),
     }
 }
 

@@ -1175,7 +1175,7 @@ fn scheduled_name(now: SystemTime) -> String {
 }
 
 /// The complete scheduled backups under `dir` (with a manifest), oldest first by name.
-fn scheduled_backups(dir: &Path) -> io::Result<Vec<PathBuf>> {
+pub(crate) fn scheduled_backups(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,

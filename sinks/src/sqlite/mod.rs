@@ -9,12 +9,12 @@
 //! | table | one row per |
 //! | --- | --- |
 //! | `callsites` | callsite (`name`, `module`, `file`, `line`, `kind`, `labels` as a JSON object, `unit`, `description`) |
-//! | `events` | event: `outcome`, `error_kind`, `start_us`, `duration_ns`, thread, `correlation` (16 hex digits), `reason`, captured arguments as a JSON object in `fields` (`NULL` when none) |
-//! | `windows` | callsite and outcome with calls in a snapshot's window: `count`, `timed`, `dropped`, `sum_ns`, `min_ns`, `max_ns`, `p50_ns` to `p999_ns`, and `histogram`, the window's [`Histogram`](instrument::Histogram) as JSON, which deserializes and merges |
+//! | `events` | event: `outcome`, `error_kind`, `start_us`, `duration_ns`, thread, `correlation` (16 hex digits), `reason`, captured arguments as a JSON object in `fields` (`NULL` when none), and the `run_id` that wrote it |
+//! | `windows` | callsite and outcome with calls in a snapshot's window: `count`, `timed`, `dropped`, `sum_ns`, `min_ns`, `max_ns`, `p50_ns` to `p999_ns`, `histogram` (the window's [`Histogram`](instrument::Histogram) as JSON, which deserializes and merges), and the `run_id` that wrote it |
 //! | `window_errors` | error kind of a `windows` row with errors in that window |
 //! | `counters`, `gauges` | counter or gauge per snapshot |
 //! | `drops` | drop marker |
-//! | `runs` | sink start: process id, name, host |
+//! | `runs` | sink start (a run): `pid`, `process_name`, `hostname`, `started_us`, `ended_us` (set at the sink's shutdown; `NULL` while it runs or when it did not shut down), `program_version` and `config_digest` (SHA-256 of the host's configuration) when the host gave them ([`SqliteSinkBuilder::program_version`], [`SqliteSinkBuilder::run_config`]), the pipeline's `window_ns` and `tick_ns` |
 //! | `audit` | audit entry, in a hash chain ([`verify_audit_chain`]) |
 //! | `audit_anchor` | pass that pruned audit rows: the last pruned row's `last_id`, `run_id`, `sequence` and `hash` (where the chain now starts), `pruned_rows`, `total_pruned`, `pruned_us` |
 //! | `notices` | notice; `fields` a JSON array of `[key, value]` pairs |
@@ -168,6 +168,8 @@ pub mod control;
 mod error;
 mod maintenance;
 pub mod query;
+#[cfg(feature = "reports")]
+mod reports;
 mod schema;
 
 use std::collections::HashMap;
@@ -196,6 +198,8 @@ pub use self::maintenance::{
     MANIFEST_VERSION, MaintenanceError, PRUNE_BATCH, PRUNE_STEPS_PER_TICK, PruneReport, PrunedRows,
     backup, prune, restore, verify_backup,
 };
+#[cfg(feature = "reports")]
+pub use self::reports::ReportSchedule;
 pub use self::schema::SCHEMA_VERSION;
 
 use self::audit::{AuditContent, GENESIS};
@@ -249,6 +253,9 @@ pub struct SqliteSink {
     maintenance: maintenance::Maintenance,
     /// Operators' actions on alerts, handed to the alert engine from [`Sink::tick`].
     control: control::ControlFeed,
+    /// Scheduled reports, started from [`Sink::tick`].
+    #[cfg(feature = "reports")]
+    reports: Option<reports::Reports>,
 }
 
 /// Configures a [`SqliteSink`].
@@ -258,6 +265,18 @@ pub struct SqliteSinkBuilder {
     busy_timeout: Duration,
     max_size: Option<u64>,
     maintenance: maintenance::Settings,
+    run: RunLabels,
+    #[cfg(feature = "reports")]
+    reports: Option<ReportSchedule>,
+}
+
+/// What the host tells the sink about its run, beyond what the pipeline's start gives.
+#[derive(Clone, Debug, Default)]
+struct RunLabels {
+    /// The program's version.
+    version: Option<String>,
+    /// SHA-256 of the host's configuration, 64 lower-case hex digits.
+    config_digest: Option<String>,
 }
 
 impl Default for SqliteSinkBuilder {
@@ -272,6 +291,9 @@ impl Default for SqliteSinkBuilder {
                 prune_interval: Duration::from_secs(60),
                 backups: None,
             },
+            run: RunLabels::default(),
+            #[cfg(feature = "reports")]
+            reports: None,
         }
     }
 }
@@ -337,6 +359,40 @@ impl SqliteSinkBuilder {
         self
     }
 
+    /// Writes an HTML report of the last interval on `schedule` (default daily, keeping 7),
+    /// from a thread of its own (feature `reports`; default: none). A report that cannot be
+    /// written makes the sink [`Degraded`](instrument::SinkHealth::Degraded) until one is.
+    #[cfg(feature = "reports")]
+    #[must_use]
+    pub fn reports(mut self, schedule: ReportSchedule) -> Self {
+        self.reports = Some(schedule);
+        self
+    }
+
+    /// The program's version, recorded with each run in `runs.program_version` (default: none;
+    /// a host passes its own, such as `env!("CARGO_PKG_VERSION")`).
+    #[must_use]
+    pub fn program_version(mut self, version: impl Into<String>) -> Self {
+        self.run.version = Some(version.into());
+        self
+    }
+
+    /// The host's configuration, as bytes that change when it changes (a file's contents, or
+    /// the options it runs with, written out): its SHA-256 is recorded with each run in
+    /// `runs.config_digest`, so that runs with different settings can be told apart
+    /// (default: none).
+    #[must_use]
+    pub fn run_config(mut self, config: impl AsRef<[u8]>) -> Self {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(config.as_ref());
+        self.run.config_digest = Some(digest.iter().fold(String::new(), |mut hex, byte| {
+            use std::fmt::Write as _;
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        }));
+        self
+    }
+
     /// Opens (or creates) the database and brings its tables up to date, so that a bad file is
     /// reported when the pipeline is built, not when the first batch arrives.
     ///
@@ -355,6 +411,8 @@ impl SqliteSinkBuilder {
         let store = Store::open(&self)?;
         Ok(SqliteSink {
             maintenance: maintenance::Maintenance::new(self.maintenance.clone()),
+            #[cfg(feature = "reports")]
+            reports: self.reports.clone().map(reports::Reports::new),
             options: self,
             store: Some(store),
             start: None,
@@ -419,7 +477,7 @@ impl SqliteSink {
         retry_locked(self.options.busy_timeout, || {
             let (store, _) = open_store(&mut self.store, &self.options)?;
             store
-                .write(batch, self.start.as_ref())
+                .write(batch, self.start.as_ref(), &self.options.run)
                 .map_err(|error| Failure::Sql {
                     what: "cannot write a batch to",
                     error,
@@ -454,10 +512,12 @@ impl Sink for SqliteSink {
     fn start(&mut self, info: &StartInfo) -> Result<(), SinkError> {
         self.start = Some(info.clone());
         let result = open_store(&mut self.store, &self.options).and_then(|(store, _)| {
-            store.record_run(info).map_err(|error| Failure::Sql {
-                what: "cannot record the run in",
-                error,
-            })
+            store
+                .record_run(info, &self.options.run)
+                .map_err(|error| Failure::Sql {
+                    what: "cannot record the run in",
+                    error,
+                })
         });
         result.map_err(|failure| self.fail(failure))
     }
@@ -500,6 +560,10 @@ impl Sink for SqliteSink {
                 instrument::publish(notice);
             }
         }
+        #[cfg(feature = "reports")]
+        if let Some(reports) = &mut self.reports {
+            reports.tick(&self.options.path, now);
+        }
         let checkpointed = store.checkpoint_idle(self.options.busy_timeout);
         if reopened {
             // What kept the sink from writing was the file; a full disk or a lock is cleared
@@ -510,11 +574,34 @@ impl Sink for SqliteSink {
         maintained
     }
 
+    /// Records when the run ended, after the pipeline's final batch.
+    fn shutdown(&mut self) -> Result<(), SinkError> {
+        let now = SystemTime::now();
+        let result = retry_locked(self.options.busy_timeout, || {
+            let (store, _) = open_store(&mut self.store, &self.options)?;
+            store.record_end(now).map_err(|error| Failure::Sql {
+                what: "cannot record the end of the run in",
+                error,
+            })
+        });
+        result.map_err(|failure| self.fail(failure))
+    }
+
     fn health(&self) -> SinkHealth {
         if let Some(error) = &self.write_error {
             return SinkHealth::Unhealthy(error.clone());
         }
-        match (&self.checkpoint_error, self.maintenance.problem()) {
+        #[cfg(feature = "reports")]
+        let maintenance = match (
+            self.maintenance.problem(),
+            self.reports.as_ref().and_then(reports::Reports::problem),
+        ) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or_else(|| b.map(str::to_owned)),
+        };
+        #[cfg(not(feature = "reports"))]
+        let maintenance = self.maintenance.problem();
+        match (&self.checkpoint_error, maintenance) {
             (Some(checkpoint), Some(maintenance)) => {
                 SinkHealth::Degraded(format!("{checkpoint}; {maintenance}"))
             }
@@ -752,23 +839,39 @@ impl Store {
         }
     }
 
-    fn record_run(&mut self, info: &StartInfo) -> rusqlite::Result<()> {
+    fn record_run(&mut self, info: &StartInfo, labels: &RunLabels) -> rusqlite::Result<()> {
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        let id = insert_run(&tx, Some(info))?;
+        let id = insert_run(&tx, Some(info), labels)?;
         tx.commit()?;
         self.run_id = Some(id);
         Ok(())
     }
 
+    /// Sets the end of this file's run, if it has one (a file opened again after its first was
+    /// deleted has a run only once something was written to it).
+    fn record_end(&mut self, at: SystemTime) -> rusqlite::Result<()> {
+        if let Some(id) = self.run_id {
+            self.conn
+                .prepare_cached("UPDATE runs SET ended_us = ?2 WHERE id = ?1")?
+                .execute((id, micros(at)))?;
+        }
+        Ok(())
+    }
+
     /// Writes `batch` in one transaction; audit batches with `synchronous=FULL`.
-    fn write(&mut self, batch: &Batch, start: Option<&StartInfo>) -> rusqlite::Result<()> {
+    fn write(
+        &mut self,
+        batch: &Batch,
+        start: Option<&StartInfo>,
+        labels: &RunLabels,
+    ) -> rusqlite::Result<()> {
         let durable = !batch.audit.is_empty();
         let mut result = Ok(());
         if durable {
             result = self.conn.pragma_update(None, "synchronous", "FULL");
         }
         if result.is_ok() {
-            result = self.write_batch(batch, start);
+            result = self.write_batch(batch, start, labels);
         }
         if durable {
             let restored = self.conn.pragma_update(None, "synchronous", "NORMAL");
@@ -781,10 +884,20 @@ impl Store {
         result
     }
 
-    fn write_batch(&mut self, batch: &Batch, start: Option<&StartInfo>) -> rusqlite::Result<()> {
+    fn write_batch(
+        &mut self,
+        batch: &Batch,
+        start: Option<&StartInfo>,
+        labels: &RunLabels,
+    ) -> rusqlite::Result<()> {
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         let callsites = &mut self.callsites;
-        insert_events(&tx, callsites, &batch.events)?;
+        // A file opened again after the first was deleted gets its own row in `runs`.
+        let mut run_id = self.run_id;
+        if run_id.is_none() && (start.is_some() || !batch.audit.is_empty()) {
+            run_id = Some(insert_run(&tx, start, labels)?);
+        }
+        insert_events(&tx, callsites, run_id, &batch.events)?;
         for drop in &batch.drops {
             let callsite = callsite_id(&tx, callsites, drop.callsite)?;
             tx.prepare_cached(
@@ -798,7 +911,7 @@ impl Store {
             ))?;
         }
         if let Some(snapshot) = &batch.snapshot {
-            insert_snapshot(&tx, callsites, snapshot)?;
+            insert_snapshot(&tx, callsites, run_id, snapshot)?;
         }
         for notice in &batch.notices {
             let fields = serde_json::to_string(&notice.fields).map_err(conversion)?;
@@ -819,11 +932,6 @@ impl Store {
                 "alerts" => upsert_alert(&tx, notice)?,
                 _ => {}
             }
-        }
-        // A file opened again after the first was deleted gets its own row in `runs`.
-        let mut run_id = self.run_id;
-        if run_id.is_none() && (start.is_some() || !batch.audit.is_empty()) {
-            run_id = Some(insert_run(&tx, start)?);
         }
         if let Some(run_id) = run_id.filter(|_| !batch.audit.is_empty()) {
             insert_audit(&tx, callsites, run_id, &batch.audit)?;
@@ -1010,9 +1118,9 @@ fn callsite_id(
 
 /// The columns of an `events` row, in the order [`bind_event`] binds them.
 const EVENT_COLUMNS: &str = "callsite_id, outcome, error_kind, start_us, duration_ns, thread_id, \
-                             thread_name, correlation, reason, fields";
+                             thread_name, correlation, reason, fields, run_id";
 /// How many values [`bind_event`] binds.
-const EVENT_VALUES: usize = 10;
+const EVENT_VALUES: usize = 11;
 /// Events per multi-row `INSERT`: one statement step for this many rows instead of one each,
 /// which is most of the per-row cost left once the indexes are paid for.
 const EVENT_CHUNK: usize = 32;
@@ -1031,6 +1139,7 @@ fn event_insert_sql(rows: usize) -> String {
 fn insert_events(
     tx: &Transaction<'_>,
     callsites: &mut HashMap<&'static Metadata, i64>,
+    run_id: Option<i64>,
     events: &[Event],
 ) -> rusqlite::Result<()> {
     static CHUNK_SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -1041,7 +1150,14 @@ fn insert_events(
             tx.prepare_cached(CHUNK_SQL.get_or_init(|| event_insert_sql(EVENT_CHUNK)))?;
         for chunk in &mut chunks {
             for (row, event) in chunk.iter().enumerate() {
-                bind_event(tx, callsites, &mut insert, row * EVENT_VALUES, event)?;
+                bind_event(
+                    tx,
+                    callsites,
+                    &mut insert,
+                    row * EVENT_VALUES,
+                    run_id,
+                    event,
+                )?;
             }
             insert.raw_execute()?;
         }
@@ -1050,7 +1166,7 @@ fn insert_events(
     if !rest.is_empty() {
         let mut insert = tx.prepare_cached(ONE_SQL.get_or_init(|| event_insert_sql(1)))?;
         for event in rest {
-            bind_event(tx, callsites, &mut insert, 0, event)?;
+            bind_event(tx, callsites, &mut insert, 0, run_id, event)?;
             insert.raw_execute()?;
         }
     }
@@ -1063,6 +1179,7 @@ fn bind_event(
     callsites: &mut HashMap<&'static Metadata, i64>,
     insert: &mut rusqlite::CachedStatement<'_>,
     offset: usize,
+    run_id: Option<i64>,
     event: &Event,
 ) -> rusqlite::Result<()> {
     let callsite = callsite_id(tx, callsites, event.callsite)?;
@@ -1081,17 +1198,19 @@ fn bind_event(
     insert.raw_bind_parameter(offset + 8, event.correlation.map(|c| c.to_string()))?;
     insert.raw_bind_parameter(offset + 9, event.reason.as_str())?;
     insert.raw_bind_parameter(offset + 10, fields)?;
+    insert.raw_bind_parameter(offset + 11, run_id)?;
     Ok(())
 }
 
 fn insert_snapshot(
     tx: &Transaction<'_>,
     callsites: &mut HashMap<&'static Metadata, i64>,
+    run_id: Option<i64>,
     snapshot: &Snapshot,
 ) -> rusqlite::Result<()> {
     let (start, end) = (micros(snapshot.window_start), micros(snapshot.window_end));
     for call in snapshot.calls.iter().filter(|c| c.window.count > 0) {
-        insert_window(tx, callsites, snapshot, call)?;
+        insert_window(tx, callsites, run_id, snapshot, call)?;
     }
     for counter in &snapshot.counters {
         let callsite = callsite_id(tx, callsites, counter.callsite)?;
@@ -1122,6 +1241,7 @@ fn insert_snapshot(
 fn insert_window(
     tx: &Transaction<'_>,
     callsites: &mut HashMap<&'static Metadata, i64>,
+    run_id: Option<i64>,
     snapshot: &Snapshot,
     call: &CallStats,
 ) -> rusqlite::Result<()> {
@@ -1132,8 +1252,9 @@ fn insert_window(
         .prepare_cached(
             "INSERT INTO windows (snapshot_sequence, reason, window_start_us, window_end_us,
                                   callsite_id, outcome, count, timed, dropped, sum_ns, min_ns,
-                                  max_ns, p50_ns, p90_ns, p99_ns, p999_ns, histogram)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+                                  max_ns, p50_ns, p90_ns, p99_ns, p999_ns, histogram, run_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                     ?18)
              RETURNING id",
         )?
         .query_row(
@@ -1155,6 +1276,7 @@ fn insert_window(
                 nanos(w.p99),
                 nanos(w.p999),
                 histogram,
+                run_id,
             ],
             |row| row.get(0),
         )?;
@@ -1283,7 +1405,11 @@ fn upsert_alert(tx: &Transaction<'_>, notice: &Notice) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn insert_run(tx: &Transaction<'_>, start: Option<&StartInfo>) -> rusqlite::Result<i64> {
+fn insert_run(
+    tx: &Transaction<'_>,
+    start: Option<&StartInfo>,
+    labels: &RunLabels,
+) -> rusqlite::Result<i64> {
     let (pid, name, hostname, started) = match start {
         Some(info) => (
             info.process.pid,
@@ -1302,10 +1428,24 @@ fn insert_run(tx: &Transaction<'_>, start: Option<&StartInfo>) -> rusqlite::Resu
         ),
     };
     tx.prepare_cached(
-        "INSERT INTO runs (pid, process_name, hostname, started_us) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO runs (pid, process_name, hostname, started_us, program_version,
+                           config_digest, window_ns, tick_ns)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          RETURNING id",
     )?
-    .query_row((pid, name, hostname, micros(started)), |row| row.get(0))
+    .query_row(
+        rusqlite::params![
+            pid,
+            name,
+            hostname,
+            micros(started),
+            labels.version,
+            labels.config_digest,
+            start.map(|info| nanos(info.window)),
+            start.map(|info| nanos(info.tick)),
+        ],
+        |row| row.get(0),
+    )
 }
 
 /// Appends `entries` to the chain, after the last stored row; entries already stored for this

@@ -57,9 +57,22 @@ use serde_json::Value;
 use super::error::SqliteError;
 use super::schema::{self, SCHEMA_VERSION};
 
+mod callgraph;
+mod compare;
 mod operations;
+#[cfg(feature = "reports")]
+pub mod report;
+mod runs;
+mod trend;
 
+pub use self::callgraph::{CallEdge, CallGraph, CallNode};
+pub use self::compare::{
+    CallsiteComparison, Comparison, ErrorTest, LatencyTest, Side, Verdict, VerdictRule, error_test,
+    latency_test,
+};
 pub use self::operations::{AlertRecord, HealthHistory, HealthRecord};
+pub use self::runs::RunRecord;
+pub use self::trend::{Bucket, Trend, TrendBucket};
 
 /// Why a query failed. Each variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +108,32 @@ pub enum QueryError {
     /// Writing an export failed.
     #[error("cannot write the export")]
     Write(#[source] std::io::Error),
+    /// No run has this id.
+    #[error("{path} has no run {id} (`instrumentctl runs` lists them)")]
+    UnknownRun {
+        /// The database file.
+        path: PathBuf,
+        /// The id asked for.
+        id: i64,
+    },
+    /// No callsite has this name.
+    #[error(
+        "{path} has no callsite named `{name}` (`instrumentctl summary --since all` lists them)"
+    )]
+    UnknownCallsite {
+        /// The database file.
+        path: PathBuf,
+        /// The name asked for.
+        name: String,
+    },
+    /// Nothing was recorded where the query looked.
+    #[error("{path}: {what}")]
+    NoData {
+        /// The database file.
+        path: PathBuf,
+        /// What holds nothing, such as `no calls of parse from ... to ...`.
+        what: String,
+    },
 }
 
 /// The time range of a query; `None` leaves that end open. See the [module docs](self) for what
@@ -449,7 +488,7 @@ pub struct ExportReport {
     pub rows: u64,
 }
 
-const EVENT_COLUMNS: &str = "e.id, c.name, c.module, c.labels, e.outcome, e.error_kind, \
+pub(crate) const EVENT_COLUMNS: &str = "e.id, c.name, c.module, c.labels, e.outcome, e.error_kind, \
      e.start_us, e.duration_ns, e.thread_id, e.thread_name, e.correlation, e.reason, e.fields";
 
 const AUDIT_COLUMNS: &str = "id, run_id, sequence, operation, timestamp_us, inputs, outputs, \

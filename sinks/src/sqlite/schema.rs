@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension};
 use super::error::SqliteError;
 
 /// The schema version this release writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Migration `i` brings a database from version `i` to `i + 1`; each runs in its own transaction.
 const MIGRATIONS: &[&str] = &[
@@ -210,6 +210,20 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX alert_actions_silences ON alert_actions (ends_us) WHERE action = 'silence';
     ",
+    // v5: runs as units of comparison. A run records when it ended (its sink shut down), the
+    // program's version, a digest of its configuration, and the pipeline's window and tick;
+    // windows and events name the run that wrote them (rows written before v5 have none and
+    // are attributed by time, see `query::runs`).
+    "
+    ALTER TABLE runs ADD COLUMN ended_us INTEGER;
+    ALTER TABLE runs ADD COLUMN program_version TEXT;
+    ALTER TABLE runs ADD COLUMN config_digest TEXT;
+    ALTER TABLE runs ADD COLUMN window_ns INTEGER;
+    ALTER TABLE runs ADD COLUMN tick_ns INTEGER;
+    ALTER TABLE windows ADD COLUMN run_id INTEGER REFERENCES runs(id);
+    ALTER TABLE events ADD COLUMN run_id INTEGER REFERENCES runs(id);
+    CREATE INDEX windows_by_run ON windows (run_id, callsite_id) WHERE run_id IS NOT NULL;
+    ",
 ];
 
 /// The highest version recorded in `schema_version`, 0 for a database without that table.
@@ -342,7 +356,7 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(versions, [1, 2, 3, 4]);
+        assert_eq!(versions, [1, 2, 3, 4, 5]);
         // The new tables take rows of the shape later releases write.
         conn.execute_batch(
             "INSERT INTO health (time_us, component, status, reason) VALUES (1, 'sqlite', 'degraded', 'x');
@@ -351,6 +365,24 @@ mod tests {
                  VALUES ('slow', 'firing', 'warning', '{}', 'slow calls', 1.5, 1, 1, '00ff', 7, 0);
              INSERT INTO alert_actions (time_us, action, matchers, starts_us, ends_us, actor)
                  VALUES (2, 'silence', '{\"alertname\":\"slow\"}', 2, 3, 'alice');",
+        )
+        .unwrap();
+        // v5: the run of v1 has no end, version or digest; the old event no run.
+        let (ended, version, run): (Option<i64>, Option<String>, Option<i64>) = conn
+            .query_row(
+                "SELECT r.ended_us, r.program_version, e.run_id FROM runs r, events e",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((ended, version, run), (None, None, None));
+        conn.execute_batch(
+            "UPDATE runs SET ended_us = 5, program_version = '1.2.0', config_digest = 'ab',
+                             window_ns = 1000000000, tick_ns = 1000000000;
+             INSERT INTO windows (snapshot_sequence, reason, window_start_us, window_end_us,
+                                  callsite_id, outcome, count, timed, dropped, sum_ns, min_ns,
+                                  max_ns, p50_ns, p90_ns, p99_ns, p999_ns, histogram, run_id)
+                 VALUES (1, 'window', 0, 1, 1, 'ok', 1, 1, 0, 5, 5, 5, 5, 5, 5, 5, x'7b7d', 1);",
         )
         .unwrap();
     }
