@@ -287,6 +287,18 @@ fn check_store_answers(addr: SocketAddr, db: &std::path::Path) {
     assert_eq!(calls(&summary), calls(&expected));
     assert!(calls(&summary).contains(&("parse_file".to_owned(), 20, 4)));
 
+    // Runs and the call graph: the library's answers, as `instrumentctl runs|callgraph --json`.
+    let runs = ok_json(addr, "/api/runs");
+    assert_eq!(runs, serde_json::to_value(store.runs().unwrap()).unwrap());
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    let graph = ok_json(addr, "/api/callgraph");
+    let expected = serde_json::to_value(store.callgraph(None).unwrap()).unwrap();
+    same_shape("callgraph", &graph, &expected);
+    assert_eq!(graph["nodes"], expected["nodes"]);
+    let run = runs[0]["id"].as_i64().unwrap();
+    let of_run = ok_json(addr, &format!("/api/callgraph?run={run}"));
+    assert_eq!(of_run["run_id"], run);
+
     let slow = ok_json(addr, "/api/slow?top=3&since=all");
     let expected = serde_json::to_value(store.slow(3, TimeRange::ALL).unwrap()).unwrap();
     same_shape("slow", &slow, &expected);
@@ -496,6 +508,9 @@ fn bad_input_is_a_4xx_with_a_message_never_a_500() {
         ("/api/health?limit=-1", 400, "invalid limit `-1`"),
         ("/api/live?after=x", 400, "invalid after `x`"),
         ("/api/config?x=1", 400, "it takes none"),
+        ("/api/callgraph?run=abc", 400, "is not a run id"),
+        ("/api/callgraph?run=999", 404, "999"),
+        ("/api/runs?all=1", 400, "unknown query parameter"),
         (
             "/api/trace/0123456789abcdef?x=1",
             400,

@@ -454,6 +454,19 @@
     }
   }
 
+  async function refreshCallgraph() {
+    try {
+      const graph = await getJSON("/api/callgraph");
+      const edges = graph.edges.slice().sort((a, b) => b.count - a.count).slice(0, 50);
+      fill("callgraph", edges.map((e) => row([
+        cell(e.from), cell(e.to), cell(e.kind), cell(integer.format(e.count), "num"),
+        cell(fmtDuration(e.total_ns), "num"),
+      ])), "no edges yet: no stored call ran inside or after another of the same unit of work");
+    } catch (error) {
+      fill("callgraph", [], "call graph: " + error.message);
+    }
+  }
+
   // ---- unit of work ----
   async function openTrace(id) {
     const section = $("trace-section");
@@ -557,6 +570,8 @@
     if (config.health || config.store) every(SLOW_EVERY_MS, refreshHealth);
     if (config.alerts || config.store) every(SLOW_EVERY_MS, refreshAlerts);
     if (config.store) every(SLOW_EVERY_MS, refreshCalls);
+    $("callgraph-section").hidden = !config.store;
+    if (config.store) every(SLOW_EVERY_MS * 6, refreshCallgraph);
   }
 
   start();

@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use super::OpsHandle;
 use crate::http::EndpointBuilder;
 use crate::sqlite::SqliteError;
-use crate::sqlite::query::{QueryError, Store, TimeRange};
+use crate::sqlite::query::{CallGraph, QueryError, Store, TimeRange};
 
 /// The most slow calls one request may ask for.
 pub(crate) const MAX_TOP: usize = 1_000;
@@ -103,6 +103,9 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
 fn store_failure(error: &QueryError) -> Failure {
     match error {
         QueryError::BadCorrelation(_) => fail(StatusCode::BAD_REQUEST, error.to_string()),
+        QueryError::UnknownRun { .. }
+        | QueryError::UnknownCallsite { .. }
+        | QueryError::NoData { .. } => fail(StatusCode::NOT_FOUND, error.to_string()),
         QueryError::Open(open) => open_failure(open),
         _ => fail(StatusCode::INTERNAL_SERVER_ERROR, chain(error)),
     }
@@ -344,6 +347,8 @@ pub(crate) fn mount(endpoint: EndpointBuilder, api: &Shared) -> EndpointBuilder 
         .route("/api/alerts/{id}/ack", ack_route(api))
         .route("/api/health", query_route(api, stored_health))
         .route("/api/health/now", query_route(api, health_now))
+        .route("/api/runs", query_route(api, runs))
+        .route("/api/callgraph", query_route(api, callgraph))
 }
 
 async fn config(api: Shared, query: Option<String>) -> Result<Response, Failure> {
@@ -461,6 +466,43 @@ async fn audit(api: Shared, id: String, query: Option<String>) -> Result<Respons
         })
         .await?;
     Ok(answer(&trail))
+}
+
+async fn runs(api: Shared, query: Option<String>) -> Result<Response, Failure> {
+    Params::parse(query.as_deref(), "/api/runs", &[])?;
+    let runs = api
+        .with_store(move |store| store.runs().map_err(|e| store_failure(&e)))
+        .await?;
+    Ok(answer(&runs))
+}
+
+/// Which instrumented function called which (`instrumentctl callgraph --json`), over one run
+/// (`?run=ID`) or every stored one.
+async fn callgraph(api: Shared, query: Option<String>) -> Result<Response, Failure> {
+    let params = Params::parse(query.as_deref(), "/api/callgraph", &["run"])?;
+    let run = match params.get("run") {
+        None => None,
+        Some(text) => Some(text.parse::<i64>().map_err(|_| {
+            fail(
+                StatusCode::BAD_REQUEST,
+                format!("run `{text}` is not a run id (a number, as /api/runs lists)"),
+            )
+        })?),
+    };
+    let graph = api
+        .with_store(move |store| match store.callgraph(run) {
+            // Nothing stored yet is an empty graph here (the page polls from the start), where
+            // `instrumentctl callgraph` says so and fails.
+            Err(QueryError::NoData { .. }) => Ok(CallGraph {
+                run_id: run,
+                events: 0,
+                nodes: Vec::new(),
+                edges: Vec::new(),
+            }),
+            other => other.map_err(|e| store_failure(&e)),
+        })
+        .await?;
+    Ok(answer(&graph))
 }
 
 async fn stored_alerts(api: Shared, query: Option<String>) -> Result<Response, Failure> {
