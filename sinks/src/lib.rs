@@ -40,6 +40,14 @@ mod memory;
 #[cfg(feature = "memory")]
 pub use crate::memory::MemorySink;
 
+#[cfg(any(
+    feature = "sqlite",
+    feature = "alerts",
+    feature = "otlp",
+    feature = "ops"
+))]
+mod errors;
+
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 

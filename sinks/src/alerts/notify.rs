@@ -9,6 +9,7 @@
 //! (default 10 s): a state that changes faster is coalesced, the latest winning, so flapping
 //! input cannot turn into a notification storm.
 
+use crate::errors::error_chain;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -437,17 +438,6 @@ impl Poster {
             }
         })
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn rfc3339(time: SystemTime) -> String {

@@ -87,17 +87,7 @@ fn answer(value: &impl Serialize) -> Response {
 
 /// An error and its causes on one line.
 fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    crate::errors::error_chain(error)
 }
 
 fn store_failure(error: &QueryError) -> Failure {

@@ -2,6 +2,7 @@
 //! client, retried with backoff (honouring `Retry-After`) while the collector is down, slow or
 //! answers 429/502/503/504.
 
+use crate::errors::error_chain;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -438,17 +439,6 @@ fn describe_body(body: &[u8]) -> String {
     } else {
         format!(": {text}")
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// `Retry-After`: delay-seconds or an HTTP-date (`Sun, 06 Nov 1994 08:49:37 GMT`).

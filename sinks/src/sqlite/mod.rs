@@ -172,6 +172,7 @@ pub mod query;
 mod reports;
 mod schema;
 
+use crate::errors::error_chain;
 use std::collections::HashMap;
 use std::ffi::{OsString, c_int};
 use std::path::{Path, PathBuf};
@@ -689,17 +690,6 @@ fn reopens(error: &rusqlite::Error) -> bool {
                 | ErrorCode::FileLockingProtocolFailed
         )
     )
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// What identifies a file: its device and inode on Unix; elsewhere only that it exists.
