@@ -36,16 +36,7 @@ fn int(n: usize) -> i64 {
 /// Runs the job over this workspace with the SDK installed (no endpoint), flushes and shuts
 /// the pipeline down, and returns what it reported with the database's path.
 fn run_instrumented(dir: &Path, fail_rate: f64) -> (JobSummary, PathBuf, Operations) {
-    let mut sdk = Instrumentation::install(&InstrumentationOptions {
-        data_dir: dir.to_owned(),
-        prometheus: None,
-        config: None,
-        alertmanager: None,
-        allow_remote: false,
-        run_config: String::new(),
-        otlp: None,
-    })
-    .expect("installs");
+    let mut sdk = Instrumentation::install(&InstrumentationOptions::new(dir)).expect("installs");
     let mut options = JobOptions::new(vec![PathBuf::from(".")], sdk.database.clone());
     options.max_files = FILES;
     options.threads = 2;
@@ -461,16 +452,8 @@ fn unreadable_text_and_syntax_errors_are_stored_and_audited_with_their_kind() {
     std::fs::write(corpus.join("b.rs"), b"fn b() {}\xff\xfe").unwrap();
     std::fs::write(corpus.join("sub").join("c.rs"), "fn c( {").unwrap();
     std::fs::write(corpus.join("notes.txt"), "not Rust").unwrap();
-    let sdk = Instrumentation::install(&InstrumentationOptions {
-        data_dir: dir.path().join("data"),
-        prometheus: None,
-        config: None,
-        alertmanager: None,
-        allow_remote: false,
-        run_config: String::new(),
-        otlp: None,
-    })
-    .expect("installs");
+    let sdk = Instrumentation::install(&InstrumentationOptions::new(dir.path().join("data")))
+        .expect("installs");
     let options = JobOptions::new(vec![corpus.clone()], sdk.database.clone());
     let summary = job::run(&options).expect("the job runs");
     sdk.pipeline.flush().expect("flush");
@@ -528,13 +511,8 @@ fn with_otlp_the_job_sends_its_stage_counts_and_audit_entries_to_a_real_receiver
     let dir = tempfile::tempdir().unwrap();
     let receiver = otlp_receiver::start_receiver(dir.path(), &[]);
     let mut sdk = Instrumentation::install(&InstrumentationOptions {
-        data_dir: dir.path().join("data"),
-        prometheus: None,
-        config: None,
-        alertmanager: None,
-        allow_remote: false,
-        run_config: String::new(),
         otlp: Some(receiver.url.clone()),
+        ..InstrumentationOptions::new(dir.path().join("data"))
     })
     .expect("installs");
     let mut options = JobOptions::new(vec![PathBuf::from(".")], sdk.database.clone());
@@ -617,13 +595,8 @@ fn a_latency_injected_into_the_parse_stage_makes_compare_call_it_regressed() {
     let dir = tempfile::tempdir().unwrap();
     let run = |inject: Option<(&'static str, std::time::Duration)>| {
         let sdk = Instrumentation::install(&InstrumentationOptions {
-            data_dir: dir.path().to_owned(),
-            prometheus: None,
-            config: None,
-            alertmanager: None,
-            allow_remote: false,
             run_config: format!("{inject:?}"),
-            otlp: None,
+            ..InstrumentationOptions::new(dir.path())
         })
         .expect("installs");
         let mut options = JobOptions::new(vec![PathBuf::from(".")], sdk.database.clone());

@@ -55,6 +55,23 @@ pub struct InstrumentationOptions {
     pub otlp: Option<String>,
 }
 
+impl InstrumentationOptions {
+    /// Everything under `data_dir`, no endpoint, no configuration file, no Alertmanager, no
+    /// OTLP collector.
+    #[must_use]
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        InstrumentationOptions {
+            data_dir: data_dir.into(),
+            prometheus: None,
+            config: None,
+            alertmanager: None,
+            allow_remote: false,
+            run_config: String::new(),
+            otlp: None,
+        }
+    }
+}
+
 /// The SDK could not be installed.
 #[derive(Debug, thiserror::Error)]
 pub enum SdkError {

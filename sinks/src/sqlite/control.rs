@@ -174,28 +174,20 @@ pub fn ack_alert(
     actor: &str,
     comment: &str,
 ) -> Result<AlertAction, ControlError> {
-    let (conn, _) = open_store(db, true)?;
-    let alert = find_alert(&conn, db, id_or_fingerprint)?;
-    let why = match alert.state.as_str() {
-        _ if alert.resolved => Some("it is over; nothing to acknowledge"),
-        "pending" => Some("not firing yet; nothing to acknowledge"),
-        "acknowledged" => Some("already acknowledged"),
-        _ => None,
-    };
-    if let Some(why) = why {
-        return Err(alert.wrong_state(why));
-    }
-    let now = micros(SystemTime::now());
-    let tx = transaction(&conn, db)?;
-    tx.execute(
+    act_on_alert(
+        db,
+        id_or_fingerprint,
+        (actor, comment),
+        "ack",
+        |alert| match alert.state.as_str() {
+            _ if alert.resolved => Some("it is over; nothing to acknowledge"),
+            "pending" => Some("not firing yet; nothing to acknowledge"),
+            "acknowledged" => Some("already acknowledged"),
+            _ => None,
+        },
         "UPDATE alerts SET state = 'acknowledged', acked_us = ?2, acked_by = ?3, updated_us = ?2
          WHERE id = ?1",
-        (alert.id, now, actor),
     )
-    .map_err(sql(db, "acknowledge the alert in"))?;
-    let action_id = insert_action(&tx, db, now, "ack", Some(&alert), None, actor, comment)?;
-    tx.commit().map_err(sql(db, "commit to"))?;
-    Ok(alert.action(action_id, "ack", actor, now))
 }
 
 /// Resolves the open alert with this row id or fingerprint by hand: its row is closed at once,
@@ -211,21 +203,39 @@ pub fn resolve_alert(
     actor: &str,
     comment: &str,
 ) -> Result<AlertAction, ControlError> {
+    act_on_alert(
+        db,
+        id_or_fingerprint,
+        (actor, comment),
+        "resolve",
+        |alert| alert.resolved.then_some("already over"),
+        "UPDATE alerts SET state = 'resolved', resolved_us = ?2, updated_us = ?2
+         WHERE id = ?1 AND ?3 = ?3",
+    )
+}
+
+/// Finds the alert, refuses it with `refuse`'s reason if any, and in one transaction runs
+/// `update` (parameters: the row id, now, the actor) and stores the action.
+fn act_on_alert(
+    db: &Path,
+    id_or_fingerprint: &str,
+    (actor, comment): (&str, &str),
+    action: &str,
+    refuse: impl Fn(&Found) -> Option<&'static str>,
+    update: &str,
+) -> Result<AlertAction, ControlError> {
     let (conn, _) = open_store(db, true)?;
     let alert = find_alert(&conn, db, id_or_fingerprint)?;
-    if alert.resolved {
-        return Err(alert.wrong_state("already over"));
+    if let Some(why) = refuse(&alert) {
+        return Err(alert.wrong_state(why));
     }
     let now = micros(SystemTime::now());
     let tx = transaction(&conn, db)?;
-    tx.execute(
-        "UPDATE alerts SET state = 'resolved', resolved_us = ?2, updated_us = ?2 WHERE id = ?1",
-        (alert.id, now),
-    )
-    .map_err(sql(db, "resolve the alert in"))?;
-    let action_id = insert_action(&tx, db, now, "resolve", Some(&alert), None, actor, comment)?;
+    tx.execute(update, (alert.id, now, actor))
+        .map_err(sql(db, "update the alert in"))?;
+    let action_id = insert_action(&tx, db, now, action, Some(&alert), None, actor, comment)?;
     tx.commit().map_err(sql(db, "commit to"))?;
-    Ok(alert.action(action_id, "resolve", actor, now))
+    Ok(alert.action(action_id, action, actor, now))
 }
 
 /// Silences the alerts whose labels include all of `matchers` from `starts` for `duration`
