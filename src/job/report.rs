@@ -127,7 +127,8 @@ pub fn shell_quote(text: &str) -> String {
 /// The `instrumentctl` commands that look further into this run's data: a summary, the
 /// errors, the slowest kept calls, the trace of the slowest parsed file (or of the example
 /// file), the audit trail of the example file (the first that failed, else the first stored),
-/// and the audit chain's check. Each is a complete command line, `instrumentctl --db DB ...`.
+/// the audit chain's check, the health history, the alerts and the runs (to compare). Each is a
+/// complete command line, `instrumentctl --db DB ...`.
 #[must_use]
 pub fn instrumentctl_commands(summary: &JobSummary, sdk: &SdkView<'_>) -> Vec<String> {
     let ctl = format!(
@@ -155,6 +156,7 @@ pub fn instrumentctl_commands(summary: &JobSummary, sdk: &SdkView<'_>) -> Vec<St
     commands.push(format!("{ctl} audit verify"));
     commands.push(format!("{ctl} health"));
     commands.push(format!("{ctl} alerts --all"));
+    commands.push(format!("{ctl} runs"));
     commands
 }
 

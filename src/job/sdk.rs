@@ -334,7 +334,7 @@ impl Detection {
                     if firing {
                         return Some(Instant::now());
                     }
-                    thread::sleep(Duration::from_millis(2));
+                    thread::sleep(Duration::from_millis(10));
                 }
                 None
             })
