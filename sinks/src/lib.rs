@@ -48,6 +48,9 @@ pub use crate::memory::MemorySink;
 ))]
 mod errors;
 
+#[cfg(any(feature = "sqlite", feature = "jsonl", feature = "otlp"))]
+mod calendar;
+
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 

@@ -1349,23 +1349,9 @@ pub fn rfc3339(micros: i64) -> String {
     if !(FIRST_SECOND..END_SECOND).contains(&secs) {
         return format!("{micros}us");
     }
-    let days = secs.div_euclid(86_400);
     let of_day = secs.rem_euclid(86_400);
-    // Howard Hinnant's `civil_from_days`, as `instrument` writes times.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    // As `instrument` writes times.
+    let (year, month, day) = crate::calendar::civil_from_days(secs.div_euclid(86_400));
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{fraction:06}Z",
         of_day / 3600,
