@@ -126,6 +126,9 @@ pub struct SilenceRecord {
     pub actor: String,
     /// Why.
     pub comment: String,
+    /// `starts` and `ends` in UTC microseconds, as stored.
+    #[serde(skip)]
+    span_us: (i64, i64),
 }
 
 /// Parses matchers written `NAME=VALUE` (one per argument, or several separated by commas);
@@ -304,14 +307,7 @@ pub fn expire_silence(db: &Path, id: i64, actor: &str) -> Result<AlertAction, Co
         });
     };
     let now = micros(SystemTime::now());
-    let ends: i64 = conn
-        .query_row(
-            "SELECT ends_us FROM alert_actions WHERE id = ?1",
-            [id],
-            |r| r.get(0),
-        )
-        .map_err(sql(db, "read the silence from"))?;
-    if ends <= now {
+    if found.span_us.1 <= now {
         return Err(ControlError::SilenceEnded {
             id,
             ended: found.ends,
@@ -388,6 +384,7 @@ fn silence_row(r: &Row<'_>, now: i64) -> rusqlite::Result<SilenceRecord> {
         active: starts <= now && now < ends,
         actor: r.get(4)?,
         comment: r.get(5)?,
+        span_us: (starts, ends),
     })
 }
 
@@ -540,7 +537,7 @@ impl ControlFeed {
                  WHERE action = 'silence' AND ends_us > ?1 ORDER BY id",
             )?;
             for silence in active.query_map([now_us], |r| silence_row(r, now_us))? {
-                notices.push(silence_notice(&silence?, conn)?);
+                notices.push(silence_notice(&silence?));
             }
             let mut acked = conn.prepare(
                 "SELECT fingerprint, acked_by FROM alerts
@@ -603,7 +600,7 @@ impl ControlFeed {
                     .field("comment", comment)
                 }
                 "silence" => match silence(conn, Path::new(""), id) {
-                    Ok(Some(s)) => silence_notice(&s, conn)?,
+                    Ok(Some(s)) => silence_notice(&s),
                     _ => continue,
                 },
                 "expire" => {
@@ -627,13 +624,9 @@ impl ControlFeed {
     }
 }
 
-fn silence_notice(silence: &SilenceRecord, conn: &Connection) -> rusqlite::Result<Notice> {
-    let (starts, ends): (i64, i64) = conn.query_row(
-        "SELECT starts_us, ends_us FROM alert_actions WHERE id = ?1",
-        [silence.id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    Ok(Notice::new(
+fn silence_notice(silence: &SilenceRecord) -> Notice {
+    let (starts, ends) = silence.span_us;
+    Notice::new(
         CONTROL_SOURCE,
         Level::Info,
         format!(
@@ -653,7 +646,7 @@ fn silence_notice(silence: &SilenceRecord, conn: &Connection) -> rusqlite::Resul
     .field("starts_us", starts)
     .field("ends_us", ends)
     .field("actor", &silence.actor)
-    .field("comment", &silence.comment))
+    .field("comment", &silence.comment)
 }
 
 #[cfg(test)]
