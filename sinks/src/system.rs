@@ -196,7 +196,10 @@ impl SystemSamplerBuilder {
             let data_dir = self.data_dir.clone();
             std::thread::Builder::new()
                 .name("instrument-system".into())
-                .spawn(move || run(&shared, gauges, interval, data_dir.as_deref()))
+                .spawn(move || {
+                    let _ = instrument::background_thread();
+                    run(&shared, gauges, interval, data_dir.as_deref());
+                })
                 .map_err(SystemError::Spawn)?
         };
         Ok(SystemSampler {

@@ -3,7 +3,10 @@
 //! The job writes them through its own connection, in WAL mode, while the SDK's `SqliteSink`
 //! writes its tables to the same file from its own thread. `SQLite` lets one writer in at a
 //! time: each batch is one `BEGIN IMMEDIATE` transaction (so a wait for the write lock happens
-//! at its start, never half way), the connection waits up to its busy timeout for the lock, and
+//! at its start, never half way), taken under the file's [`WriteGate`], the lock the sink
+//! holds around its own writes, so that the two wait for each other without `SQLite`'s busy
+//! handler and its sleeps of up to 100 ms; against writers in other processes the connection
+//! still waits up to its busy timeout for the lock, and
 //! a batch that still finds the file busy (`SQLITE_BUSY`, `SQLITE_LOCKED`) is rolled back and
 //! tried again, 5 ms apart doubling to 200 ms, for up to a minute before the job gives up
 //! naming the file.
@@ -11,6 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use instrument_sinks::sqlite::WriteGate;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 
 use super::FileResult;
@@ -124,6 +128,8 @@ pub(crate) struct AstStore {
     path: PathBuf,
     /// Batches rolled back and tried again because the file was busy.
     pub(crate) busy_retries: u64,
+    /// The file's in-process write lock, shared with the SDK's `SqliteSink`.
+    gate: WriteGate,
 }
 
 /// Microseconds since the Unix epoch.
@@ -179,6 +185,7 @@ impl AstStore {
             conn,
             path: path.to_owned(),
             busy_retries: 0,
+            gate: WriteGate::for_path(path),
         };
         store.retrying("switch to WAL mode", |conn| {
             conn.pragma_update_and_check(None, "journal_mode", "wal", |row| row.get::<_, String>(0))
@@ -204,7 +211,11 @@ impl AstStore {
         let deadline = Instant::now() + BUSY_PATIENCE;
         let mut pause = Duration::from_millis(5);
         loop {
-            match f(&mut self.conn) {
+            let attempt = {
+                let _writing = self.gate.lock();
+                f(&mut self.conn)
+            };
+            match attempt {
                 Ok(value) => return Ok(value),
                 Err(e) if is_busy(&e) && Instant::now() < deadline => {
                     self.busy_retries += 1;

@@ -1,10 +1,10 @@
 //! The audit hash chain; its canonical form is documented on [`verify_audit_chain`].
 
-use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::error::{ChainError, SqliteError};
@@ -12,59 +12,88 @@ use super::error::{ChainError, SqliteError};
 /// The `prev_hash` of the first row.
 pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// An audit row's hashed values, as stored.
-pub(crate) struct AuditContent {
+/// An audit row's hashed values, as stored: `inputs`, `outputs` and `fields` are their
+/// columns' compact JSON text (as `serde_json` writes it).
+pub(crate) struct AuditContent<'a> {
     pub(crate) run_id: i64,
     pub(crate) sequence: i64,
-    pub(crate) operation: String,
+    pub(crate) operation: &'a str,
     pub(crate) timestamp_us: i64,
-    pub(crate) inputs: Value,
-    pub(crate) outputs: Value,
-    pub(crate) actor: Option<String>,
-    pub(crate) correlation: Option<String>,
-    pub(crate) outcome: Option<String>,
-    pub(crate) error_kind: Option<String>,
+    pub(crate) inputs: &'a str,
+    pub(crate) outputs: &'a str,
+    pub(crate) actor: Option<&'a str>,
+    pub(crate) correlation: Option<&'a str>,
+    pub(crate) outcome: Option<&'a str>,
+    pub(crate) error_kind: Option<&'a str>,
     pub(crate) duration_ns: Option<i64>,
-    pub(crate) fields: Value,
-    pub(crate) callsite: Option<String>,
+    pub(crate) fields: &'a str,
+    pub(crate) callsite: Option<&'a str>,
 }
 
-impl AuditContent {
-    /// The canonical content described in the module docs.
-    fn canonical(&self) -> String {
-        json!([
-            self.run_id,
-            self.sequence,
-            self.operation,
-            self.timestamp_us,
-            self.inputs,
-            self.outputs,
-            self.actor,
-            self.correlation,
-            self.outcome,
-            self.error_kind,
-            self.duration_ns,
-            self.fields,
-            self.callsite,
-        ])
-        .to_string()
+impl AuditContent<'_> {
+    /// Appends the canonical content described in the module docs to `out`: the compact JSON
+    /// array `serde_json` writes for these values, written piece by piece rather than through
+    /// a `serde_json::Value` (the sink hashes one per audit row).
+    fn canonical(&self, out: &mut Vec<u8>) {
+        fn text(out: &mut Vec<u8>, value: Option<&str>) {
+            match value {
+                // Writing into a `Vec` cannot fail.
+                Some(value) => serde_json::to_writer(&mut *out, value).unwrap_or(()),
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        fn number(out: &mut Vec<u8>, value: Option<i64>) {
+            match value {
+                Some(value) => {
+                    let _ = write!(out, "{value}");
+                }
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        out.push(b'[');
+        number(out, Some(self.run_id));
+        out.push(b',');
+        number(out, Some(self.sequence));
+        out.push(b',');
+        text(out, Some(self.operation));
+        out.push(b',');
+        number(out, Some(self.timestamp_us));
+        for json in [self.inputs, self.outputs] {
+            out.push(b',');
+            out.extend_from_slice(json.as_bytes());
+        }
+        for value in [self.actor, self.correlation, self.outcome, self.error_kind] {
+            out.push(b',');
+            text(out, value);
+        }
+        out.push(b',');
+        number(out, self.duration_ns);
+        out.push(b',');
+        out.extend_from_slice(self.fields.as_bytes());
+        out.push(b',');
+        text(out, self.callsite);
+        out.push(b']');
     }
 
-    /// This row's hash, chained to `prev_hash`.
-    pub(crate) fn hash(&self, prev_hash: &str) -> String {
+    /// This row's hash, chained to `prev_hash`. `scratch` is reused between rows.
+    pub(crate) fn hash(&self, prev_hash: &str, scratch: &mut Vec<u8>) -> String {
+        scratch.clear();
+        self.canonical(scratch);
         let mut hasher = Sha256::new();
         hasher.update(prev_hash.as_bytes());
         hasher.update(b"\n");
-        hasher.update(self.canonical().as_bytes());
+        hasher.update(&scratch);
         hex(&hasher.finalize())
     }
 }
 
 /// `bytes` as lower-case hex digits.
 pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut hex = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
-        let _ = write!(hex, "{byte:02x}");
+        hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        hex.push(char::from(DIGITS[usize::from(byte & 0xf)]));
     }
     hex
 }
@@ -241,25 +270,38 @@ impl<'a> ChainCheck<'a> {
                  anchor (a row was inserted)"
             )));
         }
-        let json_column = |index: usize, name: &str| -> Result<Value, ChainError> {
+        // The stored JSON is written again compactly, as the sink wrote it: only its values
+        // count, not its spelling.
+        let json_column = |index: usize, name: &str| -> Result<String, ChainError> {
             let text: String = row.get(index).map_err(read)?;
-            serde_json::from_str(&text)
+            serde_json::from_str::<Value>(&text)
+                .map(|value| value.to_string())
                 .map_err(|e| broken(format!("column `{name}` is not valid JSON: {e}")))
         };
+        let text =
+            |index: usize| -> Result<Option<String>, ChainError> { row.get(index).map_err(read) };
+        let operation: String = row.get(3).map_err(read)?;
+        let (inputs, outputs, fields) = (
+            json_column(5, "inputs")?,
+            json_column(6, "outputs")?,
+            json_column(12, "fields")?,
+        );
+        let (actor, correlation, outcome, error_kind, callsite) =
+            (text(7)?, text(8)?, text(9)?, text(10)?, text(13)?);
         let content = AuditContent {
             run_id,
             sequence,
-            operation: row.get(3).map_err(read)?,
+            operation: &operation,
             timestamp_us: row.get(4).map_err(read)?,
-            inputs: json_column(5, "inputs")?,
-            outputs: json_column(6, "outputs")?,
-            actor: row.get(7).map_err(read)?,
-            correlation: row.get(8).map_err(read)?,
-            outcome: row.get(9).map_err(read)?,
-            error_kind: row.get(10).map_err(read)?,
+            inputs: &inputs,
+            outputs: &outputs,
+            actor: actor.as_deref(),
+            correlation: correlation.as_deref(),
+            outcome: outcome.as_deref(),
+            error_kind: error_kind.as_deref(),
             duration_ns: row.get(11).map_err(read)?,
-            fields: json_column(12, "fields")?,
-            callsite: row.get(13).map_err(read)?,
+            fields: &fields,
+            callsite: callsite.as_deref(),
         };
         let prev_hash: String = row.get(14).map_err(read)?;
         let hash: String = row.get(15).map_err(read)?;
@@ -279,7 +321,7 @@ impl<'a> ChainCheck<'a> {
             };
             return Err(broken(reason));
         }
-        let computed = content.hash(&prev_hash);
+        let computed = content.hash(&prev_hash, &mut Vec::new());
         if computed != hash {
             return Err(broken(format!(
                 "its content hashes to {computed}, not to the stored {hash} (the row was changed)"
@@ -329,4 +371,86 @@ pub(crate) fn verify_chain(conn: &Connection, path: &Path) -> Result<ChainSummar
         });
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The documented form: the compact JSON array `serde_json` writes for the row's values.
+    fn documented(c: &AuditContent<'_>) -> Vec<u8> {
+        let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap();
+        json!([
+            c.run_id,
+            c.sequence,
+            c.operation,
+            c.timestamp_us,
+            parse(c.inputs),
+            parse(c.outputs),
+            c.actor,
+            c.correlation,
+            c.outcome,
+            c.error_kind,
+            c.duration_ns,
+            parse(c.fields),
+            c.callsite,
+        ])
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn the_canonical_content_is_the_documented_json_array() {
+        let inputs =
+            serde_json::to_string(&["src/\"quoted\".rs", "sha256:ab\u{e9}\n\t\u{1}"]).unwrap();
+        let fields =
+            serde_json::to_string(&[("stage", "parse"), ("error", "expected `;`")]).unwrap();
+        let full = AuditContent {
+            run_id: 3,
+            sequence: -1,
+            operation: "analyze_file \u{1F600}",
+            timestamp_us: 1_764_000_000_000_000,
+            inputs: &inputs,
+            outputs: "[\"ast_files:7\"]",
+            actor: Some("ast_pipeline"),
+            correlation: Some("00000000000000ff"),
+            outcome: Some("error"),
+            error_kind: Some("Syntax"),
+            duration_ns: Some(i64::MAX),
+            fields: &fields,
+            callsite: Some("ast_pipeline::analyze"),
+        };
+        let empty = AuditContent {
+            run_id: 1,
+            sequence: 0,
+            operation: "",
+            timestamp_us: 0,
+            inputs: "[]",
+            outputs: "[]",
+            actor: None,
+            correlation: None,
+            outcome: None,
+            error_kind: None,
+            duration_ns: None,
+            fields: "[]",
+            callsite: None,
+        };
+        for content in [full, empty] {
+            let mut written = Vec::new();
+            content.canonical(&mut written);
+            assert_eq!(
+                String::from_utf8(written).unwrap(),
+                String::from_utf8(documented(&content)).unwrap()
+            );
+            let mut hasher = Sha256::new();
+            hasher.update(format!("{GENESIS}\n").as_bytes());
+            hasher.update(documented(&content));
+            let expected = hasher.finalize().iter().fold(String::new(), |mut hex, b| {
+                let _ = std::fmt::Write::write_fmt(&mut hex, format_args!("{b:02x}"));
+                hex
+            });
+            assert_eq!(content.hash(GENESIS, &mut Vec::new()), expected);
+        }
+    }
 }

@@ -53,9 +53,16 @@
 //!   readers are where: `SQLite`'s own waiting checkpoint waits on a reader's lock slot, which
 //!   a reader starting its next transaction at once takes again, and so can wait the whole
 //!   timeout for a reader whose snapshots are fresh;
-//! - every tick (1 s) after something was written, the sink checkpoints everything and
-//!   truncates the `-wal` file to zero bytes, if no reader or other writer is in the way at
-//!   that moment (it does not wait for them).
+//! - at a tick (1 s) with no write since the previous tick, when the log is not empty, the sink
+//!   checkpoints everything and truncates the `-wal` file to zero bytes, if no reader or other
+//!   writer is in the way at that moment (it does not wait for them). It does not while
+//!   batches keep coming: that checkpoint keeps every writer out while it syncs the database
+//!   file (tens of milliseconds), and the checkpoints after writes bound the log meanwhile.
+//!
+//! The sink takes the file's [`WriteGate`] around each write transaction and each checkpoint
+//! that keeps writers out. Code of the host that writes tables of its own into the same file
+//! takes it too (the main job's store stage does), so that the two wait for each other on a
+//! lock rather than in `SQLite`'s busy handler, which sleeps 1 to 100 ms between tries.
 //!
 //! So the `-wal` file stays under 4,000 frames of the database's page size plus one batch
 //! (16.5 MB with 4 KiB pages) while every read transaction lasts less than the busy timeout.
@@ -166,6 +173,7 @@
 mod audit;
 pub mod control;
 mod error;
+mod gate;
 mod maintenance;
 pub mod query;
 #[cfg(feature = "reports")]
@@ -194,6 +202,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 
 pub use self::audit::verify_audit_chain;
 pub use self::error::{ChainError, SqliteError};
+pub use self::gate::WriteGate;
 pub use self::maintenance::{
     AuditAnchor, BACKUP_FILE, BACKUP_PAGES_PER_STEP, BackupManifest, BackupSchedule, MANIFEST_FILE,
     MANIFEST_VERSION, MaintenanceError, PRUNE_BATCH, PRUNE_STEPS_PER_TICK, PruneReport, PrunedRows,
@@ -550,7 +559,10 @@ impl Sink for SqliteSink {
             Ok(opened) => opened,
             Err(failure) => return Err(self.fail(failure)),
         };
-        let maintained = self.maintenance.tick(&store.conn, &self.options.path, now);
+        let maintained = {
+            let _writing = store.gate.lock();
+            self.maintenance.tick(&store.conn, &self.options.path, now)
+        };
         if reopened {
             // Another file, perhaps: its silences and acknowledgements are handed on afresh.
             self.control = control::ControlFeed::default();
@@ -737,6 +749,11 @@ struct Store {
     callsites: HashMap<&'static Metadata, i64>,
     /// The sink's row in this file's `runs`, inserted at start or with the first write.
     run_id: Option<i64>,
+    /// This process's write lock of the file, held around each write transaction and each
+    /// checkpoint that keeps writers out.
+    gate: WriteGate,
+    /// Whether a batch was written since the last tick (no idle checkpoint then).
+    written_since_tick: bool,
 }
 
 impl Store {
@@ -814,6 +831,8 @@ impl Store {
             restart_at: RESTART_FRAMES,
             callsites: HashMap::new(),
             run_id: None,
+            gate: WriteGate::for_path(path),
+            written_since_tick: false,
         })
     }
 
@@ -830,6 +849,8 @@ impl Store {
     }
 
     fn record_run(&mut self, info: &StartInfo, labels: &RunLabels) -> rusqlite::Result<()> {
+        let gate = self.gate.clone();
+        let _writing = gate.lock();
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         let id = insert_run(&tx, Some(info), labels)?;
         tx.commit()?;
@@ -841,6 +862,7 @@ impl Store {
     /// deleted has a run only once something was written to it).
     fn record_end(&mut self, at: SystemTime) -> rusqlite::Result<()> {
         if let Some(id) = self.run_id {
+            let _writing = self.gate.lock();
             self.conn
                 .prepare_cached("UPDATE runs SET ended_us = ?2 WHERE id = ?1")?
                 .execute((id, micros(at)))?;
@@ -856,6 +878,8 @@ impl Store {
         labels: &RunLabels,
     ) -> rusqlite::Result<()> {
         let durable = !batch.audit.is_empty();
+        let gate = self.gate.clone();
+        let _writing = gate.lock();
         let mut result = Ok(());
         if durable {
             result = self.conn.pragma_update(None, "synchronous", "FULL");
@@ -870,6 +894,8 @@ impl Store {
         if result.is_err() {
             // Ids cached during the rolled-back transaction may name rows that do not exist.
             self.callsites.clear();
+        } else {
+            self.written_since_tick = true;
         }
         result
     }
@@ -971,10 +997,13 @@ impl Store {
         let mut pause = Duration::from_millis(1);
         self.conn.busy_timeout(Duration::ZERO)?;
         let result = loop {
-            match self
-                .conn
-                .wal_checkpoint_v2(Some(MAIN_DB), CheckpointMode::RESTART)
-            {
+            // The gate only for the attempt: between attempts this process's writers go on.
+            let attempt = {
+                let _writing = self.gate.lock();
+                self.conn
+                    .wal_checkpoint_v2(Some(MAIN_DB), CheckpointMode::RESTART)
+            };
+            match attempt {
                 Ok(_) => break Ok(true),
                 Err(error) if is_busy(&error) => {
                     if Instant::now() + pause > deadline {
@@ -990,16 +1019,22 @@ impl Store {
         result
     }
 
-    /// On a tick: checkpoints everything and truncates the `-wal` file, unless a reader or
-    /// another writer is in the way (it does not wait for them).
+    /// On a tick after one without writes: checkpoints everything and truncates the `-wal`
+    /// file, unless a reader or another writer is in the way (it does not wait for them).
+    /// While batches keep coming, the checkpoints after writes bound the log instead: this one
+    /// keeps every other writer out while it syncs the database file.
     fn checkpoint_idle(&mut self, wait: Duration) -> rusqlite::Result<()> {
-        if self.wal_frames.load(Ordering::Relaxed) == 0 {
+        if std::mem::take(&mut self.written_since_tick)
+            || self.wal_frames.load(Ordering::Relaxed) == 0
+        {
             return Ok(());
         }
         self.conn.busy_timeout(Duration::ZERO)?;
-        let result = self
-            .conn
-            .wal_checkpoint_v2(Some(MAIN_DB), CheckpointMode::TRUNCATE);
+        let result = {
+            let _writing = self.gate.lock();
+            self.conn
+                .wal_checkpoint_v2(Some(MAIN_DB), CheckpointMode::TRUNCATE)
+        };
         self.conn.busy_timeout(wait)?;
         match result {
             Ok(_) => {
@@ -1451,51 +1486,55 @@ fn insert_audit(
         .query_row([], |row| row.get(0))
         .optional()?
         .unwrap_or_else(|| GENESIS.to_owned());
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO audit (run_id, sequence, operation, timestamp_us, inputs, outputs,
+                            actor, correlation, outcome, error_kind, duration_ns, fields,
+                            callsite, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+         ON CONFLICT (run_id, sequence) DO NOTHING",
+    )?;
+    let mut scratch = Vec::new();
     for entry in entries {
         if let Some(callsite) = entry.callsite {
             callsite_id(tx, callsites, callsite)?;
         }
+        let inputs = serde_json::to_string(&entry.inputs).map_err(conversion)?;
+        let outputs = serde_json::to_string(&entry.outputs).map_err(conversion)?;
+        let fields = serde_json::to_string(&entry.fields).map_err(conversion)?;
+        let correlation = entry.correlation.map(|c| c.to_string());
         let content = AuditContent {
             run_id,
             sequence: int(entry.sequence),
-            operation: entry.operation.clone().into_owned(),
+            operation: &entry.operation,
             timestamp_us: micros(entry.timestamp),
-            inputs: serde_json::to_value(&entry.inputs).map_err(conversion)?,
-            outputs: serde_json::to_value(&entry.outputs).map_err(conversion)?,
-            actor: entry.actor.clone(),
-            correlation: entry.correlation.map(|c| c.to_string()),
-            outcome: entry.outcome.map(|o| o.as_str().to_owned()),
-            error_kind: entry.error_kind.map(str::to_owned),
+            inputs: &inputs,
+            outputs: &outputs,
+            actor: entry.actor.as_deref(),
+            correlation: correlation.as_deref(),
+            outcome: entry.outcome.map(instrument::Outcome::as_str),
+            error_kind: entry.error_kind,
             duration_ns: entry.duration.map(nanos),
-            fields: serde_json::to_value(&entry.fields).map_err(conversion)?,
-            callsite: entry.callsite.map(|c| c.name().to_owned()),
+            fields: &fields,
+            callsite: entry.callsite.map(Metadata::name),
         };
-        let hash = content.hash(&head);
-        let inserted = tx
-            .prepare_cached(
-                "INSERT INTO audit (run_id, sequence, operation, timestamp_us, inputs, outputs,
-                                    actor, correlation, outcome, error_kind, duration_ns, fields,
-                                    callsite, prev_hash, hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
-                 ON CONFLICT (run_id, sequence) DO NOTHING",
-            )?
-            .execute(rusqlite::params![
-                content.run_id,
-                content.sequence,
-                content.operation,
-                content.timestamp_us,
-                content.inputs.to_string(),
-                content.outputs.to_string(),
-                content.actor,
-                content.correlation,
-                content.outcome,
-                content.error_kind,
-                content.duration_ns,
-                content.fields.to_string(),
-                content.callsite,
-                head,
-                hash,
-            ])?;
+        let hash = content.hash(&head, &mut scratch);
+        let inserted = insert.execute(rusqlite::params![
+            content.run_id,
+            content.sequence,
+            content.operation,
+            content.timestamp_us,
+            content.inputs,
+            content.outputs,
+            content.actor,
+            content.correlation,
+            content.outcome,
+            content.error_kind,
+            content.duration_ns,
+            content.fields,
+            content.callsite,
+            head,
+            hash,
+        ])?;
         if inserted == 1 {
             head = hash;
         }
