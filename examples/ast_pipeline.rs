@@ -39,6 +39,16 @@ use instrument_workspace::corpus;
 use instrument_workspace::job::report::{self, SdkView};
 use instrument_workspace::job::{self, Instrumentation, InstrumentationOptions, JobOptions};
 
+/// `syn` allocates and frees a node at a time from two parsing threads, and the store stage
+/// frees what they allocated. With glibc's allocator, once a process has more threads than
+/// arenas (8 per core) new threads share arenas and every `malloc` and `free` of the sharers
+/// takes the same lock: runs where both parsing threads landed on one arena took 2 to 3 times
+/// as long, with most of the time in the kernel's futex code. mimalloc keeps a heap per
+/// thread. The same allocator serves `--no-instrument`, so the overhead comparison is like
+/// for like (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The command line.
 #[derive(clap::Parser)]
 #[command(

@@ -95,8 +95,7 @@
 //! syscall. See `docs/performance.md` for measurements against `tracing`, `metrics` and
 //! `fastrace`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
-// One `unsafe` block: the system call of `background_thread` (see its SAFETY comment).
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 // Dependencies run one way, top to bottom (rustfmt keeps each group sorted):
 // 1. the data types sinks see, which depend on nothing below them;
@@ -126,8 +125,7 @@ mod state;
 mod sync;
 mod wake;
 
-// 3. the collector (aggregation, snapshots, delivery, sink workers) on background threads;
-mod background;
+// 3. the collector (aggregation, snapshots, delivery, sink workers);
 mod collector;
 
 // 4. the pipeline: builder and guard;
@@ -140,7 +138,6 @@ pub mod tracing;
 
 pub use crate::audit::AuditEntry;
 pub use crate::audit_queue::audit;
-pub use crate::background::background_thread;
 pub use crate::clock::ClockSource;
 pub use crate::config::Config;
 pub use crate::correlation::{

@@ -196,10 +196,7 @@ impl SystemSamplerBuilder {
             let data_dir = self.data_dir.clone();
             std::thread::Builder::new()
                 .name("instrument-system".into())
-                .spawn(move || {
-                    let _ = instrument::background_thread();
-                    run(&shared, gauges, interval, data_dir.as_deref());
-                })
+                .spawn(move || run(&shared, gauges, interval, data_dir.as_deref()))
                 .map_err(SystemError::Spawn)?
         };
         Ok(SystemSampler {

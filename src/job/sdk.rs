@@ -326,8 +326,6 @@ impl Detection {
         let thread = thread::Builder::new()
             .name("ast-alert-watch".into())
             .spawn(move || {
-                // A poll every 10 ms: as background work, it never cuts into the parsing.
-                let _ = instrument::background_thread();
                 while !stopping.load(Ordering::Relaxed) {
                     let firing = alerts
                         .alerts()

@@ -185,8 +185,6 @@ impl Drain {
     }
 
     pub(crate) fn run(mut self) {
-        // Refused, the drain runs as before: the policy only spares the host's threads.
-        let _ = crate::background::background_thread();
         loop {
             if !self.busy {
                 let waited = self.window_started.elapsed();

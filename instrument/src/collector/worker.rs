@@ -56,8 +56,6 @@ enum Work {
 
 impl Worker {
     pub(crate) fn run(mut self) {
-        // Refused, the worker runs as before: the policy only spares the host's threads.
-        let _ = crate::background::background_thread();
         let start = self.start.clone();
         let _ = guarded(&self.status, || self.sink.start(&start));
         self.poll_health();

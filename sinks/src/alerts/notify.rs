@@ -168,10 +168,7 @@ impl Dispatch {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name(format!("instrument-notify-{name}"))
-                .spawn(move || {
-                    let _ = instrument::background_thread();
-                    run(&mut *notifier, &shared, policy);
-                })?
+                .spawn(move || run(&mut *notifier, &shared, policy))?
         };
         Ok(Dispatch {
             name,

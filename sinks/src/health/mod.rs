@@ -399,7 +399,6 @@ impl Slot {
         let spawned = std::thread::Builder::new()
             .name(format!("instrument-health-{}", self.name))
             .spawn(move || {
-                let _ = instrument::background_thread();
                 let health = match catch_unwind(AssertUnwindSafe(|| check.run())) {
                     Ok(health) => health,
                     Err(panic) => {
@@ -715,7 +714,6 @@ impl HealthRegistry {
         let thread = std::thread::Builder::new()
             .name("instrument-health".into())
             .spawn(move || {
-                let _ = instrument::background_thread();
                 let (flag, wake) = &*stopping;
                 loop {
                     let _ = registry.report();

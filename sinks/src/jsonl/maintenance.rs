@@ -54,10 +54,7 @@ impl Maintenance {
         let shared = Arc::clone(&problem);
         let thread = std::thread::Builder::new()
             .name("instrument-jsonl-maintenance".into())
-            .spawn(move || {
-                let _ = instrument::background_thread();
-                run(&dir, &unsettled, &retention, &woken, &shared);
-            })?;
+            .spawn(move || run(&dir, &unsettled, &retention, &woken, &shared))?;
         let _ = wake.send(());
         Ok(Maintenance {
             wake: Some(wake),

@@ -171,7 +171,6 @@ impl Exporter {
             std::thread::Builder::new()
                 .name("instrument-otlp".into())
                 .spawn(move || {
-                    let _ = instrument::background_thread();
                     let client = Client::builder(TokioExecutor::new()).build_http();
                     let sender = Sender {
                         settings,

@@ -1308,7 +1308,6 @@ impl Maintenance {
             std::thread::Builder::new()
                 .name("instrument-sqlite-backup".to_owned())
                 .spawn(move || {
-                    let _ = instrument::background_thread();
                     let manifest = backup_with(&db, &dest, Some(&cancel))?;
                     remove_old_backups(&schedule.dir, schedule.keep, &dest)?;
                     Ok(manifest)

@@ -139,10 +139,7 @@ impl Reports {
         let (schedule, db) = (self.schedule.clone(), db.to_owned());
         let spawned = std::thread::Builder::new()
             .name("instrument-sqlite-report".to_owned())
-            .spawn(move || {
-                let _ = instrument::background_thread();
-                write_report(&schedule, &db, now)
-            });
+            .spawn(move || write_report(&schedule, &db, now));
         match spawned {
             Ok(handle) => self.running = Some(handle),
             Err(e) => self.problem = Some(format!("cannot start the report thread: {e}")),
