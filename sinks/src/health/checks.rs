@@ -105,6 +105,7 @@ pub(super) fn register_pipeline(registry: &HealthRegistry, monitor: &PipelineMon
     registry
         .component("drain")
         .ttl(PIPELINE_TTL)
+        .inline()
         .check(move || drain_health(&drain, &panics));
 
     let queues = monitor.clone();
@@ -113,6 +114,7 @@ pub(super) fn register_pipeline(registry: &HealthRegistry, monitor: &PipelineMon
     registry
         .component("queues")
         .ttl(PIPELINE_TTL)
+        .inline()
         .check(move || {
             let metrics = queues.self_metrics();
             let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
@@ -145,6 +147,7 @@ pub(super) fn register_pipeline(registry: &HealthRegistry, monitor: &PipelineMon
         registry
             .component(format!("sink:{name}"))
             .ttl(PIPELINE_TTL)
+            .inline()
             .check(move || sink_health(&sink, &name, &lost));
     }
 }
@@ -241,6 +244,7 @@ pub(super) fn register_system(
         .component("system")
         .critical(false)
         .ttl(Duration::from_secs(5))
+        .inline()
         .check(move || {
             let Some(sample) = sampler.latest() else {
                 return Health::new(Status::Unknown, "the system sampler has not sampled yet");

@@ -12,7 +12,9 @@
 //!
 //! # Running checks
 //! A component's check runs when its cached result is older than its TTL (default 30 s), on
-//! a thread of its own (`instrument-health-<name>`), never on the caller's: a check that
+//! a thread of its own (`instrument-health-<name>`), never on the caller's (except checks
+//! registered [`inline`](ComponentBuilder::inline), which only read memory: the built-in
+//! pipeline and system checks, so that they start no thread every second): a check that
 //! panics makes its component `unhealthy` with the panic's message, and one that has not
 //! answered within its timeout (default 5 s) makes it `unhealthy` with "did not answer within
 //! ..." while the rest of the report goes on. A check still running at its next due time is
@@ -252,6 +254,7 @@ pub struct ComponentBuilder<'a> {
     timeout: Duration,
     ttl: Duration,
     critical: bool,
+    inline: bool,
 }
 
 impl fmt::Debug for ComponentBuilder<'_> {
@@ -261,6 +264,7 @@ impl fmt::Debug for ComponentBuilder<'_> {
             .field("timeout", &self.timeout)
             .field("ttl", &self.ttl)
             .field("critical", &self.critical)
+            .field("inline", &self.inline)
             .finish_non_exhaustive()
     }
 }
@@ -283,6 +287,32 @@ impl ComponentBuilder<'_> {
     /// a component that is not critical makes the whole at most `degraded`.
     pub fn critical(mut self, critical: bool) -> Self {
         self.critical = critical;
+        self
+    }
+
+    /// Runs the (synchronous) check on the thread that makes the report, under the registry's
+    /// lock, instead of on a thread of its own; for checks that only read memory and cannot
+    /// block, such as the built-in pipeline and system checks. It saves starting a thread for
+    /// every run (the built-in pipeline checks run every second). A panic still makes the
+    /// component `unhealthy` with its message; a timeout cannot be enforced, so a check that
+    /// may block must not be inline. Asynchronous checks always get their own thread.
+    ///
+    /// ```
+    /// use instrument_sinks::health::{Health, HealthRegistry, Status};
+    ///
+    /// let registry = HealthRegistry::new();
+    /// let reporting = std::thread::current().id();
+    /// registry
+    ///     .component("cache")
+    ///     .inline()
+    ///     .check(move || {
+    ///         assert_eq!(std::thread::current().id(), reporting);
+    ///         Health::healthy()
+    ///     });
+    /// assert_eq!(registry.report().status, Status::Healthy);
+    /// ```
+    pub fn inline(mut self) -> Self {
+        self.inline = true;
         self
     }
 
@@ -317,12 +347,14 @@ impl ComponentBuilder<'_> {
     }
 
     fn register(self, check: Check) {
+        let inline = self.inline && matches!(check, Check::Sync(_));
         let slot = Slot {
             name: self.name,
             check,
             timeout: self.timeout,
             ttl: self.ttl,
             critical: self.critical,
+            inline,
             cached: None,
             running: None,
             published: None,
@@ -379,6 +411,8 @@ struct Slot {
     timeout: Duration,
     ttl: Duration,
     critical: bool,
+    /// Run on the reporting thread ([`ComponentBuilder::inline`]).
+    inline: bool,
     cached: Option<Cached>,
     running: Option<Arc<Run>>,
     /// The status last published as a notice.
@@ -395,6 +429,18 @@ impl Slot {
             done: Condvar::new(),
         });
         let check = self.check.clone();
+        if self.inline {
+            let health = match catch_unwind(AssertUnwindSafe(|| check.run())) {
+                Ok(health) => health,
+                Err(panic) => {
+                    Health::unhealthy(format!("the check panicked: {}", panic_text(&*panic)))
+                }
+            };
+            *run.result.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some((health, run.started.elapsed()));
+            self.running = Some(Arc::clone(&run));
+            return run;
+        }
         let answer = Arc::clone(&run);
         let spawned = std::thread::Builder::new()
             .name(format!("instrument-health-{}", self.name))
@@ -559,6 +605,7 @@ impl HealthRegistry {
             name: name.into(),
             timeout: DEFAULT_TIMEOUT,
             ttl: DEFAULT_TTL,
+            inline: false,
             critical: true,
         }
     }
@@ -977,6 +1024,46 @@ mod tests {
         );
         assert_eq!(report.status, Status::Unhealthy);
         assert!(!report.ready);
+    }
+
+    #[test]
+    fn inline_checks_run_on_the_reporting_thread_and_others_on_their_own() {
+        let registry = HealthRegistry::new();
+        let reporting = std::thread::current().id();
+        let ran_on = |name: &str, inline: bool| {
+            let seen = Arc::new(Mutex::new(None));
+            let record = Arc::clone(&seen);
+            let builder = registry.component(name);
+            let builder = if inline { builder.inline() } else { builder };
+            builder.check(move || {
+                *record.lock().unwrap() = Some(std::thread::current().id());
+                Health::healthy()
+            });
+            seen
+        };
+        let inline = ran_on("inline", true);
+        let threaded = ran_on("threaded", false);
+        registry
+            .component("inline-broken")
+            .inline()
+            .check(|| -> Health { panic!("bad state") });
+        let report = registry.report();
+        assert_eq!(*inline.lock().unwrap(), Some(reporting));
+        let other = threaded.lock().unwrap().expect("the threaded check ran");
+        assert_ne!(other, reporting);
+        assert_eq!(report.component("inline").unwrap().status, Status::Healthy);
+        let broken = report.component("inline-broken").unwrap();
+        assert_eq!(broken.status, Status::Unhealthy);
+        assert_eq!(
+            broken.reason.as_deref(),
+            Some("the check panicked: bad state")
+        );
+        // Cached for its TTL like any other, and run again after it.
+        *inline.lock().unwrap() = None;
+        let _ = registry.report();
+        assert_eq!(*inline.lock().unwrap(), None);
+        let _ = registry.report_at(Instant::now() + DEFAULT_TTL + Duration::from_secs(1));
+        assert_eq!(*inline.lock().unwrap(), Some(reporting));
     }
 
     #[test]
