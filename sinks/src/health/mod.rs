@@ -227,6 +227,13 @@ enum Check {
 }
 
 impl Check {
+    /// Runs the check; a panic is its component's `unhealthy` answer, with the message.
+    fn run_guarded(&self) -> Health {
+        catch_unwind(AssertUnwindSafe(|| self.run())).unwrap_or_else(|panic| {
+            Health::unhealthy(format!("the check panicked: {}", panic_text(&*panic)))
+        })
+    }
+
     fn run(&self) -> Health {
         match self {
             Check::Sync(check) => check.check(),
@@ -378,6 +385,13 @@ struct Run {
 }
 
 impl Run {
+    /// Stores the check's answer, timed from the start, and wakes whoever waits for it.
+    fn answer(&self, health: Health) {
+        *self.result.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((health, self.started.elapsed()));
+        self.done.notify_all();
+    }
+
     /// Waits until the run has answered or `deadline` has passed; its result if it answered.
     fn wait_until(&self, deadline: Instant) -> Option<(Health, Duration)> {
         let mut result = self.result.lock().unwrap_or_else(PoisonError::into_inner);
@@ -420,7 +434,7 @@ struct Slot {
 }
 
 impl Slot {
-    /// Starts the check on a thread of its own.
+    /// Starts the check on a thread of its own, or runs it here when it is inline.
     fn start(&mut self) -> Arc<Run> {
         let run = Arc::new(Run {
             started: Instant::now(),
@@ -430,32 +444,14 @@ impl Slot {
         });
         let check = self.check.clone();
         if self.inline {
-            let health = match catch_unwind(AssertUnwindSafe(|| check.run())) {
-                Ok(health) => health,
-                Err(panic) => {
-                    Health::unhealthy(format!("the check panicked: {}", panic_text(&*panic)))
-                }
-            };
-            *run.result.lock().unwrap_or_else(PoisonError::into_inner) =
-                Some((health, run.started.elapsed()));
+            run.answer(check.run_guarded());
             self.running = Some(Arc::clone(&run));
             return run;
         }
         let answer = Arc::clone(&run);
         let spawned = std::thread::Builder::new()
             .name(format!("instrument-health-{}", self.name))
-            .spawn(move || {
-                let health = match catch_unwind(AssertUnwindSafe(|| check.run())) {
-                    Ok(health) => health,
-                    Err(panic) => {
-                        Health::unhealthy(format!("the check panicked: {}", panic_text(&*panic)))
-                    }
-                };
-                let took = answer.started.elapsed();
-                *answer.result.lock().unwrap_or_else(PoisonError::into_inner) =
-                    Some((health, took));
-                answer.done.notify_all();
-            });
+            .spawn(move || answer.answer(check.run_guarded()));
         if let Err(e) = spawned {
             *run.result.lock().unwrap_or_else(PoisonError::into_inner) = Some((
                 Health::unhealthy(format!("cannot start the check's thread: {e}")),
